@@ -33,7 +33,7 @@ class Arch(enum.StrEnum):
 
     @classmethod
     def parse(cls, name: str) -> Arch:
-        """Accept OCI names and the kernel's aliases; reject anything else with the valid choices."""
+        """Accept OCI names and the kernel's aliases; reject others naming the valid ones."""
         aliases = {"x86_64": cls.AMD64, "aarch64": cls.ARM64}
         key = name.strip().lower()
         if key in aliases:

@@ -42,5 +42,7 @@ def run(
         if proc.stderr:
             tail = b"\n".join(proc.stderr.strip().splitlines()[-10:])
         detail = f": {tail.decode(errors='replace')}" if tail else ""
-        raise PipelineError(f"{shlex.join(argv[:2])} failed with exit status {proc.returncode}{detail}")
+        raise PipelineError(
+            f"{shlex.join(argv[:2])} failed with exit status {proc.returncode}{detail}"
+        )
     return proc

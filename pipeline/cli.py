@@ -1,0 +1,187 @@
+"""The command line: `bootc-pipeline {publish,build,disk,compress,push,validate,check}`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pipeline import provenance as prov
+from pipeline import release as releases
+from pipeline.arch import Arch
+from pipeline.bib import DEFAULT_BUILDER_IMAGE
+from pipeline.context import Context, Options, apply_overrides
+from pipeline.errors import EXIT_FAILURE, PipelineError, UsageError
+from pipeline.progress import Reporter
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but bad usage is a UsageError (one line, exit 2) like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true", help="show tools' own log lines")
+    p.add_argument("--debug", action="store_true", help="tracebacks and HTTP-level logging")
+
+
+def _registry_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("registry")
+    g.add_argument(
+        "--registry", help="publish to this registry host[:port] instead of the manifest's"
+    )
+    g.add_argument("--plain-http", action="store_true", help="HTTP, not HTTPS (loopback only)")
+    g.add_argument(
+        "--force-plain-http", action="store_true", help="allow --plain-http to a non-loopback host"
+    )
+    g.add_argument("--ca-bundle", type=Path, help="CA certificates to verify the registry with")
+    g.add_argument("--registry-config", type=Path, help="docker config.json with credentials")
+
+
+def _release_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("release")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument(
+        "--variant", default="fedora-40", help="manifests/VARIANT.yaml (default %(default)s)"
+    )
+    src.add_argument("--manifest", type=Path, help="a release manifest file")
+    g.add_argument("--manifests-dir", type=Path, default=PROJECT_ROOT / "manifests")
+    g.add_argument("--arch", help="comma-separated architectures (default: the manifest's)")
+    g.add_argument("--workdir", type=Path, default=Path(".work"), help="default %(default)s")
+    g.add_argument("--engine", help="Docker API URL of the engine (default: DOCKER_HOST)")
+    g.add_argument("--builder-image", default=DEFAULT_BUILDER_IMAGE)
+    g.add_argument("--base-image", help="build FROM this image instead of the manifest's base")
+    g.add_argument("--containerfile", type=Path, help="build this Containerfile instead")
+    g.add_argument("--revision", help="source revision (default: git HEAD)")
+    g.add_argument(
+        "--created", help="RFC 3339 creation time (default: SOURCE_DATE_EPOCH or commit)"
+    )
+    g.add_argument("--force", action="store_true", help="move release tags that name other content")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bootc-pipeline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, text in (
+        ("publish", "all stages: build, disk, compress, push"),
+        ("build", "build the bootc image per architecture"),
+        ("disk", "run bootc-image-builder on the built images"),
+        ("compress", "zstd-compress the disks"),
+        ("push", "push the compressed disks, manifests, index and tags"),
+    ):
+        p = sub.add_parser(name, help=text)
+        _release_options(p)
+        _registry_options(p)
+        _common(p)
+    p = sub.add_parser("validate", help="fetch a published index or manifest and check it whole")
+    p.add_argument("reference", help="REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:...")
+    p.add_argument("--fetch-blobs", action="store_true", help="download layers and check sha256")
+    _registry_options(p)
+    _common(p)
+    p = sub.add_parser("check", help="validate release manifests (no engine, no registry)")
+    p.add_argument("manifests", nargs="+", type=Path)
+    _common(p)
+    return parser
+
+
+def _options(args: argparse.Namespace) -> Options:
+    return Options(
+        engine_url=args.engine,
+        workdir=args.workdir,
+        builder_image=args.builder_image,
+        base_image=args.base_image,
+        containerfile=args.containerfile,
+        registry=args.registry,
+        plain_http=args.plain_http,
+        force_plain_http=args.force_plain_http,
+        ca_bundle=args.ca_bundle,
+        registry_config=args.registry_config,
+        revision=args.revision,
+        created=args.created,
+        force=args.force,
+        archs=tuple(Arch.parse_list(args.arch)) if args.arch else None,
+    )
+
+
+def _context(args: argparse.Namespace, reporter: Reporter) -> Context:
+    options = _options(args)
+    path = args.manifest or releases.find(args.variant, args.manifests_dir)
+    release = apply_overrides(releases.load(path), options)
+    return Context(release=release, options=options, reporter=reporter)
+
+
+def _run_stage(args: argparse.Namespace, reporter: Reporter) -> int:
+    from pipeline import publish
+
+    ctx = _context(args, reporter)
+    provenance = prov.resolve(
+        ctx.release.path.resolve().parent, revision=args.revision, created=args.created
+    )
+    stages: dict[str, Callable[[], object]] = {
+        "publish": lambda: publish.publish(ctx, provenance),
+        "build": lambda: publish.run_build(ctx),
+        "disk": lambda: publish.run_disk(ctx),
+        "compress": lambda: publish.run_compress(ctx),
+        "push": lambda: publish.run_push(ctx, provenance),
+    }
+    stages[args.command]()
+    return 0
+
+
+def _validate(args: argparse.Namespace, reporter: Reporter) -> int:
+    from pipeline import validate
+
+    result = validate.validate_reference(
+        args.reference,
+        plain_http=args.plain_http,
+        force_plain_http=args.force_plain_http,
+        ca_bundle=args.ca_bundle,
+        registry_config=args.registry_config,
+        fetch_blobs=args.fetch_blobs,
+        reporter=reporter,
+    )
+    return 0 if result else EXIT_FAILURE
+
+
+def _check(args: argparse.Namespace, reporter: Reporter) -> int:
+    for path in args.manifests:
+        release = releases.load(path)
+        reporter.info(
+            f"{path}: ok ({release.name} {release.version}, {len(release.architectures)} arch)"
+        )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = None
+    try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(
+            level=logging.DEBUG if args.debug else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+        reporter = Reporter(verbose=args.verbose or args.debug)
+        if args.command == "validate":
+            return _validate(args, reporter)
+        if args.command == "check":
+            return _check(args, reporter)
+        return _run_stage(args, reporter)
+    except PipelineError as exc:
+        if args is not None and getattr(args, "debug", False):
+            raise
+        print(f"bootc-pipeline: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"bootc-pipeline: hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(
+            "bootc-pipeline: interrupted; re-run to resume (finished stages are kept)",
+            file=sys.stderr,
+        )
+        return 130

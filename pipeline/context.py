@@ -1,0 +1,96 @@
+"""What every stage works from: the release (overrides applied), options, the work directory."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.arch import Arch
+from pipeline.bib import DEFAULT_BUILDER_IMAGE
+from pipeline.engine import Engine
+from pipeline.errors import UsageError
+from pipeline.progress import Reporter
+from pipeline.reference import Reference, parse_reference
+from pipeline.release import Release
+from pipeline.state import ArchDir, arch_dir
+
+
+@dataclass(frozen=True)
+class Options:
+    """Command-line overrides and settings (air-gapped users and tests need each of them)."""
+
+    engine_url: str | None = None
+    workdir: Path = Path(".work")
+    builder_image: str = DEFAULT_BUILDER_IMAGE
+    base_image: str | None = None
+    containerfile: Path | None = None
+    registry: str | None = None
+    plain_http: bool = False
+    force_plain_http: bool = False
+    ca_bundle: Path | None = None
+    registry_config: Path | None = None
+    revision: str | None = None
+    created: str | None = None
+    force: bool = False
+    archs: tuple[Arch, ...] | None = None
+
+
+def apply_overrides(release: Release, options: Options) -> Release:
+    """The release as this run builds it: --base-image, --containerfile, --registry applied."""
+    changes: dict[str, object] = {}
+    if options.base_image:
+        changes["base"] = options.base_image
+    if options.containerfile:
+        path = options.containerfile.resolve()
+        if not path.is_file():
+            raise UsageError(f"--containerfile: {options.containerfile} does not exist")
+        changes["containerfile"] = path
+    if options.registry:
+        target = parse_reference(release.repository)
+        changes["repository"] = f"{options.registry}/{target.repository}"
+    if options.archs:
+        unknown = [a.value for a in options.archs if a not in release.architectures]
+        if unknown:
+            known = ", ".join(a.value for a in release.architectures)
+            raise UsageError(
+                f"architecture {', '.join(unknown)} is not in {release.path} (it lists {known})"
+            )
+        changes["architectures"] = options.archs
+    return dataclasses.replace(release, **changes)  # type: ignore[arg-type]
+
+
+@dataclass
+class Context:
+    release: Release
+    options: Options
+    reporter: Reporter
+    _engine: Engine | None = field(default=None, repr=False)
+
+    @property
+    def archs(self) -> tuple[Arch, ...]:
+        return self.release.architectures
+
+    @property
+    def target(self) -> Reference:
+        return parse_reference(self.release.repository)
+
+    @property
+    def variant_dir(self) -> Path:
+        return self.options.workdir / self.release.variant
+
+    def arch_dir(self, arch: Arch) -> ArchDir:
+        return arch_dir(self.options.workdir, self.release.variant, arch)
+
+    def image_tag(self, arch: Arch) -> str:
+        """The local name of the built bootc image (fully qualified: bib looks it up by name)."""
+        return (
+            f"localhost/bootc-pipeline/{self.release.variant}:{self.release.version}-{arch.value}"
+        )
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = Engine.connect(self.options.engine_url)
+            self.reporter.info(f"engine: {self._engine.describe()}")
+        return self._engine

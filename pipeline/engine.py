@@ -1,0 +1,191 @@
+"""The one chokepoint to the container engine (Docker Engine or Podman, via the Docker API)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+
+from pipeline.arch import Arch
+from pipeline.bib import BuilderRun, error_lines
+from pipeline.errors import PipelineError
+
+log = logging.getLogger("pipeline.engine")
+LOG_TAIL = 25  # lines of a failed build or builder run shown in the error
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    id: str
+    os: str
+    arch: str
+    labels: dict[str, str]
+    repo_digests: tuple[str, ...]
+
+
+def _image_facts(attrs: dict[str, Any]) -> ImageFacts:
+    config = attrs.get("Config") or {}
+    return ImageFacts(
+        id=attrs["Id"] if attrs["Id"].startswith("sha256:") else "sha256:" + attrs["Id"],
+        os=attrs.get("Os", ""),
+        arch=attrs.get("Architecture", ""),
+        labels=dict(config.get("Labels") or {}),
+        repo_digests=tuple(attrs.get("RepoDigests") or ()),
+    )
+
+
+class Engine:
+    """A connected engine: builds images and runs bootc-image-builder."""
+
+    def __init__(self, client: docker.DockerClient, url: str) -> None:
+        self.client = client
+        self.url = url
+        info = client.info()
+        version = client.version()
+        names = [c.get("Name", "") for c in version.get("Components") or []]
+        self.is_podman = any("podman" in n.lower() for n in names)
+        self.graph_root = Path(info.get("DockerRootDir") or "/var/lib/containers/storage")
+        self.storage_driver = str(info.get("Driver", ""))
+        self.name = "Podman" if self.is_podman else "Docker Engine"
+        self.version = str(version.get("Version", "?"))
+
+    @classmethod
+    def connect(cls, url: str | None) -> Engine:
+        """Connect to `url` (else DOCKER_HOST, else the default socket) and check it answers."""
+        where = url or os.environ.get("DOCKER_HOST") or "the default socket"
+        try:
+            if url:
+                client = docker.DockerClient(base_url=url, timeout=600)
+            else:
+                client = docker.from_env(timeout=600)
+            client.ping()
+            return cls(client, url or os.environ.get("DOCKER_HOST", "default"))
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            raise PipelineError(
+                f"cannot reach the container engine at {where}: {reason}",
+                hint="start it (e.g. `podman system service --time=0 unix:///run/podman/"
+                "podman.sock`) and pass --engine or set DOCKER_HOST",
+            ) from None
+
+    def describe(self) -> str:
+        return f"{self.name} {self.version} at {self.url}"
+
+    def inspect(self, ref: str) -> ImageFacts | None:
+        try:
+            return _image_facts(self.client.api.inspect_image(ref))
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as exc:
+            if exc.status_code == 404:
+                return None
+            raise PipelineError(
+                f"{self.name} could not inspect image {ref}: {exc.explanation}"
+            ) from None
+
+    def build(
+        self,
+        *,
+        context: Path,
+        containerfile: Path,
+        tag: str,
+        arch: Arch,
+        buildargs: dict[str, str],
+        labels: dict[str, str],
+        on_line: Callable[[str], None],
+    ) -> ImageFacts:
+        """Build one architecture, streaming the log; check the result's platform, not the flag."""
+        tail: deque[str] = deque(maxlen=LOG_TAIL)
+        try:
+            stream: Iterator[dict[str, Any]] = self.client.api.build(
+                path=str(context),
+                dockerfile=str(containerfile.relative_to(context)),
+                tag=tag,
+                platform=arch.platform,
+                buildargs=buildargs,
+                labels=labels,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                decode=True,
+            )
+            error = None
+            for chunk in stream:
+                text = chunk.get("stream") or chunk.get("status") or ""
+                for line in text.splitlines():
+                    if line.strip():
+                        tail.append(line.rstrip())
+                        on_line(line.rstrip())
+                if "error" in chunk or "errorDetail" in chunk:
+                    error = chunk.get("error") or chunk["errorDetail"].get("message", "")
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if error:
+            last = "\n  ".join(tail)
+            raise PipelineError(
+                f"building {tag} for {arch.platform} failed: {error.strip()}\n"
+                f"last lines of the build log:\n  {last}"
+            )
+        facts = self.inspect(tag)
+        if facts is None:
+            raise PipelineError(f"{self.name} reported success but has no image {tag}")
+        if (facts.os, facts.arch) != ("linux", arch.value):
+            raise PipelineError(
+                f"built {tag} for {arch.platform} but the image says {facts.os}/{facts.arch}",
+                hint="the engine ignored the platform; check qemu-user-static/binfmt and the base "
+                "image's platforms",
+            )
+        return facts
+
+    def run_builder(self, run: BuilderRun, *, on_line: Callable[[str], None]) -> list[str]:
+        """Run bootc-image-builder to completion; return its log, raising on non-zero exit."""
+        volumes = {str(host): {"bind": dest, "mode": mode} for host, dest, mode in run.mounts}
+        try:
+            container = self.client.containers.run(
+                run.image,
+                command=list(run.command),
+                privileged=True,
+                security_opt=["label=type:unconfined_t"],
+                volumes=volumes,
+                network_mode="none",
+                detach=True,
+            )
+        except docker.errors.ImageNotFound:
+            raise PipelineError(
+                f"builder image {run.image} is not available to {self.name}",
+                hint="load or pull it into the engine first, or pass --builder-image",
+            ) from None
+        except docker.errors.APIError as exc:
+            raise PipelineError(f"cannot start {run.image}: {exc.explanation}") from None
+        lines: list[str] = []
+        try:
+            pending = ""
+            for raw in container.logs(stream=True, follow=True):
+                pending += raw.decode(errors="replace")
+                *complete, pending = pending.split("\n")
+                for line in complete:
+                    lines.append(line.rstrip("\r"))
+                    on_line(line.rstrip("\r"))
+            if pending:
+                lines.append(pending)
+                on_line(pending)
+            status = int(container.wait().get("StatusCode", -1))
+        finally:
+            try:
+                container.remove(force=True)
+            except docker.errors.APIError as exc:
+                log.warning("could not remove builder container: %s", exc.explanation)
+        if status != 0:
+            errors = error_lines(lines) or list(lines[-LOG_TAIL:])
+            raise PipelineError(
+                f"bootc-image-builder exited with status {status}: " + "\n  ".join(errors)
+            )
+        return lines

@@ -1,0 +1,95 @@
+"""Progress for long work: a live display on a terminal, plain timestamped lines elsewhere (CI).
+
+Stages are timed here, so the report's stage timings and what the user saw agree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+
+@dataclass
+class Reporter:
+    """Reports stages and byte counts; `timings[key]` holds each finished stage's seconds."""
+
+    stream: TextIO = field(default_factory=lambda: sys.stderr)
+    verbose: bool = False
+    live: bool | None = None  # None: live display only on a terminal
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.live is None:
+            self.live = self.stream.isatty()
+        self.console = Console(file=self.stream, highlight=False, force_terminal=self.live)
+        self._started = time.monotonic()
+
+    def _stamp(self) -> str:
+        return f"[{time.monotonic() - self._started:7.1f}s]"
+
+    def info(self, message: str) -> None:
+        if self.live:
+            self.console.print(message)
+        else:
+            print(f"{self._stamp()} {message}", file=self.stream, flush=True)
+
+    def detail(self, line: str) -> None:
+        """A line of a tool's own log: shown with --verbose, kept quiet otherwise."""
+        if self.verbose:
+            self.info(f"    {line}")
+
+    @contextlib.contextmanager
+    def stage(self, key: str, title: str) -> Iterator[None]:
+        """Announce, time and close a stage; a failure is reported with its elapsed time."""
+        self.info(f"==> {title}")
+        start = time.monotonic()
+        try:
+            yield
+        except BaseException:
+            self.info(f"<== {title}: failed after {time.monotonic() - start:.1f}s")
+            raise
+        elapsed = time.monotonic() - start
+        self.timings[key] = round(elapsed, 3)
+        self.info(f"<== {title}: done in {elapsed:.1f}s")
+
+    @contextlib.contextmanager
+    def transfer(self, title: str, total: int) -> Iterator[Callable[[int], None]]:
+        """Yield `advance(nbytes)`; a bar on a terminal, a line per 10% elsewhere."""
+        if self.live:
+            columns = (
+                TextColumn("    {task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+            )
+            with Progress(*columns, console=self.console, transient=True) as bar:
+                task = bar.add_task(title, total=total)
+                yield lambda n: bar.advance(task, n)
+            return
+        done = 0
+        next_mark = 10
+
+        def advance(n: int) -> None:
+            nonlocal done, next_mark
+            done += n
+            percent = 100 * done // total if total else 100
+            while percent >= next_mark and next_mark <= 100:
+                self.info(f"    {title}: {next_mark}% of {total} bytes")
+                next_mark += 10
+
+        yield advance

@@ -1,0 +1,100 @@
+"""`publish`: every stage in order, as one linear job that reads like the release checklist."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+from pipeline import report
+from pipeline.arch import Arch
+from pipeline.context import Context
+from pipeline.plan import Provenance
+from pipeline.stages.build import build, check_cross_arch
+from pipeline.stages.compress import compress
+from pipeline.stages.disk import disk
+from pipeline.stages.push import Published, client_for, plan_tags_check, push
+
+
+def preflight(ctx: Context) -> None:
+    """Everything that can fail in the first second instead of after a 20-minute build."""
+    for arch in ctx.archs:
+        check_cross_arch(arch, Arch.host())
+    ctx.reporter.info(f"engine ok: {ctx.engine.name}")  # connect (and fail) now
+    plan_tags_check(client_for(ctx), ctx)
+
+
+def run_build(ctx: Context) -> None:
+    for arch in ctx.archs:
+        with ctx.reporter.stage(f"build:{arch.value}", f"build {ctx.image_tag(arch)}"):
+            build(ctx, arch)
+
+
+def run_disk(ctx: Context) -> None:
+    for arch in ctx.archs:
+        with ctx.reporter.stage(f"disk:{arch.value}", f"disk {arch.value} (bootc-image-builder)"):
+            disk(ctx, arch)
+
+
+def run_compress(ctx: Context) -> None:
+    for arch in ctx.archs:
+        level = ctx.release.zstd_level
+        with ctx.reporter.stage(f"compress:{arch.value}", f"compress {arch.value} (zstd -{level})"):
+            compress(ctx, arch)
+
+
+def run_push(ctx: Context, provenance: Provenance) -> Published:
+    with ctx.reporter.stage("push", f"push {ctx.release.repository}"):
+        published = push(ctx, provenance)
+    write_outputs(ctx, published, provenance)
+    return published
+
+
+def output_paths(ctx: Context) -> tuple[Path, Path]:
+    return (
+        ctx.variant_dir / "release-report.json",
+        ctx.variant_dir / f"lima-{ctx.release.variant}.yaml",
+    )
+
+
+def write_outputs(ctx: Context, published: Published, provenance: Provenance) -> None:
+    report_path, template_path = output_paths(ctx)
+    body = report.release_report(ctx.release, published, provenance, ctx.reporter.timings)
+    report.write_report(report_path, body)
+    template = report.lima_template(ctx.release, published, plain_http=ctx.options.plain_http)
+    header = (
+        f"Lima template for {ctx.release.name} {ctx.release.version}, made by bootc-pipeline.\n"
+        f"Index {published.repository}@{published.index.digest}\n"
+        f"Start it with: limactl start {template_path.name}"
+    )
+    report.write_lima_template(template_path, template, header=header)
+    ctx.reporter.info(f"report: {report_path}")
+    ctx.reporter.info(f"lima template: {template_path}")
+
+
+def summary(ctx: Context, published: Published) -> Table:
+    table = Table(title=f"{published.repository} {ctx.release.version}")
+    for column in ("arch", "manifest", "layer bytes", "disk bytes", "sent bytes", "seconds"):
+        table.add_column(column)
+    for r in published.archs:
+        seconds = sum(v for k, v in ctx.reporter.timings.items() if k.endswith(f":{r.arch.value}"))
+        table.add_row(
+            r.arch.value,
+            r.manifest.digest[:19],
+            str(r.disk.compressed.size),
+            str(r.disk.uncompressed.size),
+            str(r.bytes_sent),
+            f"{seconds:.1f}",
+        )
+    table.caption = f"index {published.index.digest}  tags: {', '.join(published.tags)}"
+    return table
+
+
+def publish(ctx: Context, provenance: Provenance) -> Published:
+    preflight(ctx)
+    run_build(ctx)
+    run_disk(ctx)
+    run_compress(ctx)
+    published = run_push(ctx, provenance)
+    ctx.reporter.console.print(summary(ctx, published))
+    return published

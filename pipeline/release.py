@@ -1,0 +1,123 @@
+"""Release manifests (`manifests/<variant>.yaml`): loading, schema validation, defaults."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline import schemas
+from pipeline.arch import Arch
+from pipeline.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Release:
+    """A validated release manifest with its defaults applied."""
+
+    variant: str
+    path: Path
+    name: str
+    version: str
+    description: str
+    base: str
+    containerfile: Path
+    repository: str
+    tags: tuple[str, ...]
+    moving_tags: tuple[str, ...]
+    architectures: tuple[Arch, ...]
+    zstd_level: int
+    disk_type: str
+    rootfs: str
+    bib_config: dict[str, Any] = field(hash=False)
+    annotations: dict[str, str] = field(hash=False)
+    minimum_lima_version: str = "1.0.0"
+    guest_install_prefix: str = "/var/usrlocal"
+
+    @property
+    def all_tags(self) -> tuple[str, ...]:
+        return self.tags + tuple(t for t in self.moving_tags if t not in self.tags)
+
+    def layer_title(self, arch: Arch) -> str:
+        return f"{self.name}-{self.version}-{arch.value}.qcow2.zst"
+
+
+def _apply_defaults(schema: dict[str, Any], instance: Any) -> Any:
+    """Fill `default`s from the schema into a validated instance (objects only, recursively)."""
+    if not isinstance(instance, dict):
+        return instance
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            instance[key] = _apply_defaults(sub, instance[key])
+    return instance
+
+
+def parse(data: Any, *, path: Path, variant: str) -> Release:
+    """Validate already-parsed YAML; one UsageError naming the file, key path and problem."""
+    found = schemas.problems(schemas.RELEASE_MANIFEST, data)
+    if found:
+        more = f" (and {len(found) - 1} more problem(s))" if len(found) > 1 else ""
+        raise UsageError(f"{path}: {found[0]}{more}")
+    doc = _apply_defaults(schemas.load(schemas.RELEASE_MANIFEST), copy.deepcopy(data))
+    overlap = set(doc["tags"]) & set(doc["moving_tags"])
+    if overlap:
+        raise UsageError(
+            f"{path}: moving_tags: {', '.join(sorted(overlap))} also listed in tags "
+            "(a tag is either an immutable release tag or a moving one)"
+        )
+    root = path.resolve().parent.parent
+    return Release(
+        variant=variant,
+        path=path,
+        name=doc["name"],
+        version=doc["version"],
+        description=doc["description"],
+        base=doc["base"],
+        containerfile=(root / doc["containerfile"]).resolve(),
+        repository=doc["repository"],
+        tags=tuple(doc["tags"]),
+        moving_tags=tuple(doc["moving_tags"]),
+        architectures=tuple(Arch(a) for a in doc["architectures"]),
+        zstd_level=doc["compression"]["level"],
+        disk_type=doc["builder"]["type"],
+        rootfs=doc["builder"]["rootfs"],
+        bib_config=doc["builder"]["config"],
+        annotations=dict(doc["annotations"]),
+        minimum_lima_version=doc["lima"]["minimum_lima_version"],
+        guest_install_prefix=doc["lima"]["guest_install_prefix"],
+    )
+
+
+def load(path: Path) -> Release:
+    """Read and validate `manifests/<variant>.yaml`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such release manifest") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise UsageError(f"{path}{where}: {problem}") from None
+    release = parse(data, path=path, variant=path.stem)
+    if not release.containerfile.is_file():
+        raise UsageError(f"{path}: containerfile: {release.containerfile} does not exist")
+    return release
+
+
+def find(variant: str, manifests_dir: Path) -> Path:
+    """The manifest file of a variant name, or a UsageError listing the known variants."""
+    candidate = manifests_dir / f"{variant}.yaml"
+    if candidate.is_file():
+        return candidate
+    known = ", ".join(sorted(p.stem for p in manifests_dir.glob("*.yaml"))) or "none"
+    raise UsageError(f"unknown variant {variant!r} (manifests in {manifests_dir}: {known})")

@@ -1,0 +1,59 @@
+"""The project's JSON Schemas: the release manifest, and the OCI documents it publishes."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+RELEASE_MANIFEST = "release-manifest"
+ARTIFACT_MANIFEST = "artifact-manifest"
+ARTIFACT_INDEX = "artifact-index"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One schema violation: where (a key path such as `builder.rootfs`) and what."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path or '<top level>'}: {self.message}"
+
+
+@functools.cache
+def load(name: str) -> dict[str, Any]:
+    text = resources.files(__package__).joinpath(f"{name}.schema.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@functools.cache
+def _validator(name: str) -> Draft202012Validator:
+    schema = load(name)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def _key_path(parts: Any) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def problems(name: str, instance: Any) -> list[Problem]:
+    """All violations of schema `name`, ordered by key path, each as a value (not raised)."""
+    errors = sorted(_validator(name).iter_errors(instance), key=lambda e: list(map(str, e.path)))
+    found: list[Problem] = []
+    for error in errors:
+        message = error.message
+        if error.validator == "additionalProperties":
+            message = message.replace("Additional properties are not allowed", "unknown key")
+        found.append(Problem(_key_path(error.absolute_path), message))
+    return found

@@ -1,0 +1,70 @@
+"""Compress stage: the qcow2 to `<name>-<version>-<arch>.qcow2.zst`, hashed on both sides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline import zstdfile
+from pipeline.arch import Arch
+from pipeline.context import Context
+from pipeline.digest import Blob
+from pipeline.errors import PipelineError
+from pipeline.stages.disk import built_disk
+from pipeline.state import inputs_key
+
+
+def compress(ctx: Context, arch: Arch) -> zstdfile.Compressed:
+    directory = ctx.arch_dir(arch)
+    source = built_disk(ctx, arch)
+    level = ctx.release.zstd_level
+    key = inputs_key({"disk": directory.key_of("disk"), "level": level})
+    dest = directory.root / ctx.release.layer_title(arch)
+    reused = _from_stamp(directory.load_stamp("compress", key))
+    if reused is not None and reused.path == dest:
+        ctx.reporter.info(f"    {arch.value}: {dest.name} unchanged since the last run")
+        return reused
+    total = source.stat().st_size
+    with ctx.reporter.transfer(f"{arch.value}: zstd -{level}", total) as advance:
+        result = zstdfile.compress(source, dest, level=level, progress=advance)
+    ratio = result.compressed.size / result.uncompressed.size if result.uncompressed.size else 0
+    ctx.reporter.info(
+        f"    {arch.value}: {result.uncompressed.size} -> {result.compressed.size} bytes "
+        f"(ratio {ratio:.3f})"
+    )
+    directory.save_stamp(
+        "compress",
+        key,
+        {
+            "path": str(dest),
+            "level": level,
+            "uncompressed": result.uncompressed.__dict__,
+            "compressed": result.compressed.__dict__,
+        },
+    )
+    return result
+
+
+def _from_stamp(stamp: dict[str, object] | None) -> zstdfile.Compressed | None:
+    if not stamp:
+        return None
+    try:
+        path = Path(str(stamp["path"]))
+        compressed = Blob(**stamp["compressed"])  # type: ignore[arg-type]
+        uncompressed = Blob(**stamp["uncompressed"])  # type: ignore[arg-type]
+        level = int(stamp["level"])  # type: ignore[call-overload]
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not path.is_file() or path.stat().st_size != compressed.size:
+        return None
+    return zstdfile.Compressed(path, uncompressed, compressed, level)
+
+
+def compressed_disk(ctx: Context, arch: Arch) -> zstdfile.Compressed:
+    """The last compress stage's output for `arch`."""
+    found = _from_stamp(ctx.arch_dir(arch).load_stamp("compress"))
+    if found is None:
+        raise PipelineError(
+            f"no compressed disk of {ctx.release.variant} for {arch.value}",
+            hint="run `bootc-pipeline compress` first",
+        )
+    return found

@@ -1,0 +1,126 @@
+"""Disk stage: bootc-image-builder turns the built image into a qcow2, exactly per its contract."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from pipeline import bib
+from pipeline.arch import Arch
+from pipeline.context import Context
+from pipeline.errors import PipelineError
+from pipeline.files import atomic_write
+from pipeline.mediatypes import DiskFormat
+from pipeline.run import require_tool, run
+from pipeline.stages.build import built_image
+from pipeline.state import inputs_key
+
+QCOW2_MAGIC = b"QFI\xfb"
+
+
+def check_qcow2(path: Path) -> None:
+    """bib's output must be a qcow2 (magic `QFI\\xfb`, version 2 or 3), not an empty or raw file."""
+    try:
+        with path.open("rb") as f:
+            header = f.read(8)
+    except FileNotFoundError:
+        raise PipelineError(f"bootc-image-builder finished but wrote no {path}") from None
+    if header[:4] != QCOW2_MAGIC or int.from_bytes(header[4:8], "big") not in (2, 3):
+        raise PipelineError(f"{path} is not a qcow2 image (header {header[:8]!r})")
+
+
+def containers_storage(ctx: Context, image: str) -> Path:
+    """A containers-storage (overlay) holding `image`, to bind-mount into bib.
+
+    Podman's own graph root is one already. Docker Engine's image store is not: copy the image
+    into a private containers-storage under the work directory with skopeo first.
+    """
+    engine = ctx.engine
+    if engine.is_podman:
+        if engine.storage_driver != "overlay":
+            raise PipelineError(
+                f"Podman's storage driver is {engine.storage_driver!r}; bootc-image-builder "
+                "needs overlay"
+            )
+        return engine.graph_root
+    skopeo = require_tool("skopeo", purpose="hand images from Docker Engine to bootc-image-builder")
+    root = (ctx.variant_dir / "containers-storage").resolve()
+    runroot = (ctx.variant_dir / "containers-run").resolve()
+    daemon = engine.url if "://" in engine.url else "unix:///var/run/docker.sock"
+    ctx.reporter.info(f"    copying {image} from Docker Engine into {root}")
+    run(
+        [
+            skopeo,
+            "copy",
+            "--src-daemon-host",
+            daemon,
+            f"docker-daemon:{image}",
+            f"containers-storage:[overlay@{root}+{runroot}]{image}",
+        ]
+    )
+    return root
+
+
+def disk(ctx: Context, arch: Arch) -> Path:
+    """Run bib for one architecture; reuse the previous disk when nothing it depends on changed."""
+    release = ctx.release
+    image = built_image(ctx, arch)
+    directory = ctx.arch_dir(arch)
+    disk_format = DiskFormat(release.disk_type)
+    config = json.dumps(release.bib_config, sort_keys=True).encode()
+    key = inputs_key(
+        {
+            "image": image.id,
+            "builder": ctx.options.builder_image,
+            "builder_id": (b.id if (b := ctx.engine.inspect(ctx.options.builder_image)) else None),
+            "format": disk_format.value,
+            "rootfs": release.rootfs,
+            "config": release.bib_config,
+        }
+    )
+    output = bib.output_disk(directory.disk_dir, disk_format)
+    if directory.load_stamp("disk", key) is not None and output.is_file():
+        ctx.reporter.info(f"    {arch.value}: disk unchanged since the last run, reusing {output}")
+        return output
+    graph_root = containers_storage(ctx, image.tag)
+    shutil.rmtree(directory.disk_dir, ignore_errors=True)
+    directory.disk_dir.mkdir(parents=True)
+    config_path = directory.root / "bib-config.json"
+    atomic_write(config_path, config, mode=0o600)  # may hold user passwords: never world-readable
+    invocation = bib.builder_run(
+        builder_image=ctx.options.builder_image,
+        bootc_image=image.tag,
+        arch=arch,
+        disk_format=disk_format,
+        rootfs=release.rootfs,
+        graph_root=graph_root,
+        output_dir=directory.disk_dir.resolve(),
+        config_path=config_path.resolve(),
+        chown=(os.getuid(), os.getgid()),
+    )
+
+    def on_line(line: str) -> None:
+        stage = bib.stage_of(line)
+        if stage:
+            ctx.reporter.info(f"    {arch.value}: {stage}")
+        ctx.reporter.detail(line)
+
+    ctx.engine.run_builder(invocation, on_line=on_line)
+    check_qcow2(output)
+    directory.save_stamp("disk", key, {"path": str(output), "size": output.stat().st_size})
+    return output
+
+
+def built_disk(ctx: Context, arch: Arch) -> Path:
+    """The last disk stage's output for `arch`."""
+    directory = ctx.arch_dir(arch)
+    stamp = directory.load_stamp("disk")
+    path = Path(stamp["path"]) if stamp else None
+    if path is None or not path.is_file() or path.stat().st_size != stamp["size"]:  # type: ignore[index]
+        raise PipelineError(
+            f"no disk of {ctx.release.variant} for {arch.value} in {directory.root}",
+            hint="run `bootc-pipeline disk` first",
+        )
+    return path
