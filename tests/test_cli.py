@@ -1,0 +1,85 @@
+"""The command line as a user meets it: exit statuses and one-line errors, nothing half done."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.factories import ROOT, manifest_data, write_manifest
+
+
+def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(cwd)},
+    )  # fmt: skip
+
+
+def _one_error(proc: subprocess.CompletedProcess[str], code: int) -> str:
+    assert proc.returncode == code, proc.stderr
+    errors = [
+        line for line in proc.stderr.splitlines() if line.startswith("bootc-pipeline: error:")
+    ]
+    assert len(errors) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return errors[0]
+
+
+def test_check_shipped_manifests() -> None:
+    proc = cli("check", "manifests/fedora-40.yaml", "manifests/centos-stream9.yaml")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count(": ok (") == 2
+
+
+def test_bad_manifest_exits_2_before_touching_the_engine(tmp_path: Path) -> None:
+    path = write_manifest(tmp_path, manifest_data(architectures=["s390x"]))
+    proc = cli("publish", "--manifest", str(path), "--engine", "unix:///nonexistent.sock")
+    line = _one_error(proc, 2)
+    assert str(path) in line and "architectures[0]" in line and "s390x" in line
+    assert "engine" not in proc.stderr
+    assert not (tmp_path / ".work").exists()
+
+
+def test_unknown_arch_and_variant(tmp_path: Path) -> None:
+    line = _one_error(cli("build", "--arch", "riscv64", cwd=tmp_path), 2)
+    assert "unknown architecture 'riscv64'" in line
+    line = _one_error(cli("build", "--variant", "nope", cwd=tmp_path), 2)
+    assert "unknown variant 'nope'" in line and "centos-stream9, fedora-40" in line
+
+
+def test_arch_not_in_manifest(tmp_path: Path) -> None:
+    path = write_manifest(tmp_path, manifest_data(architectures=["amd64"]))
+    line = _one_error(cli("build", "--manifest", str(path), "--arch", "arm64", cwd=tmp_path), 2)
+    assert "architecture arm64 is not in" in line
+
+
+def test_usage_error_is_one_line() -> None:
+    line = _one_error(cli("publish", "--no-such-option"), 2)
+    assert "unrecognized arguments: --no-such-option" in line
+
+
+def test_unreachable_engine(tmp_path: Path) -> None:
+    proc = cli(
+        "build", "--arch", "amd64", "--engine", "unix:///nonexistent/podman.sock",
+        "--workdir", str(tmp_path / "w"), cwd=tmp_path,
+    )  # fmt: skip
+    line = _one_error(proc, 1)
+    assert "cannot reach the container engine at unix:///nonexistent/podman.sock" in line
+    assert "hint:" in proc.stderr
+
+
+def test_plain_http_refused_for_remote_registry(tmp_path: Path) -> None:
+    line = _one_error(
+        cli("validate", "registry.example.com/a/b:1", "--plain-http", cwd=tmp_path), 2
+    )
+    assert "registry.example.com" in line and "plain" in line.lower()
+
+
+def test_stage_alone_without_predecessor(tmp_path: Path) -> None:
+    """`compress` before any `disk` says which stage to run; nothing is written."""
+    proc = cli("compress", "--arch", "amd64", "--workdir", str(tmp_path / "w"), cwd=tmp_path)
+    line = _one_error(proc, 1)
+    assert "no disk of fedora-40 for amd64" in line or "no build of fedora-40" in line
+    assert "run `bootc-pipeline" in proc.stderr

@@ -1,0 +1,113 @@
+"""Release manifests: the shipped ones load; every kind of bad input gets one precise message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline import release
+from pipeline.arch import Arch
+from pipeline.errors import UsageError
+from tests.factories import ROOT, manifest_data, write_manifest
+
+
+@pytest.mark.parametrize("variant", ["fedora-40", "centos-stream9"])
+def test_shipped_manifests_load(variant: str) -> None:
+    r = release.load(release.find(variant, ROOT / "manifests"))
+    assert r.variant == variant
+    assert r.architectures == (Arch.AMD64, Arch.ARM64)
+    assert r.containerfile.is_file()
+    assert r.base.startswith("quay.io/")
+    assert 1 <= r.zstd_level <= 19
+
+
+def test_shipped_bases_are_the_users() -> None:
+    bases = {release.load(p).base for p in (ROOT / "manifests").glob("*.yaml")}
+    assert bases == {"quay.io/fedora/fedora-bootc:40", "quay.io/centos-bootc/centos-bootc:stream9"}
+
+
+def test_defaults_come_from_the_schema(tmp_path: Path) -> None:
+    data = manifest_data()
+    del data["compression"], data["builder"], data["moving_tags"], data["lima"]
+    r = release.load(write_manifest(tmp_path, data))
+    assert (r.zstd_level, r.rootfs, r.disk_type) == (10, "ext4", "qcow2")
+    assert r.moving_tags == ()
+    assert r.guest_install_prefix == "/var/usrlocal"
+    assert r.bib_config == {}
+
+
+def _error(tmp_path: Path, data: Any) -> str:
+    path = write_manifest(tmp_path, data)
+    with pytest.raises(UsageError) as info:
+        release.load(path)
+    message = str(info.value)
+    assert message.startswith(str(path)), message
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"architectures": ["amd64", "riscv64"]}, "architectures[1]: 'riscv64' is not one of"),
+        ({"compression": {"level": 25}}, "compression.level: 25 is greater than the maximum"),
+        ({"builder": {"rootfs": "zfs"}}, "builder.rootfs: 'zfs' is not one of"),
+        ({"builder": {"config": {"customizations": {"kernel": {"args": "x"}}}}}, "unknown key"),
+        (
+            {
+                "builder": {
+                    "config": {
+                        "customizations": {"filesystem": [{"mountpoint": "/opt", "minsize": 1}]}
+                    }
+                }
+            },
+            "builder.config.customizations.filesystem[0].mountpoint",
+        ),
+        ({"tags": []}, "tags: [] should be non-empty"),
+        ({"tags": ["bad tag"]}, "tags[0]: 'bad tag' does not match"),
+        ({"repository": "no-registry"}, "repository: 'no-registry' does not match"),
+        ({"colour": "blue"}, "unknown key ('colour' was unexpected)"),
+        ({"version": 40}, "version: 40 is not of type 'string'"),
+    ],
+)
+def test_bad_manifest_names_key_path(tmp_path: Path, change: dict[str, Any], expected: str) -> None:
+    assert expected in _error(tmp_path, manifest_data(**change))
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    data = manifest_data()
+    del data["repository"]
+    assert "'repository' is a required property" in _error(tmp_path, data)
+
+
+def test_several_problems_are_counted(tmp_path: Path) -> None:
+    message = _error(tmp_path, manifest_data(version=1, name="UPPER"))
+    assert "(and 1 more problem(s))" in message
+
+
+def test_tag_both_release_and_moving(tmp_path: Path) -> None:
+    message = _error(tmp_path, manifest_data(tags=["1.0", "latest"], moving_tags=["latest"]))
+    assert "moving_tags: latest also listed in tags" in message
+
+
+def test_invalid_yaml_names_line(tmp_path: Path) -> None:
+    message = _error(tmp_path, "name: [unclosed\n")
+    assert "line 2" in message or "line 1" in message
+
+
+def test_top_level_not_a_mapping(tmp_path: Path) -> None:
+    assert "is not of type 'object'" in _error(tmp_path, "- just\n- a list\n")
+
+
+def test_containerfile_must_exist(tmp_path: Path) -> None:
+    message = _error(tmp_path, manifest_data(containerfile="containerfiles/nope.Containerfile"))
+    assert "containerfile:" in message and "does not exist" in message
+
+
+def test_missing_file_and_unknown_variant(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no such release manifest"):
+        release.load(tmp_path / "absent.yaml")
+    with pytest.raises(UsageError, match=r"unknown variant 'nope' .*fedora-40"):
+        release.find("nope", ROOT / "manifests")

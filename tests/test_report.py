@@ -1,0 +1,78 @@
+"""The release report and the Lima template a publish writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from pipeline import plan, report
+from pipeline.arch import Arch
+from pipeline.digest import Blob
+from pipeline.stages.push import ArchRelease, Published
+from pipeline.zstdfile import Compressed
+from tests.factories import fedora
+
+PROV = plan.Provenance("2026-11-28T05:00:00Z", "abc")
+
+
+def _published() -> Published:
+    r = fedora()
+    archs = []
+    for n, arch in enumerate(Arch, start=1):
+        disk = Compressed(
+            path=Path(f"/w/{arch.value}.zst"),
+            uncompressed=Blob("sha256:" + f"{n + 4}" * 64, 2000 + n),
+            compressed=Blob("sha256:" + f"{n}" * 64, 1000 + n),
+            level=10,
+        )
+        artifact = plan.DiskArtifact(arch, disk.compressed, disk.uncompressed, "sha256:" + "c" * 64)
+        archs.append(ArchRelease(arch, disk, plan.artifact_manifest(r, artifact, PROV), 500 + n))
+    index = plan.artifact_index(r, [(a.arch, a.manifest) for a in archs], PROV)
+    return Published("127.0.0.1:5000/bootc-lima/fedora", index, r.all_tags, tuple(archs))
+
+
+def test_lima_template_uses_lima_arch_names_and_layer_digests(tmp_path: Path) -> None:
+    published = _published()
+    template = report.lima_template(fedora(), published, plain_http=True)
+    path = tmp_path / "lima.yaml"
+    report.write_lima_template(path, template, header="made for a test\nsecond line")
+    loaded = yaml.safe_load(path.read_text())
+    assert path.read_text().startswith("# made for a test\n# second line\n")
+    assert [(i["arch"], i["digest"]) for i in loaded["images"]] == [
+        ("x86_64", published.archs[0].disk.compressed.digest),
+        ("aarch64", published.archs[1].disk.compressed.digest),
+    ]
+    first = loaded["images"][0]["location"]
+    assert (
+        first == f"http://127.0.0.1:5000/v2/bootc-lima/fedora/blobs/{loaded['images'][0]['digest']}"
+    )
+    assert loaded["guestInstallPrefix"] == "/var/usrlocal"
+    assert loaded["minimumLimaVersion"] == "1.0.0"
+    https = report.lima_template(fedora(), published, plain_http=False)
+    assert https["images"][0]["location"].startswith("https://")
+
+
+def test_release_report_records_every_arch(tmp_path: Path) -> None:
+    published = _published()
+    timings = {"build:amd64": 1.5, "disk:amd64": 2.0, "build:arm64": 3.0, "push": 4.0}
+    body = report.release_report(fedora(), published, PROV, timings)
+    path = tmp_path / "r.json"
+    report.write_report(path, body)
+    loaded = json.loads(path.read_text())
+    assert loaded["index"]["digest"] == published.index.digest
+    assert loaded["index"]["tags"] == ["40.1.0", "40", "latest"]
+    amd = loaded["architectures"]["amd64"]
+    assert amd["manifest"]["digest"] == published.archs[0].manifest.digest
+    assert amd["layer"] == {
+        "digest": "sha256:" + "1" * 64,
+        "size": 1001,
+        "title": "fedora-bootc-lima-40.1.0-amd64.qcow2.zst",
+        "zstdLevel": 10,
+        "bytesSent": 501,
+    }
+    assert amd["uncompressed"] == {"digest": "sha256:" + "5" * 64, "size": 2001}
+    assert amd["timings"] == {"build": 1.5, "disk": 2.0}
+    assert loaded["architectures"]["arm64"]["timings"] == {"build": 3.0}
+    assert loaded["timings"] == {"push": 4.0}

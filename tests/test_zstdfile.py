@@ -1,0 +1,113 @@
+"""Compression judged by the zstd CLI and coreutils, not by our own decoder."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline import zstdfile
+from pipeline.errors import PipelineError
+
+
+def _sample(path: Path, size: int) -> None:
+    """Disk-like content: long zero runs, repeated text, and incompressible noise."""
+    chunk = (b"\0" * 65536) + (b"bootc lima " * 3000) + os.urandom(16384)
+    with path.open("wb") as f:
+        written = 0
+        while written < size:
+            piece = chunk[: size - written]
+            f.write(piece)
+            written += len(piece)
+
+
+def _sha256sum(path: Path) -> str:
+    out = subprocess.run(["sha256sum", str(path)], capture_output=True, text=True, check=True)
+    return "sha256:" + out.stdout.split()[0]
+
+
+def test_roundtrip_and_hashes_agree_with_cli_tools(tmp_path: Path) -> None:
+    src, dest = tmp_path / "disk.qcow2", tmp_path / "disk.qcow2.zst"
+    _sample(src, 9 * 1024 * 1024 + 123)
+    seen: list[int] = []
+    result = zstdfile.compress(src, dest, level=3, progress=seen.append)
+    assert sum(seen) == src.stat().st_size
+    assert result.uncompressed.digest == _sha256sum(src)
+    assert result.uncompressed.size == src.stat().st_size
+    assert result.compressed.digest == _sha256sum(dest)
+    assert result.compressed.size == dest.stat().st_size < src.stat().st_size
+    subprocess.run(["zstd", "-q", "-t", str(dest)], check=True)
+    out = tmp_path / "back"
+    subprocess.run(["zstd", "-q", "-d", str(dest), "-o", str(out)], check=True)
+    assert out.read_bytes() == src.read_bytes()
+    listing = subprocess.run(["zstd", "-lv", str(dest)], capture_output=True, text=True, check=True)
+    assert "Check: XXH64" in listing.stdout  # frames carry a checksum consumers verify
+
+
+def test_level_changes_the_output(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(7)
+    words = [bytes(rng.choices(b"abcdefghij", k=rng.randint(2, 9))) for _ in range(500)]
+    src = tmp_path / "disk"
+    src.write_bytes(b" ".join(rng.choice(words) for _ in range(400_000)))
+    low = zstdfile.compress(src, tmp_path / "1.zst", level=1)
+    high = zstdfile.compress(src, tmp_path / "19.zst", level=19)
+    assert low.uncompressed == high.uncompressed
+    assert high.compressed.size < low.compressed.size
+
+
+def test_missing_source_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="cannot read disk image .*absent"):
+        zstdfile.compress(tmp_path / "absent", tmp_path / "out.zst", level=3)
+    assert not list(tmp_path.iterdir())
+
+
+def test_memory_stays_bounded(tmp_path: Path) -> None:
+    """A 192 MiB file compresses in a child whose peak RSS stays far below the file's size."""
+    src = tmp_path / "big"
+    _sample(src, 192 * 1024 * 1024)
+    code = (
+        "import resource, sys; from pathlib import Path; from pipeline import zstdfile; "
+        "zstdfile.compress(Path(sys.argv[1]), Path(sys.argv[2]), level=3); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(src), str(tmp_path / "big.zst")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+        timeout=300,
+    )
+    peak_mib = int(out.stdout.strip()) / 1024
+    assert peak_mib < 150, f"peak RSS {peak_mib:.0f} MiB for a 192 MiB input"
+
+
+def test_full_disk_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Needs root to mount a small tmpfs (CI runs as root)."""
+    src = tmp_path / "disk"
+    src.write_bytes(os.urandom(4 * 1024 * 1024))  # incompressible: more than the 1 MiB target
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    try:
+        with pytest.raises(PipelineError, match="no space left on device while writing"):
+            zstdfile.compress(src, small / "disk.zst", level=1)
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
+def test_digest_helpers_agree(tmp_path: Path) -> None:
+    from pipeline import digest
+
+    path = tmp_path / "x"
+    path.write_bytes(b"abc" * 1000)
+    assert digest.of_file(path) == digest.of_bytes(path.read_bytes())
+    assert digest.of_file(path).hex == hashlib.sha256(b"abc" * 1000).hexdigest()
