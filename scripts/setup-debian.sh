@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian 12 machine (as root) to run bootc-pipeline and its whole test suite:
+# the engine, registry and judging tools from Debian, the Python package with its test extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+packages=(
+    podman runc uidmap fuse-overlayfs        # the engine (rootful, Docker-compatible API)
+    docker-registry apache2-utils openssl    # a real OCI registry for tests (htpasswd, TLS)
+    skopeo curl zstd qemu-utils e2fsprogs    # clients that judge what was published
+    qemu-user-static binfmt-support          # arm64 builds on amd64 (and the reverse)
+    busybox-static debootstrap               # local stand-ins for bases and bootc-image-builder
+    git make ca-certificates
+)
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${packages[@]}"
+
+# binfmt_misc is needed for cross-architecture RUN steps; mount it where the kernel left it empty.
+if [ -z "$(ls -A /proc/sys/fs/binfmt_misc 2>/dev/null)" ]; then
+    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+fi
+update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
+
+python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+echo "setup done: run the tests with 'make test'"
