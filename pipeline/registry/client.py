@@ -1,0 +1,394 @@
+"""RegistryClient: the registry operations the publish code needs, over one Transport.
+
+Blobs go up skip-if-present → cross-repository mount → resumable chunked upload; manifests go up
+as the exact bytes the caller planned (the digest is the sha256 of those bytes, so the caller
+knows it before pushing and the registry's answer is checked against it).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, overload
+from urllib.parse import quote, urljoin
+
+from pipeline.errors import UsageError
+from pipeline.reference import is_digest, validate_digest, validate_tag
+from pipeline.registry import downloads
+from pipeline.registry.credentials import Credentials, find_credentials
+from pipeline.registry.errors import RegistryError, error_codes, response_error
+from pipeline.registry.mediatypes import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    MAX_MANIFEST_BYTES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
+from pipeline.registry.retry import RetryPolicy, Timeouts
+from pipeline.registry.sources import BlobSource
+from pipeline.registry.transport import Endpoint, Transport
+from pipeline.registry.uploads import DEFAULT_CHUNK_SIZE, Uploader, push_scope
+
+log = logging.getLogger(__name__)
+
+_MAX_TAG_PAGES = 1000  # bounds the Link-header pagination of tags/list
+
+
+class BlobAction(enum.StrEnum):
+    SKIPPED = "skipped"  # the repository already had it
+    MOUNTED = "mounted"  # linked from another repository of the same registry
+    UPLOADED = "uploaded"
+
+
+@dataclass(frozen=True)
+class BlobPushResult:
+    digest: str
+    size: int
+    action: BlobAction
+    bytes_sent: int = 0  # on the wire, re-sent chunks included
+    resumes: int = 0  # failed chunks recovered by asking the registry where it stood
+    new_sessions: int = 0  # upload sessions begun again because the registry forgot one
+    restarts: int = 0  # whole-blob restarts after a digest mismatch
+    mounted_from: str | None = None
+
+
+@dataclass(frozen=True)
+class FetchedManifest:
+    body: bytes = field(repr=False)
+    media_type: str
+    digest: str
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class RegistryClient:
+    """Talks to one registry (`host[:port]`). See pipeline/registry/__init__.py for the parts."""
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        plain_http: bool = False,
+        force_plain_http: bool = False,
+        ca_bundle: Path | None = None,
+        registry_config: Path | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        credentials: Credentials | None = None,
+    ) -> None:
+        """`credentials`, if given, replace the lookup (environment, docker config)."""
+        if chunk_size < 1:
+            raise UsageError("chunk size must be positive")
+        self.registry = registry
+        self.chunk_size = chunk_size
+        endpoint = Endpoint.choose(
+            registry, plain_http=plain_http, force_plain_http=force_plain_http, ca_bundle=ca_bundle
+        )
+
+        def load_credentials() -> Credentials | None:
+            if credentials is not None:
+                return credentials
+            return find_credentials(registry, registry_config=registry_config)
+
+        self._t = Transport(
+            endpoint,
+            load_credentials=load_credentials,
+            retry=retry or RetryPolicy(),
+            timeouts=timeouts or Timeouts(),
+        )
+
+    def __repr__(self) -> str:
+        return f"RegistryClient({self._t.endpoint.base_url!r})"
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._t.close()
+
+    # -- blobs ----------------------------------------------------------------------------------
+
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        validate_digest(digest)
+        url = self._t.url(f"/v2/{repository}/blobs/{digest}")
+        response = self._t.request(
+            "HEAD",
+            url,
+            scope=downloads.pull_scope(repository),
+            action=f"checking blob {digest}",
+            repository=repository,
+        )
+        with response:
+            if response.status_code == 200:
+                return True
+            if response.status_code == 404:
+                return False
+            raise response_error(self.registry, repository, f"checking blob {digest}", response)
+
+    def push_blob(
+        self,
+        repository: str,
+        source: Path | bytes,
+        digest: str,
+        size: int,
+        *,
+        mount_from: Sequence[str] = (),
+        progress: Callable[[int], None] | None = None,
+    ) -> BlobPushResult:
+        """Make `digest` present in `repository`, sending as few bytes as possible.
+
+        `progress(n)` is told about bytes the registry newly holds; over a whole upload the
+        calls add up to `size` exactly (re-sent bytes are counted in `bytes_sent` instead).
+        """
+        validate_digest(digest)
+        blob = BlobSource(source)
+        if blob.size != size:
+            raise UsageError(f"blob {digest}: source has {blob.size} bytes, expected {size}")
+        if self.blob_exists(repository, digest):
+            log.info("registry %s: %s already in %s", self.registry, digest, repository)
+            return BlobPushResult(digest, size, BlobAction.SKIPPED)
+        pending_location: str | None = None
+        for origin in mount_from:
+            if origin == repository:
+                continue
+            mounted, pending_location = self._mount(repository, origin, digest)
+            if mounted:
+                return BlobPushResult(digest, size, BlobAction.MOUNTED, mounted_from=origin)
+        uploader = Uploader(
+            self._t, repository, blob, digest, chunk_size=self.chunk_size, progress=progress
+        )
+        stats = uploader.run(pending_location)
+        return BlobPushResult(
+            digest,
+            size,
+            BlobAction.UPLOADED,
+            bytes_sent=stats.bytes_sent,
+            resumes=stats.resumes,
+            new_sessions=stats.new_sessions,
+            restarts=stats.restarts,
+        )
+
+    def _mount(self, repository: str, origin: str, digest: str) -> tuple[bool, str | None]:
+        """Try a cross-repository mount; a refusal is not an error (we upload instead).
+
+        A registry that cannot mount answers 202 with a fresh upload session: its URL is
+        returned so that session is used rather than abandoned.
+        """
+        url = self._t.url(f"/v2/{repository}/blobs/uploads/")
+        scope = f"{push_scope(repository)} {downloads.pull_scope(origin)}"
+        try:
+            response = self._t.request(
+                "POST",
+                url,
+                scope=scope,
+                action=f"mounting {digest} from {origin}",
+                repository=repository,
+                params=[("mount", digest), ("from", origin)],
+                headers={"Content-Length": "0"},
+            )
+        except RegistryError as exc:
+            if exc.status != 401:
+                raise
+            log.info("registry %s: no access to mount from %s; uploading", self.registry, origin)
+            return False, None
+        with response:
+            if response.status_code == 201:
+                return True, None
+            location = response.headers.get("Location")
+            if response.status_code == 202 and location:
+                return False, urljoin(response.url, location)
+            return False, None
+
+    @overload
+    def fetch_blob(
+        self,
+        repository: str,
+        digest: str,
+        dest: None = None,
+        *,
+        size: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> bytes: ...
+
+    @overload
+    def fetch_blob(
+        self,
+        repository: str,
+        digest: str,
+        dest: Path,
+        *,
+        size: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Path: ...
+
+    def fetch_blob(
+        self,
+        repository: str,
+        digest: str,
+        dest: Path | None = None,
+        *,
+        size: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> bytes | Path:
+        """Download a blob, verified against `digest` (and `size` if given).
+
+        With `dest` it is streamed to a temporary file renamed to `dest` once verified;
+        without, the bytes are returned (refused beyond 64 MiB).
+        """
+        validate_digest(digest)
+        return downloads.fetch_blob(self._t, repository, digest, dest, size=size, progress=progress)
+
+    # -- manifests ------------------------------------------------------------------------------
+
+    def push_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
+        """PUT exactly `body` as `media_type` under a tag or digest; return its digest."""
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        where = f"registry {self.registry}, repository {repository}"
+        if len(body) > MAX_MANIFEST_BYTES:
+            raise RegistryError(
+                f"{where}: manifest {digest} is {len(body)} bytes; registries accept at most "
+                f"{MAX_MANIFEST_BYTES} (4 MiB)"
+            )
+        _validate_manifest_reference(reference)
+        if is_digest(reference) and reference != digest:
+            raise UsageError(f"{where}: pushing manifest {digest} under digest {reference}")
+        url = self._t.url(f"/v2/{repository}/manifests/{quote(reference, safe=':')}")
+        response = self._t.request(
+            "PUT",
+            url,
+            scope=push_scope(repository),
+            action=f"pushing manifest {reference}",
+            repository=repository,
+            headers={"Content-Type": media_type},
+            data=body,
+        )
+        with response:
+            if response.status_code not in (200, 201, 202):
+                raise response_error(
+                    self.registry, repository, f"pushing manifest {reference}", response
+                )
+            echoed = response.headers.get("Docker-Content-Digest")
+        if echoed and echoed != digest:
+            raise RegistryError(
+                f"{where}: registry stored manifest {reference} as {echoed}, "
+                f"but the bytes sent hash to {digest}"
+            )
+        return digest
+
+    def get_manifest(
+        self,
+        repository: str,
+        reference: str,
+        accept: Sequence[str] = (OCI_MANIFEST, OCI_INDEX),
+    ) -> FetchedManifest:
+        """GET a manifest's bytes; its digest is checked against a digest reference and the
+        registry's Docker-Content-Digest."""
+        _validate_manifest_reference(reference)
+        where = f"registry {self.registry}, repository {repository}"
+        url = self._t.url(f"/v2/{repository}/manifests/{quote(reference, safe=':')}")
+        response = self._t.request(
+            "GET",
+            url,
+            scope=downloads.pull_scope(repository),
+            action=f"fetching manifest {reference}",
+            repository=repository,
+            headers={"Accept": ", ".join(accept)},
+            read_limit=MAX_MANIFEST_BYTES,
+        )
+        with response:
+            if response.status_code != 200:
+                raise response_error(
+                    self.registry, repository, f"fetching manifest {reference}", response
+                )
+            body = response.content
+            media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+            echoed = response.headers.get("Docker-Content-Digest")
+        if len(body) > MAX_MANIFEST_BYTES:
+            raise RegistryError(f"{where}: manifest {reference} is larger than 4 MiB")
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        if is_digest(reference) and digest != reference:
+            raise RegistryError(f"{where}: manifest {reference} has wrong content ({digest})")
+        if echoed and echoed.startswith("sha256:") and echoed != digest:
+            raise RegistryError(
+                f"{where}: manifest {reference} hashes to {digest}, registry says {echoed}"
+            )
+        return FetchedManifest(body, media_type, digest)
+
+    def manifest_digest(
+        self,
+        repository: str,
+        reference: str,
+        accept: Sequence[str] = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST),
+    ) -> str | None:
+        """The digest a tag (or digest) resolves to, by HEAD; None if there is no such manifest."""
+        _validate_manifest_reference(reference)
+        url = self._t.url(f"/v2/{repository}/manifests/{quote(reference, safe=':')}")
+        response = self._t.request(
+            "HEAD",
+            url,
+            scope=downloads.pull_scope(repository),
+            action=f"checking manifest {reference}",
+            repository=repository,
+            headers={"Accept": ", ".join(accept)},
+        )
+        with response:
+            if response.status_code == 404:
+                return None
+            if response.status_code != 200:
+                raise response_error(
+                    self.registry, repository, f"checking manifest {reference}", response
+                )
+            echoed = response.headers.get("Docker-Content-Digest")
+        if echoed and is_digest(echoed):
+            return echoed
+        return self.get_manifest(repository, reference, accept).digest  # header is optional
+
+    def list_tags(self, repository: str) -> list[str]:
+        """All tags of a repository (following pagination); [] if the repository is unknown."""
+        url: str | None = self._t.url(f"/v2/{repository}/tags/list")
+        tags: list[str] = []
+        for _ in range(_MAX_TAG_PAGES):
+            if url is None:
+                return tags
+            response = self._t.request(
+                "GET",
+                url,
+                scope=downloads.pull_scope(repository),
+                action="listing tags",
+                repository=repository,
+            )
+            with response:
+                if response.status_code == 404 and "NAME_UNKNOWN" in error_codes(response):
+                    return []
+                if response.status_code != 200:
+                    raise response_error(self.registry, repository, "listing tags", response)
+                try:
+                    page = response.json().get("tags") or []
+                except (ValueError, AttributeError):
+                    raise RegistryError(
+                        f"registry {self.registry}, repository {repository}: tags list is not JSON"
+                    ) from None
+                tags.extend(str(tag) for tag in page)
+                next_link = response.links.get("next", {}).get("url")
+                url = urljoin(response.url, next_link) if next_link else None
+        raise RegistryError(
+            f"registry {self.registry}, repository {repository}: more than {_MAX_TAG_PAGES} "
+            "pages of tags"
+        )
+
+
+def _validate_manifest_reference(reference: str) -> None:
+    if reference.startswith("sha256:"):
+        validate_digest(reference)
+    else:
+        validate_tag(reference)

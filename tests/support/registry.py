@@ -1,0 +1,592 @@
+"""pytest plugin: real `docker-registry` (distribution 2.8) instances on 127.0.0.1 for tests.
+
+Fixtures:
+- `registry`: plain HTTP, anonymous (session-scoped; use a unique repository per test).
+- `auth_registry`: plain HTTP with htpasswd basic auth; `.username` / `.password`.
+- `tls_registry`: HTTPS with a throwaway CA; `.ca_cert`.
+- `token_registry`: the bearer-token flow, with a real token service (`TokenServer`).
+- `faulty_proxy`: a loopback proxy in front of `registry` that injects resets, errors, stalls.
+- `repository_name`: a repository unique to the test; `no_registry_login`: hides your logins.
+- `start_registry(...)`: the function behind them, for tests that need their own instance.
+
+Everything listens on 127.0.0.1 only, and every wait is bounded.
+
+A missing docker-registry binary is a failure, not a skip: CI must not go green without it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import http.server
+import json
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+START_TIMEOUT_SECONDS = 15.0
+STOP_TIMEOUT_SECONDS = 5.0
+_HTTP_SECRET = "bootc-pipeline-test-http-secret"  # fixed, so upload URLs survive restart()
+
+
+def registry_binary() -> str:
+    path = shutil.which("docker-registry")
+    if path is None:
+        pytest.fail(
+            "docker-registry not found: install the Debian package (apt-get install -y "
+            "docker-registry); the registry tests need a real registry",
+            pytrace=False,
+        )
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningRegistry:
+    """One docker-registry process; `restart()` keeps its port, storage and secrets."""
+
+    host: str
+    url: str
+    root: Path
+    config: Path
+    workdir: Path
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_cert: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "registry.log"
+
+    def start(self) -> None:
+        if self.process is not None:
+            raise RuntimeError("registry already running")
+        log = self.log_path.open("ab")
+        try:
+            self.process = subprocess.Popen(
+                [registry_binary(), "serve", str(self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        self._wait_ready()
+
+    def stop(self) -> None:
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(STOP_TIMEOUT_SECONDS)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def _wait_ready(self) -> None:
+        """Poll /v2/ until it answers at all (401 counts: auth is configured), bounded."""
+        context = ssl.create_default_context(cafile=str(self.ca_cert)) if self.ca_cert else None
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                break
+            try:
+                with urllib.request.urlopen(f"{self.url}/v2/", timeout=2, context=context):
+                    return
+            except urllib.error.HTTPError:
+                return
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.05)
+        log = self.log_path.read_text(errors="replace")[-2000:]
+        self.stop()
+        pytest.fail(f"docker-registry on {self.host} did not become ready:\n{log}", pytrace=False)
+
+
+def start_registry(
+    workdir: Path,
+    *,
+    htpasswd: bool = False,
+    tls: bool = False,
+    relative_urls: bool = False,
+    extra_lines: list[str] | None = None,
+) -> RunningRegistry:
+    """Start docker-registry on 127.0.0.1:<free port> with storage under `workdir`."""
+    registry_binary()
+    workdir.mkdir(parents=True, exist_ok=True)
+    root = workdir / "storage"
+    root.mkdir(exist_ok=True)
+    port = free_port()
+    host = f"127.0.0.1:{port}"
+    lines = [
+        "version: 0.1",
+        "log:",
+        "  level: warn",
+        "  accesslog:",
+        "    disabled: true",
+        "storage:",
+        "  filesystem:",
+        f"    rootdirectory: {root}",
+        "  delete:",
+        "    enabled: true",
+        "  maintenance:",
+        "    uploadpurging:",
+        "      enabled: false",
+        "http:",
+        f"  addr: {host}",
+        f"  secret: {_HTTP_SECRET}",
+        f"  relativeurls: {'true' if relative_urls else 'false'}",
+    ]
+    reg = RunningRegistry(host, "", root, workdir / "config.yml", workdir)
+    if tls:
+        reg.ca_cert, cert, key = make_tls_files(workdir / "tls")
+        lines += ["  tls:", f"    certificate: {cert}", f"    key: {key}"]
+    if htpasswd:
+        reg.username = "pipeline-user"
+        reg.password = "pw-" + secrets.token_hex(12)
+        path = workdir / "htpasswd"
+        path.write_text(make_htpasswd(reg.username, reg.password))
+        lines += ["auth:", "  htpasswd:", "    realm: test-realm", f"    path: {path}"]
+    lines += extra_lines or []
+    reg.config.write_text("\n".join(lines) + "\n")
+    reg.url = f"{'https' if tls else 'http'}://{host}"
+    reg.start()
+    return reg
+
+
+def make_htpasswd(username: str, password: str) -> str:
+    """A bcrypt htpasswd line (docker-registry accepts only bcrypt)."""
+    if shutil.which("htpasswd") is None:
+        pytest.fail("htpasswd not found: apt-get install -y apache2-utils", pytrace=False)
+    out = subprocess.run(
+        ["htpasswd", "-Bbn", username, password],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return out.stdout.decode().strip() + "\n"
+
+
+def make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1/localhost; returns (ca, cert, key)."""
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl not found: apt-get install -y openssl", pytrace=False)
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_cert = directory / "ca.key", directory / "ca.crt"
+    key, csr, cert = directory / "server.key", directory / "server.csr", directory / "server.crt"
+    ext = directory / "server.ext"
+    ext.write_text(
+        "basicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+    )
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run = ["openssl"]
+    commands = [
+        [*run, "req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca_cert), "-days", "2",
+         "-subj", "/CN=bootc-pipeline test CA",
+         "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        [*run, "req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1"],
+        [*run, "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
+         "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext)],
+    ]  # fmt: skip
+    for command in commands:
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+    return ca_cert, cert, key
+
+
+@contextlib.contextmanager
+def _running(*, htpasswd: bool = False, tls: bool = False) -> Iterator[RunningRegistry]:
+    with tempfile.TemporaryDirectory(prefix="bootc-registry-") as temp:
+        reg = start_registry(Path(temp), htpasswd=htpasswd, tls=tls)
+        try:
+            yield reg
+        finally:
+            reg.stop()
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[RunningRegistry]:
+    """A plain-HTTP anonymous registry shared by the session."""
+    with _running() as reg:
+        yield reg
+
+
+@pytest.fixture(scope="session")
+def auth_registry() -> Iterator[RunningRegistry]:
+    """A registry requiring HTTP basic auth (htpasswd) for everything."""
+    with _running(htpasswd=True) as reg:
+        yield reg
+
+
+@pytest.fixture(scope="session")
+def tls_registry() -> Iterator[RunningRegistry]:
+    """An HTTPS registry whose certificate is signed by `.ca_cert` (a throwaway CA)."""
+    with _running(tls=True) as reg:
+        yield reg
+
+
+@pytest.fixture
+def repository_name(request: pytest.FixtureRequest) -> str:
+    """A repository name unique to the test, so tests can share one registry."""
+    base = "".join(c if c.isalnum() else "-" for c in request.node.name.lower()).strip("-")
+    return f"test/{base[:60].strip('-')}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+def no_registry_login(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Hide the developer's own logins: an empty $DOCKER_CONFIG and no credential variables.
+
+    Returns the (empty) docker config directory, where a test may write a config.json.
+    """
+    config_dir = tmp_path / "docker-config"
+    config_dir.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(config_dir))
+    monkeypatch.delenv("BOOTC_PIPELINE_REGISTRY_USERNAME", raising=False)
+    monkeypatch.delenv("BOOTC_PIPELINE_REGISTRY_PASSWORD", raising=False)
+    return config_dir
+
+
+# -- a fault-injecting loopback proxy --------------------------------------------------------------
+
+
+@dataclass
+class Fault:
+    """What the proxy does to the `nth` request of `method` (counted from 1).
+
+    `action`: "reset-before" drops the connection (TCP RST) without forwarding; "reset-after"
+    forwards the request, then resets instead of relaying the answer (the registry acted, the
+    client never hears); "respond" answers `status`/`headers` itself without forwarding;
+    "corrupt" flips one byte of the body before forwarding; "stall" waits `delay` seconds first;
+    "truncate" relays the headers and half the answer's body, then resets.
+    """
+
+    method: str
+    nth: int
+    action: str
+    status: int = 503
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    delay: float = 0.0
+
+
+@dataclass
+class ProxyLog:
+    method: str
+    path: str
+    body_length: int
+    fault: str | None
+
+
+class FaultyProxy:
+    """An HTTP proxy on 127.0.0.1 in front of a plain-HTTP registry, injecting `Fault`s.
+
+    The Host header is passed through, so the registry's absolute Location URLs point back at
+    the proxy. With `relative_locations`, Location headers are rewritten to path+query.
+    """
+
+    def __init__(self, upstream: str, *, relative_locations: bool = False) -> None:
+        self.upstream = upstream
+        self.relative_locations = relative_locations
+        self.faults: list[Fault] = []
+        self.log: list[ProxyLog] = []
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        self.host = f"127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def add_fault(self, method: str, nth: int, action: str, **kwargs: Any) -> Fault:
+        fault = Fault(method, nth, action, **kwargs)
+        self.faults.append(fault)
+        return fault
+
+    def count(self, method: str) -> int:
+        return sum(1 for entry in self.log if entry.method == method)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(STOP_TIMEOUT_SECONDS)
+
+    def _fault_for(self, method: str) -> Fault | None:
+        with self._lock:
+            self._counts[method] = self._counts.get(method, 0) + 1
+            nth = self._counts[method]
+        return next((f for f in self.faults if f.method == method and f.nth == nth), None)
+
+
+def _handler_for(proxy: FaultyProxy) -> type[http.server.BaseHTTPRequestHandler]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        timeout = 30
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+            pass
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            fault = proxy._fault_for(self.command)
+            with proxy._lock:
+                proxy.log.append(
+                    ProxyLog(self.command, self.path, len(body), fault.action if fault else None)
+                )
+            if fault is not None and fault.action == "reset-before":
+                return self._reset()
+            if fault is not None and fault.action == "respond":
+                return self._reply(fault.status, list(fault.headers.items()), fault.body)
+            if fault is not None and fault.action == "corrupt" and body:
+                body = bytes([body[0] ^ 0xFF]) + body[1:]
+            if fault is not None and fault.action == "stall":
+                time.sleep(min(fault.delay, 10.0))
+            try:
+                status, headers, answer = self._forward(body)
+            except OSError:
+                return self._reply(502, [], b"upstream unreachable")
+            if fault is not None and fault.action == "reset-after":
+                return self._reset()
+            if fault is not None and fault.action == "truncate":
+                self._reply(status, headers, answer[: len(answer) // 2], flush=True)
+                return self._reset()
+            self._reply(status, headers, answer)
+
+        def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+            conn = http.client.HTTPConnection(proxy.upstream, timeout=30)
+            try:
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                conn.request(self.command, self.path, body=body or None, headers=headers)
+                response = conn.getresponse()
+                answer = response.read() if self.command != "HEAD" else b""
+                kept = []
+                for key, value in response.getheaders():
+                    if key.lower() in ("connection", "transfer-encoding", "keep-alive"):
+                        continue
+                    if key.lower() == "location" and proxy.relative_locations:
+                        parts = urllib.parse.urlsplit(value)
+                        value = urllib.parse.urlunsplit(("", "", parts.path, parts.query, ""))
+                    kept.append((key, value))
+                return response.status, kept, answer
+            finally:
+                conn.close()
+
+        def _reply(
+            self, status: int, headers: list[tuple[str, str]], body: bytes, flush: bool = False
+        ) -> None:
+            self.send_response_only(status)
+            has_length = False
+            for key, value in headers:
+                self.send_header(key, value)
+                has_length = has_length or key.lower() == "content-length"
+            if not has_length:
+                self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+            if flush:
+                self.wfile.flush()
+
+        def _reset(self) -> None:
+            """Abort with a TCP RST, as a crashing proxy or a network fault would."""
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
+
+        def finish(self) -> None:
+            with contextlib.suppress(OSError, ValueError):
+                super().finish()
+
+        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+    return Handler
+
+
+@pytest.fixture
+def faulty_proxy(registry: RunningRegistry) -> Iterator[FaultyProxy]:
+    """A FaultyProxy in front of the shared plain registry (no faults until a test adds some)."""
+    proxy = FaultyProxy(registry.host)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+# -- a bearer-token service for docker-registry's `auth.token` ------------------------------------
+
+
+class TokenServer:
+    """A minimal docker token service (the spec registries implement) for a real docker-registry.
+
+    It signs RS256 JWTs with `openssl dgst` under a self-signed certificate that the registry
+    trusts (`rootcertbundle`), and grants every requested action to `username`/`password`;
+    anonymous requests get a token with no access. `requests` records (scopes, authenticated).
+    """
+
+    service = "bootc-test-registry"
+    issuer = "bootc-test-token-issuer"
+
+    def __init__(self, workdir: Path, *, username: str, password: str) -> None:
+        self.workdir = workdir
+        self.username = username
+        self.password = password
+        self.requests: list[tuple[list[str], bool]] = []
+        self._lock = threading.Lock()
+        self.rekey()
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _token_handler(self))
+        self._server.daemon_threads = True
+        self.realm = f"http://127.0.0.1:{self._server.server_address[1]}/token"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def rekey(self) -> None:
+        """A new signing key and certificate: tokens signed before no longer verify."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.key = self.workdir / "token.key"
+        self.cert = self.workdir / "token.crt"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.key),
+             "-out", str(self.cert), "-days", "2", "-subj", "/CN=bootc-test-token-signer"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        der = subprocess.run(
+            ["openssl", "x509", "-in", str(self.cert), "-outform", "DER"],
+            check=True, capture_output=True, timeout=60,
+        ).stdout  # fmt: skip
+        self._x5c = base64.b64encode(der).decode()
+
+    def config_lines(self) -> list[str]:
+        return [
+            "auth:",
+            "  token:",
+            f"    realm: {self.realm}",
+            f"    service: {self.service}",
+            f"    issuer: {self.issuer}",
+            f"    rootcertbundle: {self.cert}",
+        ]
+
+    def issue(self, scopes: list[str], authenticated: bool) -> str:
+        access = []
+        for scope in scopes if authenticated else []:
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer, "sub": self.username if authenticated else "", "aud": self.service,
+            "exp": now + 600, "nbf": now - 10, "iat": now - 10, "jti": secrets.token_hex(8),
+            "access": access,
+        }  # fmt: skip
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self._x5c]}
+        encoded = [_b64url(json.dumps(part).encode()) for part in (header, claims)]
+        signing_input = ".".join(encoded)
+        signature = subprocess.run(
+            ["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+            input=signing_input.encode(), check=True, capture_output=True, timeout=60,
+        ).stdout  # fmt: skip
+        return f"{signing_input}.{_b64url(signature)}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(STOP_TIMEOUT_SECONDS)
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _token_handler(server: TokenServer) -> type[http.server.BaseHTTPRequestHandler]:
+    expected = "Basic " + base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        timeout = 30
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+            pass
+
+        def do_GET(self) -> None:
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            given = self.headers.get("Authorization")
+            with server._lock:
+                server.requests.append((query.get("scope", []), given is not None))
+            if given is not None and given != expected:
+                return self._answer(401, {"details": "bad credentials"})
+            token = server.issue(query.get("scope", []), given is not None)
+            self._answer(200, {"token": token, "access_token": token, "expires_in": 600})
+
+        def _answer(self, status: int, body: dict[str, object]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+@dataclass
+class TokenRegistry:
+    """A docker-registry using `token` for bearer auth; `rekey()` invalidates issued tokens."""
+
+    registry: RunningRegistry
+    tokens: TokenServer
+
+    def rekey(self) -> None:
+        self.tokens.rekey()
+        self.registry.restart()
+
+
+@pytest.fixture(scope="session")
+def token_registry() -> Iterator[TokenRegistry]:
+    """A registry behind the bearer-token flow (`.registry`, `.tokens`; credentials on both)."""
+    with tempfile.TemporaryDirectory(prefix="bootc-registry-") as temp:
+        password = "tok-" + secrets.token_hex(12)
+        tokens = TokenServer(Path(temp) / "token", username="token-user", password=password)
+        try:
+            reg = start_registry(Path(temp) / "registry", extra_lines=tokens.config_lines())
+            reg.username, reg.password = tokens.username, password
+            try:
+                yield TokenRegistry(reg, tokens)
+            finally:
+                reg.stop()
+        finally:
+            tokens.close()

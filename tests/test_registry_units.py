@@ -1,0 +1,208 @@
+"""The transport's pure parts: challenges, Retry-After, backoff, redaction, credential lookup."""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.errors import UsageError
+from pipeline.registry import RegistryClient, RetryPolicy
+from pipeline.registry.auth import Challenge, parse_challenge
+from pipeline.registry.credentials import Credentials, credentials_from_config, find_credentials
+from pipeline.registry.redact import REDACTED, one_line, redact_headers, redact_url
+from pipeline.registry.retry import parse_retry_after
+from pipeline.registry.uploads import parse_range_end, with_digest
+from tests.support.registry import RunningRegistry
+
+PACKAGE = Path(__file__).resolve().parent.parent / "pipeline" / "registry"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (
+            'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
+            'scope="repository:library/ubuntu:pull,push"',
+            Challenge(
+                "bearer",
+                {
+                    "realm": "https://auth.docker.io/token",
+                    "service": "registry.docker.io",
+                    "scope": "repository:library/ubuntu:pull,push",
+                },
+            ),
+        ),
+        ('Basic realm="test-realm"', Challenge("basic", {"realm": "test-realm"})),
+        (
+            "Bearer realm=https://a/t, service=svc",
+            Challenge("bearer", {"realm": "https://a/t", "service": "svc"}),
+        ),
+        ('bearer realm="a\\"b"', Challenge("bearer", {"realm": 'a"b'})),
+        (
+            'Bearer realm="r",error="insufficient_scope"',
+            Challenge("bearer", {"realm": "r", "error": "insufficient_scope"}),
+        ),
+        ("", None),
+        ("=broken", None),
+    ],
+)  # fmt: skip
+def test_parse_challenge(header: str, expected: Challenge | None) -> None:
+    assert parse_challenge(header) == expected
+
+
+def test_parse_retry_after() -> None:
+    now = 1_700_000_000.0
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after(email.utils.formatdate(now + 30, usegmt=True), now=now) == 30.0
+    assert parse_retry_after(email.utils.formatdate(now - 30, usegmt=True), now=now) == 0.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+def test_backoff_grows_and_is_capped_and_bounded() -> None:
+    clock = [0.0]
+    policy = RetryPolicy(
+        max_attempts=6, base_delay=1.0, max_delay=5.0, total_seconds=100.0,
+        rng=lambda: 1.0, clock=lambda: clock[0], sleep=lambda s: None,
+    )  # fmt: skip
+    budget = policy.start()
+    waits = [budget.next_wait() for _ in range(6)]
+    assert waits == [1.0, 2.0, 4.0, 5.0, 5.0, None]
+
+
+def test_budget_bounds_total_time() -> None:
+    clock = [0.0]
+    policy = RetryPolicy(max_attempts=100, total_seconds=10.0, clock=lambda: clock[0])
+    budget = policy.start()
+    assert budget.next_wait(retry_after=4.0) == 4.0
+    clock[0] = 8.0
+    assert budget.next_wait(retry_after=4.0) == 2.0  # capped by what is left
+    clock[0] = 10.0
+    assert budget.next_wait(retry_after=1.0) is None
+
+
+def test_jitter_stays_within_the_exponential_ceiling() -> None:
+    policy = RetryPolicy(base_delay=0.5, max_delay=8.0)
+    for attempt in range(1, 10):
+        for _ in range(20):
+            assert 0.0 <= policy.backoff(attempt) <= min(8.0, 0.5 * 2 ** (attempt - 1))
+
+
+def test_with_digest_keeps_the_upload_state() -> None:
+    location = "http://h:5000/v2/a/blobs/uploads/uuid?_state=abc%2Bdef%3D%3D"
+    assert with_digest(location, "sha256:00") == location + "&digest=sha256%3A00"
+    assert (
+        with_digest("/v2/a/blobs/uploads/u", "sha256:00")
+        == "/v2/a/blobs/uploads/u?digest=sha256%3A00"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "end"), [("0-99", 99), ("0--1", -1), ("bytes=0-5", 5), ("5-9", None), (None, None)]
+)
+def test_parse_range_end(value: str | None, end: int | None) -> None:
+    assert parse_range_end(value) == end
+
+
+def test_redaction() -> None:
+    assert (
+        redact_url("https://user:pw@host:5000/v2/?x=1") == f"https://{REDACTED}@host:5000/v2/?x=1"
+    )
+    assert redact_url("https://host/v2/") == "https://host/v2/"
+    assert redact_headers({"Authorization": "Bearer t", "Accept": "x"}) == {
+        "Authorization": REDACTED,
+        "Accept": "x",
+    }
+    assert one_line("a\n  b\tc") == "a b c"
+    assert len(one_line("x" * 1000)) == 300
+
+
+@given(
+    st.from_regex(r"[A-Za-z0-9]{1,10}", fullmatch=True),
+    st.from_regex(r"[A-Za-z0-9._~%!$&'()*+,;=-]{6,20}", fullmatch=True),
+)
+def test_redacted_urls_never_contain_the_password(user: str, password: str) -> None:
+    redacted = redact_url(f"https://{user}:{password}@registry.example:443/v2/token")
+    assert password not in redacted and redacted.endswith("@registry.example:443/v2/token")
+
+
+def test_credentials_repr_hides_the_password() -> None:
+    creds = Credentials("me", "hunter2-secret", "somewhere")
+    assert "hunter2-secret" not in repr(creds)
+    assert "hunter2-secret" not in repr(RegistryClient("r.example", credentials=creds))
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("registry", "auths", "user"),
+    [
+        ("r.example", {"r.example": {"auth": b64("u1:p:w")}}, "u1"),
+        ("r.example:5000", {"https://r.example:5000/v1/": {"auth": b64("u2:p")}}, "u2"),
+        ("localhost:5000", {"127.0.0.1:5000": {"username": "u3", "password": "p"}}, "u3"),
+        ("docker.io", {"https://index.docker.io/v1/": {"auth": b64("u4:p")}}, "u4"),
+        ("r.example", {"other.example": {"auth": b64("u5:p")}}, None),
+        ("r.example", {"r.example": {}}, None),
+    ],
+)
+def test_credentials_from_config(registry: str, auths: dict[str, object], user: str | None) -> None:
+    found = credentials_from_config(registry, {"auths": auths}, "cfg")
+    assert (found.username if found else None) == user
+    if registry == "r.example" and user == "u1":
+        assert found is not None and found.password == "p:w"
+
+
+def test_bad_auth_entry_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="not base64"):
+        credentials_from_config("r.example", {"auths": {"r.example": {"auth": "%%%"}}}, "cfg")
+
+
+def test_environment_wins_and_must_be_complete(tmp_path: Path) -> None:
+    env = {"BOOTC_PIPELINE_REGISTRY_USERNAME": "ci", "BOOTC_PIPELINE_REGISTRY_PASSWORD": "tok"}
+    found = find_credentials("r.example", environ=env)
+    assert found is not None and (found.username, found.password) == ("ci", "tok")
+    with pytest.raises(UsageError, match="set both"):
+        find_credentials("r.example", environ={"BOOTC_PIPELINE_REGISTRY_USERNAME": "ci"})
+    assert find_credentials("r.example", environ={"DOCKER_CONFIG": str(tmp_path)}) is None
+
+
+def test_only_the_transport_opens_connections() -> None:
+    """The chokepoint: no other registry module calls requests or a session directly."""
+    verbs = r"(get|post|put|patch|head|delete|request|send)"
+    pattern = re.compile(rf"requests\.({verbs}|Session)\(|\bsession\.{verbs}\(")
+    offenders = [
+        path.name
+        for path in PACKAGE.glob("*.py")
+        if path.name != "transport.py" and pattern.search(path.read_text())
+    ]
+    assert offenders == []
+
+
+@pytest.mark.integration
+def test_every_request_carries_connect_and_read_timeouts(
+    registry: RunningRegistry, repository_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = RegistryClient(registry.host, plain_http=True, chunk_size=1024)
+    seen: list[object] = []
+    real = client._t.session.request
+
+    def recording(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs.get("timeout"))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client._t.session, "request", recording)
+    data = b"t" * 5000
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    client.push_blob(repository_name, data, digest, len(data))
+    client.fetch_blob(repository_name, digest)
+    client.list_tags(repository_name)
+    assert len(seen) >= 9 and all(t == (10.0, 120.0) for t in seen)
