@@ -42,7 +42,9 @@ fi
 
 # /var is the machine's state, not the image's (bootc container lint warns on content there):
 # systemd-tmpfiles creates these directories at boot instead.
-install -D -m 0644 /usr/share/bootc-lima/lima-guest.conf /usr/lib/tmpfiles.d/lima-guest.conf
+mkdir -p /usr/lib/tmpfiles.d
+cp /usr/share/bootc-lima/lima-guest.conf /usr/lib/tmpfiles.d/lima-guest.conf
+chmod 0644 /usr/lib/tmpfiles.d/lima-guest.conf
 
 # Prove the tools Lima needs are present: a missing one fails the build, not the first boot.
 for tool in /usr/sbin/sshd /usr/bin/cloud-init /usr/bin/sshfs /usr/bin/sudo \
