@@ -76,7 +76,8 @@ def main() -> int:
     size = disk.stat().st_size
     print(f"disk: {disk} ({size / 2**20:.0f} MiB), {os.cpu_count()} cores")
     print(
-        f"{'level':>5} {'pipeline s':>10} {'cli s':>8} {'time ratio':>10} {'pipeline ratio':>14} {'cli ratio':>9}"
+        f"{'level':>5} {'pipeline s':>10} {'cli s':>8} {'time ratio':>10} "
+        f"{'pipeline ratio':>14} {'cli ratio':>9}"
     )
     with tempfile.TemporaryDirectory(dir=CACHE if CACHE.exists() else None) as tmp:
         out = Path(tmp) / "out.zst"

@@ -254,7 +254,8 @@ def test_centos_containerfile_gets_sshfs_from_epel(
 ) -> None:
     """The CentOS Stream 9 variant builds (fuse-sshfs only exists once EPEL is enabled)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "build", "--variant", "centos-stream9", "--arch", "amd64",
+        [sys.executable, "-m", "pipeline", "build", "--variant", "centos-stream9",
+         "--arch", "amd64",
          "--engine", podman.url, "--workdir", str(tmp_path), "--base-image", fake_bases.centos],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
