@@ -26,6 +26,19 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
 
 
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+        return value
+
+    return parse
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="show tools' own log lines")
     p.add_argument("--debug", action="store_true", help="tracebacks and HTTP-level logging")
@@ -42,6 +55,17 @@ def _registry_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--ca-bundle", type=Path, help="CA certificates to verify the registry with")
     g.add_argument("--registry-config", type=Path, help="docker config.json with credentials")
+    g.add_argument(
+        "--retry-attempts", type=_positive(int), default=5, help="tries per request (default 5)"
+    )
+    g.add_argument(
+        "--retry-seconds",
+        type=_positive(float),
+        default=300.0,
+        help="time budget for retrying one request or resuming one upload (default 300)",
+    )
+    g.add_argument("--connect-timeout", type=_positive(float), default=10.0, help="seconds")
+    g.add_argument("--read-timeout", type=_positive(float), default=120.0, help="seconds")
 
 
 def _release_options(p: argparse.ArgumentParser) -> None:
@@ -91,22 +115,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _options(args: argparse.Namespace) -> Options:
+    """Options from whichever flags this subcommand has (validate has only the registry's)."""
+    a = argparse.Namespace(**(vars(_RELEASE_DEFAULTS) | vars(args)))
     return Options(
-        engine_url=args.engine,
-        workdir=args.workdir,
-        builder_image=args.builder_image,
-        base_image=args.base_image,
-        containerfile=args.containerfile,
-        registry=args.registry,
-        plain_http=args.plain_http,
-        force_plain_http=args.force_plain_http,
-        ca_bundle=args.ca_bundle,
-        registry_config=args.registry_config,
-        revision=args.revision,
-        created=args.created,
-        force=args.force,
-        archs=tuple(Arch.parse_list(args.arch)) if args.arch else None,
+        engine_url=a.engine,
+        workdir=a.workdir,
+        builder_image=a.builder_image,
+        base_image=a.base_image,
+        containerfile=a.containerfile,
+        registry=a.registry,
+        plain_http=a.plain_http,
+        force_plain_http=a.force_plain_http,
+        ca_bundle=a.ca_bundle,
+        registry_config=a.registry_config,
+        revision=a.revision,
+        created=a.created,
+        force=a.force,
+        archs=tuple(Arch.parse_list(a.arch)) if a.arch else None,
+        retry_attempts=int(a.retry_attempts),
+        retry_seconds=a.retry_seconds,
+        connect_timeout=a.connect_timeout,
+        read_timeout=a.read_timeout,
     )
+
+
+def _release_defaults() -> argparse.Namespace:
+    parser = _Parser()
+    _release_options(parser)
+    return parser.parse_args([])
+
+
+_RELEASE_DEFAULTS = _release_defaults()
 
 
 def _context(args: argparse.Namespace, reporter: Reporter) -> Context:
@@ -138,13 +177,7 @@ def _validate(args: argparse.Namespace, reporter: Reporter) -> int:
     from pipeline import validate
 
     result = validate.validate_reference(
-        args.reference,
-        plain_http=args.plain_http,
-        force_plain_http=args.force_plain_http,
-        ca_bundle=args.ca_bundle,
-        registry_config=args.registry_config,
-        fetch_blobs=args.fetch_blobs,
-        reporter=reporter,
+        args.reference, options=_options(args), fetch_blobs=args.fetch_blobs, reporter=reporter
     )
     return 0 if result else EXIT_FAILURE
 

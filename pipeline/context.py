@@ -12,6 +12,8 @@ from pipeline.engine import Engine
 from pipeline.errors import UsageError
 from pipeline.progress import Reporter
 from pipeline.reference import Reference, parse_reference
+from pipeline.registry.client import RegistryClient
+from pipeline.registry.retry import RetryPolicy, Timeouts
 from pipeline.release import Release
 from pipeline.state import ArchDir, arch_dir
 
@@ -34,6 +36,22 @@ class Options:
     created: str | None = None
     force: bool = False
     archs: tuple[Arch, ...] | None = None
+    retry_attempts: int = 5
+    retry_seconds: float = 300.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+
+    def registry_client(self, registry: str) -> RegistryClient:
+        """The one way a registry client is made from the user's settings."""
+        return RegistryClient(
+            registry,
+            plain_http=self.plain_http,
+            force_plain_http=self.force_plain_http,
+            ca_bundle=self.ca_bundle,
+            registry_config=self.registry_config,
+            retry=RetryPolicy(max_attempts=self.retry_attempts, total_seconds=self.retry_seconds),
+            timeouts=Timeouts(connect=self.connect_timeout, read=self.read_timeout),
+        )
 
 
 def apply_overrides(release: Release, options: Options) -> Release:

@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline import mediatypes as mt
 from pipeline import schemas
+from pipeline.context import Options
 from pipeline.digest import of_bytes
 from pipeline.errors import PipelineError
 from pipeline.progress import Reporter
@@ -105,23 +106,10 @@ def _check_manifest(
 
 
 def validate_reference(
-    reference: str,
-    *,
-    plain_http: bool = False,
-    force_plain_http: bool = False,
-    ca_bundle: Path | None = None,
-    registry_config: Path | None = None,
-    fetch_blobs: bool = False,
-    reporter: Reporter,
+    reference: str, *, options: Options, fetch_blobs: bool, reporter: Reporter
 ) -> bool:
     ref = parse_reference(reference)
-    client = RegistryClient(
-        ref.registry,
-        plain_http=plain_http,
-        force_plain_http=force_plain_http,
-        ca_bundle=ca_bundle,
-        registry_config=registry_config,
-    )
+    client = options.registry_client(ref.registry)
     found = Findings()
     with client:
         top = client.get_manifest(ref.repository, ref.digest or ref.tag or "latest")

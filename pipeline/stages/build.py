@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,12 +64,13 @@ def build(ctx: Context, arch: Arch) -> BuiltImage:
     by_digest = [d.split("@", 1)[1] for d in base.repo_digests if "@" in d]
     built = BuiltImage(tag=tag, id=facts.id, base_digest=by_digest[0] if by_digest else base.id)
     directory = ctx.arch_dir(arch)
-    directory.save_stamp("build", facts.id, built.__dict__)
+    directory.save_stamp("build", facts.id, dataclasses.asdict(built))
     return built
 
 
-def built_image(ctx: Context, arch: Arch) -> BuiltImage:
-    """The last build's image for `arch`, checked to still exist in the engine."""
+def built_image(ctx: Context, arch: Arch, *, in_engine: bool = True) -> BuiltImage:
+    """The last build's image for `arch`; with `in_engine`, checked to still be in the engine
+    (bib needs the image itself; the push stage only its recorded facts)."""
     directory = ctx.arch_dir(arch)
     stamp = directory.load_stamp("build")
     if stamp is None:
@@ -77,6 +79,8 @@ def built_image(ctx: Context, arch: Arch) -> BuiltImage:
             hint="run `bootc-pipeline build` first",
         )
     built = BuiltImage(**stamp)
+    if not in_engine:
+        return built
     facts = ctx.engine.inspect(built.tag)
     if facts is None or facts.id != built.id:
         raise PipelineError(

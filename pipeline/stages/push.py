@@ -37,14 +37,7 @@ class Published:
 
 
 def client_for(ctx: Context) -> RegistryClient:
-    options = ctx.options
-    return RegistryClient(
-        ctx.target.registry,
-        plain_http=options.plain_http,
-        force_plain_http=options.force_plain_http,
-        ca_bundle=options.ca_bundle,
-        registry_config=options.registry_config,
-    )
+    return ctx.options.registry_client(ctx.target.registry)
 
 
 def plan_release(ctx: Context, provenance: Provenance) -> tuple[list[ArchRelease], Document]:
@@ -52,7 +45,7 @@ def plan_release(ctx: Context, provenance: Provenance) -> tuple[list[ArchRelease
     releases = []
     for arch in ctx.archs:
         disk = compressed_disk(ctx, arch)
-        base_digest = built_image(ctx, arch).base_digest
+        base_digest = built_image(ctx, arch, in_engine=False).base_digest
         artifact = plan.DiskArtifact(arch, disk.compressed, disk.uncompressed, base_digest)
         manifest = plan.artifact_manifest(ctx.release, artifact, provenance)
         releases.append(ArchRelease(arch, disk, manifest, 0))
