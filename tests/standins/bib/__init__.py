@@ -1,0 +1,1 @@
+"""The bootc-image-builder stand-in (its entrypoint is a standalone script)."""
