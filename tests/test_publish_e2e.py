@@ -212,7 +212,15 @@ def test_release_tag_is_immutable(
     """Other content under an existing release tag is refused, and nothing is moved."""
     before = judges.skopeo_raw(registry.host, f"{REPO}:40.1.0")
     run = publish(
-        podman, fake_bases, bib_standin, registry, first.workdir, "--revision", "other-revision"
+        podman,
+        fake_bases,
+        bib_standin,
+        registry,
+        first.workdir,
+        "--revision",
+        "other-revision",
+        "--created",
+        "2026-02-02T00:00:00Z",
     )
     assert run.proc.returncode == 2, run.proc.stderr[-3000:]
     assert "release tags are immutable" in run.proc.stderr
