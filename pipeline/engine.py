@@ -164,7 +164,14 @@ class Engine:
                 hint="load or pull it into the engine first, or pass --builder-image",
             ) from None
         except docker.errors.APIError as exc:
-            raise PipelineError(f"cannot start {run.image}: {exc.explanation}") from None
+            hint = None
+            if "caps" in str(exc.explanation) or "privileged" in str(exc.explanation):
+                hint = (
+                    f"bootc-image-builder needs a privileged container and {self.name} could not "
+                    "make one here (a restricted capability bounding set?); Podman clamps "
+                    "--privileged to the capabilities the host has"
+                )
+            raise PipelineError(f"cannot start {run.image}: {exc.explanation}", hint=hint) from None
         lines: list[str] = []
         try:
             pending = ""

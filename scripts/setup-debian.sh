@@ -7,6 +7,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 packages=(
     podman runc uidmap fuse-overlayfs        # the engine (rootful, Docker-compatible API)
+    docker.io                                # Docker Engine works too (tested)
     docker-registry apache2-utils openssl    # a real OCI registry for tests (htpasswd, TLS)
     skopeo curl zstd qemu-utils e2fsprogs    # clients that judge what was published
     qemu-user-static binfmt-support          # arm64 builds on amd64 (and the reverse)

@@ -1,3 +1,8 @@
 """Shared test fixtures: real services (Podman, docker-registry) live in tests/support/."""
 
-pytest_plugins = ["tests.support.podman", "tests.support.images", "tests.support.registry"]
+pytest_plugins = [
+    "tests.support.podman",
+    "tests.support.images",
+    "tests.support.registry",
+    "tests.support.docker",
+]
