@@ -4,6 +4,7 @@ the image into one (skopeo) before bootc-image-builder reads it. Real dockerd, r
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -70,10 +71,13 @@ def test_build_and_disk_through_docker_engine(
     disk = _stage("disk", args)
     assert f"copying {IMAGE} from Docker Engine" in disk.stderr
     storage = work / "fedora-40" / "containers-storage"
+    assert not os.path.ismount(storage / "overlay")  # the work dir keeps no mount behind
     inspected = subprocess.run(
         ["skopeo", "inspect", f"containers-storage:[overlay@{storage}+{tmp_path / 'run'}]{IMAGE}"],
         capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
+    if os.path.ismount(storage / "overlay"):  # skopeo's own mount, as in the product
+        subprocess.run(["umount", str(storage / "overlay")], check=True, timeout=60)
     facts = json.loads(inspected.stdout)
     assert (facts["Labels"]["containers.bootc"], facts["Architecture"]) == ("1", "amd64")
     output = work / "fedora-40" / "amd64" / "disk"

@@ -60,6 +60,16 @@ def containers_storage(ctx: Context, image: str) -> Path:
             f"containers-storage:[overlay@{root}+{runroot}]{image}",
         ]
     )
+    # containers/storage leaves its overlay directory bind-mounted on itself (made private);
+    # bib mounts what it needs in its own namespace, so leave nothing mounted in the work dir.
+    overlay = root / "overlay"
+    if os.path.ismount(overlay):
+        run(
+            [
+                require_tool("umount", purpose="release skopeo's mount", package="mount"),
+                str(overlay),
+            ]
+        )
     return root
 
 
