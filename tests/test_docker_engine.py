@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.stages.disk import release_storage_mount
 from tests.support import judges
 from tests.support.docker import DockerService
 from tests.support.images import FakeBases
@@ -76,8 +77,7 @@ def test_build_and_disk_through_docker_engine(
         ["skopeo", "inspect", f"containers-storage:[overlay@{storage}+{tmp_path / 'run'}]{IMAGE}"],
         capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
-    if os.path.ismount(storage / "overlay"):  # skopeo's own mount, as in the product
-        subprocess.run(["umount", str(storage / "overlay")], check=True, timeout=60)
+    release_storage_mount(storage)  # skopeo's own mount, as in the product
     facts = json.loads(inspected.stdout)
     assert (facts["Labels"]["containers.bootc"], facts["Architecture"]) == ("1", "amd64")
     output = work / "fedora-40" / "amd64" / "disk"
@@ -100,4 +100,5 @@ def test_build_and_disk_through_docker_engine(
         "-v", f"{storage}:/var/lib/containers/storage", "-v", f"{out}:/output",
         bib_standin, "--type", "qcow2", "--rootfs", "ext4", IMAGE,
     )  # fmt: skip
+    release_storage_mount(storage)
     _judge_disk(out / "qcow2" / "disk.qcow2", tmp_path)

@@ -60,17 +60,17 @@ def containers_storage(ctx: Context, image: str) -> Path:
             f"containers-storage:[overlay@{root}+{runroot}]{image}",
         ]
     )
-    # containers/storage leaves its overlay directory bind-mounted on itself (made private);
-    # bib mounts what it needs in its own namespace, so leave nothing mounted in the work dir.
+    release_storage_mount(root)
+    return root
+
+
+def release_storage_mount(root: Path) -> None:
+    """containers/storage bind-mounts its overlay directory on itself (skopeo here, bib inside
+    its container, which can propagate back): leave nothing mounted in the work directory."""
     overlay = root / "overlay"
     if os.path.ismount(overlay):
-        run(
-            [
-                require_tool("umount", purpose="release skopeo's mount", package="mount"),
-                str(overlay),
-            ]
-        )
-    return root
+        umount = require_tool("umount", purpose="release a storage mount", package="mount")
+        run([umount, str(overlay)])
 
 
 def disk(ctx: Context, arch: Arch) -> Path:
@@ -117,7 +117,11 @@ def disk(ctx: Context, arch: Arch) -> Path:
             ctx.reporter.info(f"    {arch.value}: {stage}")
         ctx.reporter.detail(line)
 
-    ctx.engine.run_builder(invocation, on_line=on_line)
+    try:
+        ctx.engine.run_builder(invocation, on_line=on_line)
+    finally:
+        if not ctx.engine.is_podman:  # Podman's own graph root is not ours to unmount
+            release_storage_mount(graph_root)
     check_qcow2(output)
     directory.save_stamp("disk", key, {"path": str(output), "size": output.stat().st_size})
     return output
