@@ -4,14 +4,13 @@ the image into one (skopeo) before bootc-image-builder reads it. Real dockerd, r
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from pipeline.stages.disk import release_storage_mount
+from pipeline.stages.disk import is_mountpoint, release_storage_mount
 from tests.support import judges
 from tests.support.docker import DockerService
 from tests.support.images import FakeBases
@@ -72,7 +71,7 @@ def test_build_and_disk_through_docker_engine(
     disk = _stage("disk", args)
     assert f"copying {IMAGE} from Docker Engine" in disk.stderr
     storage = work / "fedora-40" / "containers-storage"
-    assert not os.path.ismount(storage / "overlay")  # the work dir keeps no mount behind
+    assert not is_mountpoint(storage / "overlay")  # the work dir keeps no mount behind
     inspected = subprocess.run(
         ["skopeo", "inspect", f"containers-storage:[overlay@{storage}+{tmp_path / 'run'}]{IMAGE}"],
         capture_output=True, text=True, timeout=120, check=True,
@@ -101,4 +100,5 @@ def test_build_and_disk_through_docker_engine(
         bib_standin, "--type", "qcow2", "--rootfs", "ext4", IMAGE,
     )  # fmt: skip
     release_storage_mount(storage)
+    assert not is_mountpoint(storage / "overlay")
     _judge_disk(out / "qcow2" / "disk.qcow2", tmp_path)

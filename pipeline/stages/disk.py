@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -64,13 +65,32 @@ def containers_storage(ctx: Context, image: str) -> Path:
     return root
 
 
+def is_mountpoint(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> bool:
+    """Whether something is mounted at `path`, bind mounts on the same filesystem included
+    (os.path.ismount compares devices and misses those)."""
+    target = str(path.resolve())
+    for line in mountinfo.read_text().splitlines():
+        fields = line.split(" ")
+        if len(fields) > 4 and _unescape(fields[4]) == target:
+            return True
+    return False
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal (\\040)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
 def release_storage_mount(root: Path) -> None:
     """containers/storage bind-mounts its overlay directory on itself (skopeo here, bib inside
     its container, which can propagate back): leave nothing mounted in the work directory."""
     overlay = root / "overlay"
-    if os.path.ismount(overlay):
+    for _ in range(16):  # each user of the storage may have stacked one more mount
+        if not is_mountpoint(overlay):
+            return
         umount = require_tool("umount", purpose="release a storage mount", package="mount")
         run([umount, str(overlay)])
+    raise PipelineError(f"{overlay} is still mounted after 16 unmounts")
 
 
 def disk(ctx: Context, arch: Arch) -> Path:
