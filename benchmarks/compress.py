@@ -4,7 +4,7 @@
     python3 benchmarks/compress.py [DISK.qcow2] [--levels 3,6,10,14,19]
 
 Without DISK it builds one (cached in /var/tmp/bootc-pipeline-bench): a Debian bookworm system
-with systemd, openssh-server, sshfs and a kernel, made by debootstrap, as an ext4 filesystem in a
+with systemd, openssh-server, sshfs, sudo and a kernel, made by debootstrap, as an ext4 filesystem in a
 qcow2, the same shape as a bootc disk. For each level it reports seconds and ratio for the
 pipeline (python-zstandard, all cores, hashing both sides) and for `zstd -T0` run in the same
 script on the same file, and the pipeline/CLI time ratio.
@@ -35,7 +35,7 @@ def make_debian_disk() -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     rootfs = CACHE / "rootfs"
     if not (rootfs / "etc" / "os-release").exists():
-        include = "systemd,systemd-sysv,openssh-server,sshfs,cloud-init,sudo,linux-image-amd64"
+        include = "systemd,systemd-sysv,openssh-server,sshfs,sudo,linux-image-amd64"
         subprocess.run(
             [
                 "debootstrap",
