@@ -83,3 +83,15 @@ def test_stage_alone_without_predecessor(tmp_path: Path) -> None:
     line = _one_error(proc, 1)
     assert "no disk of fedora-40 for amd64" in line or "no build of fedora-40" in line
     assert "run `bootc-pipeline" in proc.stderr
+
+
+def test_make_publish_passes_the_users_variables() -> None:
+    proc = subprocess.run(
+        ["make", "-n", "publish", "ARCH=arm64,amd64", "VARIANT=centos-stream9",
+         "REGISTRY=127.0.0.1:5000", "FLAGS=--plain-http"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert proc.stdout.split() == [
+        "python3", "-m", "pipeline", "publish", "--variant", "centos-stream9",
+        "--arch", "arm64,amd64", "--registry", "127.0.0.1:5000", "--plain-http",
+    ]  # fmt: skip

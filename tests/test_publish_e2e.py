@@ -275,3 +275,40 @@ def test_centos_containerfile_gets_sshfs_from_epel(
         "/usr/bin/sshfs",
     ):
         podman.cli("run", "--rm", "--network=none", image, "test", "-e", path)
+
+
+def _build(
+    podman: PodmanService, base: str, containerfile: Path, work: Path
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", "build", "--arch", "amd64", "--engine", podman.url,
+         "--workdir", str(work), "--base-image", base, "--containerfile", str(containerfile)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+
+
+def test_build_failure_shows_the_end_of_the_log(
+    podman: PodmanService, fake_bases: FakeBases, tmp_path: Path
+) -> None:
+    containerfile = tmp_path / "Containerfile"
+    containerfile.write_text(
+        "ARG BASE\nFROM ${BASE}\nRUN echo marker-before-failure && dnf -y install no-such-package\n"
+    )
+    proc = _build(podman, fake_bases.fedora, containerfile, tmp_path / "w")
+    assert proc.returncode == 1
+    assert "bootc-pipeline: error: building localhost/bootc-pipeline/fedora-40" in proc.stderr
+    assert "last lines of the build log" in proc.stderr
+    assert "marker-before-failure" in proc.stderr
+    assert "No match for argument: no-such-package" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_image_without_bootc_label_is_refused_before_bib(
+    podman: PodmanService, fake_bases: FakeBases, tmp_path: Path
+) -> None:
+    containerfile = tmp_path / "Containerfile"
+    containerfile.write_text('ARG BASE\nFROM ${BASE}\nLABEL containers.bootc="0"\n')
+    proc = _build(podman, fake_bases.fedora, containerfile, tmp_path / "w")
+    assert proc.returncode == 1
+    assert "has no label containers.bootc=1" in proc.stderr
+    assert not (tmp_path / "w" / "fedora-40" / "amd64" / "build.json").exists()
