@@ -10,6 +10,7 @@ from pipeline.registry.client import (
     FetchedManifest,
     RegistryClient,
 )
+from pipeline.registry.journal import UploadJournal
 from pipeline.registry.mediatypes import OCI_INDEX, OCI_MANIFEST
 from pipeline.registry.retry import RetryPolicy, Timeouts
 
@@ -22,4 +23,5 @@ __all__ = [
     "RegistryClient",
     "RetryPolicy",
     "Timeouts",
+    "UploadJournal",
 ]

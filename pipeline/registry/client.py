@@ -22,6 +22,7 @@ from pipeline.reference import is_digest, validate_digest, validate_tag
 from pipeline.registry import downloads
 from pipeline.registry.credentials import Credentials, find_credentials
 from pipeline.registry.errors import RegistryError, error_codes, response_error
+from pipeline.registry.journal import UploadJournal, may_record
 from pipeline.registry.mediatypes import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
@@ -32,7 +33,7 @@ from pipeline.registry.mediatypes import (
 from pipeline.registry.retry import RetryPolicy, Timeouts
 from pipeline.registry.sources import BlobSource
 from pipeline.registry.transport import Endpoint, Transport
-from pipeline.registry.uploads import DEFAULT_CHUNK_SIZE, Uploader, push_scope
+from pipeline.registry.uploads import Uploader, cancel_upload, chunk_size_from_env, push_scope
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class BlobPushResult:
     new_sessions: int = 0  # upload sessions begun again because the registry forgot one
     restarts: int = 0  # whole-blob restarts after a digest mismatch
     mounted_from: str | None = None
+    resumed_from: int = 0  # bytes an earlier (killed) run's upload session already held
+    resume_lost: bool = False  # an earlier run's session was recorded, but the registry forgot it
 
 
 @dataclass(frozen=True)
@@ -80,10 +83,15 @@ class RegistryClient:
         registry_config: Path | None = None,
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        chunk_size: int | None = None,
         credentials: Credentials | None = None,
     ) -> None:
-        """`credentials`, if given, replace the lookup (environment, docker config)."""
+        """`credentials`, if given, replace the lookup (environment, docker config).
+
+        `chunk_size` defaults to $BOOTC_PIPELINE_CHUNK_SIZE, else 16 MiB.
+        """
+        if chunk_size is None:
+            chunk_size = chunk_size_from_env()
         if chunk_size < 1:
             raise UsageError("chunk size must be positive")
         self.registry = registry
@@ -144,8 +152,14 @@ class RegistryClient:
         *,
         mount_from: Sequence[str] = (),
         progress: Callable[[int], None] | None = None,
+        journal: UploadJournal | None = None,
     ) -> BlobPushResult:
         """Make `digest` present in `repository`, sending as few bytes as possible.
+
+        In order: HEAD (already there), a cross-repository mount from each of `mount_from`,
+        the upload session an earlier run left in `journal` (resumed where the registry
+        stopped), else a new chunked upload. `journal` records the session as it advances and
+        forgets it once the blob is committed.
 
         `progress(n)` is told about bytes the registry newly holds; over a whole upload the
         calls add up to `size` exactly (re-sent bytes are counted in `bytes_sent` instead).
@@ -156,18 +170,52 @@ class RegistryClient:
             raise UsageError(f"blob {digest}: source has {blob.size} bytes, expected {size}")
         if self.blob_exists(repository, digest):
             log.info("registry %s: %s already in %s", self.registry, digest, repository)
+            if journal is not None:
+                journal.clear(self.registry, repository, digest)
             return BlobPushResult(digest, size, BlobAction.SKIPPED)
         pending_location: str | None = None
-        for origin in mount_from:
+        for origin in dict.fromkeys(mount_from):
             if origin == repository:
                 continue
-            mounted, pending_location = self._mount(repository, origin, digest)
+            mounted, opened = self._mount(repository, origin, digest)
+            if opened is not None:
+                if pending_location is not None:  # one open session is enough
+                    cancel_upload(self._t, repository, pending_location)
+                pending_location = opened
             if mounted:
+                log.info("registry %s: %s mounted from %s", self.registry, digest, origin)
+                if journal is not None:
+                    journal.clear(self.registry, repository, digest)
                 return BlobPushResult(digest, size, BlobAction.MOUNTED, mounted_from=origin)
+        resume: str | None = None
+        on_location: Callable[[str, int], None] | None = None
+        if journal is not None:
+            entry = journal.load(self.registry, repository, digest)
+            origin_url = self._t.endpoint.base_url
+            if entry is not None and may_record(entry.location, origin_url):
+                resume = entry.location
+                log.info(
+                    "registry %s: resuming the upload of %s an earlier run left at byte %d",
+                    self.registry,
+                    digest,
+                    entry.offset,
+                )
+
+            def on_location(location: str, offset: int) -> None:
+                journal.save(self.registry, repository, digest, location, offset, origin_url)
+
         uploader = Uploader(
-            self._t, repository, blob, digest, chunk_size=self.chunk_size, progress=progress
+            self._t,
+            repository,
+            blob,
+            digest,
+            chunk_size=self.chunk_size,
+            progress=progress,
+            on_location=on_location,
         )
-        stats = uploader.run(pending_location)
+        stats = uploader.run(pending_location, resume=resume)
+        if journal is not None:
+            journal.clear(self.registry, repository, digest)
         return BlobPushResult(
             digest,
             size,
@@ -176,6 +224,8 @@ class RegistryClient:
             resumes=stats.resumes,
             new_sessions=stats.new_sessions,
             restarts=stats.restarts,
+            resumed_from=stats.resumed_from,
+            resume_lost=stats.stale_resume,
         )
 
     def _mount(self, repository: str, origin: str, digest: str) -> tuple[bool, str | None]:

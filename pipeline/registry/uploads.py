@@ -6,18 +6,24 @@ the blob. Instead the upload asks the registry (`GET <upload URL>` → `Range: 0
 from byte N+1; a vanished session (404) starts a new one. The final `PUT ?digest=` is the
 integrity check: the registry hashes what it holds, and a mismatch (DIGEST_INVALID) restarts the
 blob once from scratch; nothing is ever committed under a digest it does not have.
+
+Across processes: `on_location(url, offset)` is told every upload URL the registry hands out
+(journal.UploadJournal records it), and `run(resume=url)` starts by asking the registry where
+that earlier session stands, so a killed publish goes on where the registry stopped.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urljoin
 
 import requests
 
+from pipeline.errors import UsageError
 from pipeline.registry.errors import RegistryError, describe_response, error_codes, response_error
 from pipeline.registry.retry import RETRYABLE_STATUSES, parse_retry_after
 from pipeline.registry.sources import BlobSource
@@ -26,9 +32,22 @@ from pipeline.registry.transport import ConnectionFailed, Transport
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024
+# Overrides the chunk size (bytes) of clients made without an explicit one: tests use small
+# chunks to exercise many PATCHes with small blobs; registries with request-size limits need it.
+CHUNK_SIZE_ENV = "BOOTC_PIPELINE_CHUNK_SIZE"
 _SESSION_GONE = frozenset({"BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID"})
 _CONTENT_MISMATCH = frozenset({"DIGEST_INVALID", "SIZE_INVALID"})
 _RANGE_RE = re.compile(r"^(?:bytes=)?0-(-?\d+)$")
+
+
+def chunk_size_from_env(environ: Mapping[str, str] | None = None) -> int:
+    """$BOOTC_PIPELINE_CHUNK_SIZE if set (a positive whole number of bytes), else the default."""
+    text = (os.environ if environ is None else environ).get(CHUNK_SIZE_ENV, "").strip()
+    if not text:
+        return DEFAULT_CHUNK_SIZE
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"{CHUNK_SIZE_ENV}={text!r} is not a positive whole number of bytes")
+    return int(text)
 
 
 @dataclass
@@ -39,6 +58,8 @@ class UploadStats:
     resumes: int = 0  # failed PATCHes recovered by asking the registry where it stands
     new_sessions: int = 0  # upload sessions started again because the old one was gone
     restarts: int = 0  # whole-blob restarts after the registry rejected the digest
+    resumed_from: int = 0  # bytes an earlier run's session already held when this run took it up
+    stale_resume: bool = False  # an earlier run's session was offered but the registry forgot it
 
 
 class _SessionGone(Exception):
@@ -64,6 +85,22 @@ def with_digest(location: str, digest: str) -> str:
     return f"{location}{separator}digest={quote(digest, safe='')}"
 
 
+def cancel_upload(transport: Transport, repository: str, location: str) -> None:
+    """Cancel an upload session opened but not needed (a refused mount's); failure is harmless:
+    registries purge abandoned uploads anyway."""
+    try:
+        response = transport.request(
+            "DELETE",
+            location,
+            scope=push_scope(repository),
+            action="cancelling an unused upload",
+            repository=repository,
+        )
+    except RegistryError:
+        return
+    response.close()
+
+
 def parse_range_end(value: str | None) -> int | None:
     """The last byte index from `Range: 0-N` (docker-registry says `0--1` for nothing yet)."""
     if value is None:
@@ -84,7 +121,9 @@ class Uploader:
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         progress: Callable[[int], None] | None = None,
+        on_location: Callable[[str, int], None] | None = None,
     ) -> None:
+        """`on_location(url, offset)`: told each upload URL and the bytes the registry then held."""
         if chunk_size < 1:
             raise ValueError("chunk_size must be positive")
         self.t = transport
@@ -93,14 +132,20 @@ class Uploader:
         self.digest = digest
         self.chunk_size = chunk_size
         self.progress = progress
+        self.on_location = on_location
         self.stats = UploadStats()
         self._reported = 0  # high-water mark of bytes reported to `progress`
         self._scope = push_scope(repository)
 
-    def run(self, first_location: str | None = None) -> UploadStats:
-        """Upload and commit the blob; a digest mismatch gets one fresh restart."""
+    def run(self, first_location: str | None = None, *, resume: str | None = None) -> UploadStats:
+        """Upload and commit the blob; a digest mismatch gets one fresh restart.
+
+        `resume`: an upload URL from an earlier run; the registry is asked how much of it it
+        holds and the upload goes on from there (a forgotten session is not an error).
+        `first_location`: a session already opened (a refused mount), used if not resuming.
+        """
         try:
-            self._upload_and_commit(first_location)
+            self._upload_and_commit(first_location, resume)
         except _ContentMismatch as first:
             self.stats.restarts += 1
             log.warning(
@@ -111,7 +156,7 @@ class Uploader:
                 first.what,
             )
             try:
-                self._upload_and_commit(None)
+                self._upload_and_commit(None, None)
             except _ContentMismatch as again:
                 hint = "the file changed while uploading, or does not match its digest"
                 if again.response is not None:
@@ -125,10 +170,45 @@ class Uploader:
                 ) from None
         return self.stats
 
-    def _upload_and_commit(self, location: str | None) -> None:
+    def _upload_and_commit(self, location: str | None, resume: str | None) -> None:
+        offset = 0
+        taken_up = self._take_up(resume) if resume is not None else None
+        if taken_up is not None:
+            if location is not None:
+                cancel_upload(self.t, self.repository, location)
+            location, offset = taken_up
+            self.stats.resumed_from = offset
         location = location or self._start()
-        location = self._send_chunks(location)
+        self._remember(location, offset)
+        self._report(offset)
+        location = self._send_chunks(location, offset)
         self._commit(location)
+
+    def _take_up(self, location: str) -> tuple[str, int] | None:
+        """The URL and offset of an earlier run's session, or None if the registry forgot it.
+
+        Any client error (404 BLOB_UPLOAD_UNKNOWN/INVALID, a 400 for a mangled URL, a session
+        holding more than the blob) means "start afresh"; connection failures and exhausted
+        retries are real failures and propagate.
+        """
+        try:
+            return self._status(location, oversize_is_gone=True)
+        except _SessionGone:
+            pass
+        except RegistryError as exc:
+            if exc.status is None or exc.status == 401 or not 400 <= exc.status < 500:
+                raise
+        self.stats.stale_resume = True
+        log.info(
+            "registry %s: the earlier upload of %s is gone; starting afresh",
+            self.t.registry,
+            self.digest,
+        )
+        return None
+
+    def _remember(self, location: str, offset: int) -> None:
+        if self.on_location is not None:
+            self.on_location(location, offset)
 
     # -- one upload session -------------------------------------------------------------------
 
@@ -157,15 +237,14 @@ class Uploader:
             )
         return urljoin(request_url, location)
 
-    def _send_chunks(self, location: str) -> str:
+    def _send_chunks(self, location: str, offset: int = 0) -> str:
         """PATCH chunks until the registry holds all bytes; returns the final upload URL.
 
         The retry budget bounds each streak of failures: it starts afresh whenever the upload
         gets further than it ever got, so a long upload may survive several separate hiccups
         while a registry that never lets it advance still fails in bounded attempts and time.
         """
-        offset = 0
-        furthest = 0
+        furthest = offset
         budget = self.t.retry.start()
         while offset < self.source.size:
             end = min(offset + self.chunk_size, self.source.size)
@@ -178,6 +257,7 @@ class Uploader:
                     # More bytes than we sent: a chunk was stored twice (a proxy replayed it).
                     raise _ContentMismatch(f"registry holds {held + 1} bytes after {end} sent")
                 offset = end if held is None else held + 1
+                self._remember(location, offset)
                 self._report(offset)
                 if offset > furthest:
                     furthest = offset
@@ -212,6 +292,7 @@ class Uploader:
             )
             budget.wait(wait)
             location, offset = self._resume(location)
+            self._remember(location, offset)
         return location
 
     def _patch(self, location: str, start: int, end: int) -> tuple[requests.Response | None, str]:
@@ -248,7 +329,7 @@ class Uploader:
             log.info("registry %s: upload session gone; starting a new one", self.t.registry)
             return self._start(), 0
 
-    def _status(self, location: str) -> tuple[str, int]:
+    def _status(self, location: str, *, oversize_is_gone: bool = False) -> tuple[str, int]:
         response = self.t.request(
             "GET",
             location,
@@ -264,6 +345,8 @@ class Uploader:
             held = parse_range_end(response.headers.get("Range"))
             offset = 0 if held is None else held + 1
             if offset > self.source.size:
+                if oversize_is_gone:
+                    raise _SessionGone()
                 raise RegistryError(
                     f"registry {self.t.registry}, repository {self.repository}: upload holds "
                     f"{offset} bytes, more than the blob's {self.source.size}"

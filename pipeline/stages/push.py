@@ -2,22 +2,36 @@
 
 Ordered so that no tag ever points at an index whose children are missing: tags move last, and
 only after every child manifest and blob was checked to be in the registry.
+
+Re-runs send as little as possible: a blob the repository has is skipped (HEAD), one a sibling
+release's repository on the same registry has is mounted, and an upload a killed run left
+unfinished is resumed where the registry stopped (the session is recorded in the architecture's
+work directory, `upload-journal.json`, and forgotten once the blob is committed).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipeline import mediatypes as mt
 from pipeline import plan
 from pipeline.arch import Arch
-from pipeline.context import Context
+from pipeline.context import Context, Options, apply_overrides
 from pipeline.errors import PipelineError, UsageError
 from pipeline.plan import Document, Provenance
-from pipeline.registry.client import RegistryClient
+from pipeline.reference import parse_reference
+from pipeline.registry.client import BlobAction, BlobPushResult, RegistryClient
+from pipeline.registry.journal import UploadJournal
+from pipeline.release import load as load_release
 from pipeline.stages.build import built_image
 from pipeline.stages.compress import compressed_disk
 from pipeline.zstdfile import Compressed
+
+log = logging.getLogger(__name__)
+
+JOURNAL_NAME = "upload-journal.json"
 
 
 @dataclass(frozen=True)
@@ -59,17 +73,63 @@ def check_tags(client: RegistryClient, ctx: Context, index_digest: str | None) -
     Before anything is built (`index_digest` None) any existing release tag is a conflict unless
     a re-run will produce the same index; that is only known after planning, so then it passes.
     """
-    repo = ctx.target.repository
     for tag in ctx.release.tags:
-        current = client.manifest_digest(repo, tag)
-        if current is None or ctx.options.force or index_digest is None:
+        _check_release_tag(client, ctx, tag, index_digest)
+
+
+def _check_release_tag(
+    client: RegistryClient, ctx: Context, tag: str, index_digest: str | None
+) -> None:
+    repo = ctx.target.repository
+    current = client.manifest_digest(repo, tag)
+    if current is None or ctx.options.force or index_digest is None:
+        return
+    if current != index_digest:
+        raise UsageError(
+            f"{ctx.target.registry}/{repo}:{tag} already names {current}, not this release "
+            f"({index_digest}); release tags are immutable",
+            hint="bump the version in the release manifest, or pass --force to move the tag",
+        )
+
+
+def sibling_repositories(ctx: Context) -> tuple[str, ...]:
+    """Repositories of the other release manifests beside this one, on the same registry.
+
+    A layer already pushed for a sibling release (same bytes) is then mounted, not sent again.
+    `--registry` moves the siblings exactly as it moves the target (apply_overrides). A sibling
+    manifest that does not load is skipped: it only ever saves bytes, never decides anything.
+    """
+    here = ctx.release.path.resolve()
+    target = ctx.target
+    found: list[str] = []
+    for path in sorted(here.parent.glob("*.yaml")):
+        if path.resolve() == here:
             continue
-        if current != index_digest:
-            raise UsageError(
-                f"{ctx.target.registry}/{repo}:{tag} already names {current}, not this release "
-                f"({index_digest}); release tags are immutable",
-                hint="bump the version in the release manifest, or pass --force to move the tag",
-            )
+        try:
+            sibling = apply_overrides(load_release(path), Options(registry=ctx.options.registry))
+            ref = parse_reference(sibling.repository)
+        except PipelineError as exc:
+            log.debug("no mount source from %s: %s", path, exc)
+            continue
+        if ref.registry == target.registry and ref.repository != target.repository:
+            found.append(ref.repository)
+    return tuple(dict.fromkeys(found))
+
+
+def journal_path(ctx: Context, arch: Arch) -> Path:
+    return ctx.arch_dir(arch).root / JOURNAL_NAME
+
+
+def _describe(result: BlobPushResult) -> str:
+    text = f"layer {result.action.value}"
+    if result.action is BlobAction.MOUNTED:
+        return f"{text} from {result.mounted_from}, 0 bytes sent"
+    text += f", {result.bytes_sent} bytes sent"
+    if result.resumed_from:
+        text += f" (resumed at byte {result.resumed_from} of an earlier run's upload)"
+    elif result.resume_lost:
+        text += " (the registry no longer had an earlier run's upload: sent from the start)"
+    return text
 
 
 def plan_tags_check(client: RegistryClient, ctx: Context) -> None:
@@ -77,14 +137,42 @@ def plan_tags_check(client: RegistryClient, ctx: Context) -> None:
     check_tags(client, ctx, None)
 
 
+def _follow_a_racing_winner(client: RegistryClient, ctx: Context, index: Document) -> None:
+    """After the moving tags: if a racing publisher has taken a release tag meanwhile, point
+    the moving tags this run set at its index too (so every tag agrees) and fail.
+
+    Registries offer no compare-and-swap on tags, so two publishers can both find a release tag
+    free; the one whose release tag stays wins, and this makes the loser's moving tags follow.
+    Every index involved is complete, whichever tag names it.
+    """
+    repo = ctx.target.repository
+    for tag in ctx.release.tags:
+        current = client.manifest_digest(repo, tag)
+        if current is None or current == index.digest:
+            continue
+        winner = client.get_manifest(repo, current)
+        for moving in ctx.release.moving_tags:
+            if client.manifest_digest(repo, moving) == index.digest:
+                client.push_manifest(repo, moving, winner.body, winner.media_type)
+        raise PipelineError(
+            f"{ctx.target.registry}/{repo}:{tag} was tagged by another publisher while this one "
+            f"ran ({current}); the moving tags follow it, this release ({index.digest}) is "
+            "left untagged",
+            hint="check which release the tag names; re-run with --force to take it over",
+        )
+
+
 def push(ctx: Context, provenance: Provenance) -> Published:
     releases, index = plan_release(ctx, provenance)
     client = client_for(ctx)
     repo = ctx.target.repository
     check_tags(client, ctx, index.digest)
+    siblings = sibling_repositories(ctx)
     sent: list[ArchRelease] = []
     for r in releases:
-        client.push_blob(repo, mt.EMPTY_JSON, mt.EMPTY_DIGEST, len(mt.EMPTY_JSON))
+        client.push_blob(
+            repo, mt.EMPTY_JSON, mt.EMPTY_DIGEST, len(mt.EMPTY_JSON), mount_from=siblings
+        )
         title = f"{r.arch.value}: upload {r.disk.path.name}"
         with ctx.reporter.transfer(title, r.disk.compressed.size) as advance:
             result = client.push_blob(
@@ -92,22 +180,33 @@ def push(ctx: Context, provenance: Provenance) -> Published:
                 r.disk.path,
                 r.disk.compressed.digest,
                 r.disk.compressed.size,
+                mount_from=siblings,
                 progress=advance,
+                journal=UploadJournal(journal_path(ctx, r.arch)),
             )
-        ctx.reporter.info(
-            f"    {r.arch.value}: layer {result.action.value}, {result.bytes_sent} bytes sent"
-        )
+        ctx.reporter.info(f"    {r.arch.value}: {_describe(result)}")
         client.push_manifest(repo, r.manifest.digest, r.manifest.body, r.manifest.media_type)
         sent.append(ArchRelease(r.arch, r.disk, r.manifest, result.bytes_sent))
     for r in sent:  # everything the index will reference must be present before it is pushed
         if client.manifest_digest(repo, r.manifest.digest) != r.manifest.digest:
             raise PipelineError(f"manifest {r.manifest.digest} for {r.arch.value} is not in {repo}")
-        if not client.blob_exists(repo, r.disk.compressed.digest):
-            raise PipelineError(f"layer {r.disk.compressed.digest} is not in {repo}")
+        for digest in (r.disk.compressed.digest, mt.EMPTY_DIGEST):
+            if not client.blob_exists(repo, digest):
+                raise PipelineError(f"blob {digest} for {r.arch.value} is not in {repo}")
     client.push_manifest(repo, index.digest, index.body, index.media_type)
     for tag in ctx.release.all_tags:
+        release_tag = tag in ctx.release.tags
+        if release_tag:  # again: another publisher may have tagged since the first check
+            _check_release_tag(client, ctx, tag, index.digest)
         client.push_manifest(repo, tag, index.body, index.media_type)
+        if release_tag and client.manifest_digest(repo, tag) != index.digest:
+            raise PipelineError(
+                f"{ctx.target.registry}/{repo}:{tag} was tagged by another publisher while this "
+                f"one ran; its index is complete, this one ({index.digest}) is left untagged",
+                hint="check which release the tag names; re-run with --force to take it over",
+            )
         ctx.reporter.info(f"    tagged {ctx.target.registry}/{repo}:{tag}")
+    _follow_a_racing_winner(client, ctx, index)
     return Published(
         repository=f"{ctx.target.registry}/{repo}",
         index=index,
