@@ -3,11 +3,11 @@
 
     python3 benchmarks/compress.py [DISK.qcow2] [--levels 3,6,10,14,19]
 
-Without DISK it builds one (cached in /var/tmp/bootc-pipeline-bench): a Debian bookworm system
-with systemd, openssh-server, sshfs, sudo and a kernel, made by debootstrap, as an ext4 filesystem in a
-qcow2, the same shape as a bootc disk. For each level it reports seconds and ratio for the
-pipeline (python-zstandard, all cores, hashing both sides) and for `zstd -T0` run in the same
-script on the same file, and the pipeline/CLI time ratio.
+Without DISK it builds one (cached in /var/tmp/bootc-pipeline-bench): a Debian bookworm
+system with systemd, openssh-server, sshfs, sudo and a kernel, made by debootstrap, as an ext4
+filesystem in a qcow2, the same shape as a bootc disk. For each level it reports seconds and
+ratio for the pipeline (python-zstandard, all cores, hashing both sides) and for `zstd -T0` run
+in the same script on the same file, and the pipeline/CLI time ratio.
 """
 
 from __future__ import annotations

@@ -26,7 +26,6 @@ import shutil
 import signal
 import socket
 import ssl
-import struct
 import subprocess
 import tempfile
 import threading
@@ -40,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.faultproxy import FaultProxy
 
 START_TIMEOUT_SECONDS = 15.0
 STOP_TIMEOUT_SECONDS = 5.0
@@ -278,168 +279,15 @@ def no_registry_login(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return config_dir
 
 
-# -- a fault-injecting loopback proxy --------------------------------------------------------------
+# -- a fault-injecting loopback proxy (tests/support/faultproxy.py) ------------------------------
 
-
-@dataclass
-class Fault:
-    """What the proxy does to the `nth` request of `method` (counted from 1).
-
-    `action`: "reset-before" drops the connection (TCP RST) without forwarding; "reset-after"
-    forwards the request, then resets instead of relaying the answer (the registry acted, the
-    client never hears); "respond" answers `status`/`headers` itself without forwarding;
-    "corrupt" flips one byte of the body before forwarding; "stall" waits `delay` seconds first;
-    "truncate" relays the headers and half the answer's body, then resets.
-    """
-
-    method: str
-    nth: int
-    action: str
-    status: int = 503
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    delay: float = 0.0
-
-
-@dataclass
-class ProxyLog:
-    method: str
-    path: str
-    body_length: int
-    fault: str | None
-
-
-class FaultyProxy:
-    """An HTTP proxy on 127.0.0.1 in front of a plain-HTTP registry, injecting `Fault`s.
-
-    The Host header is passed through, so the registry's absolute Location URLs point back at
-    the proxy. With `relative_locations`, Location headers are rewritten to path+query.
-    """
-
-    def __init__(self, upstream: str, *, relative_locations: bool = False) -> None:
-        self.upstream = upstream
-        self.relative_locations = relative_locations
-        self.faults: list[Fault] = []
-        self.log: list[ProxyLog] = []
-        self._counts: dict[str, int] = {}
-        self._lock = threading.Lock()
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self.host = f"127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-
-    def add_fault(self, method: str, nth: int, action: str, **kwargs: Any) -> Fault:
-        fault = Fault(method, nth, action, **kwargs)
-        self.faults.append(fault)
-        return fault
-
-    def count(self, method: str) -> int:
-        return sum(1 for entry in self.log if entry.method == method)
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(STOP_TIMEOUT_SECONDS)
-
-    def _fault_for(self, method: str) -> Fault | None:
-        with self._lock:
-            self._counts[method] = self._counts.get(method, 0) + 1
-            nth = self._counts[method]
-        return next((f for f in self.faults if f.method == method and f.nth == nth), None)
-
-
-def _handler_for(proxy: FaultyProxy) -> type[http.server.BaseHTTPRequestHandler]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        timeout = 30
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
-            pass
-
-        def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            fault = proxy._fault_for(self.command)
-            with proxy._lock:
-                proxy.log.append(
-                    ProxyLog(self.command, self.path, len(body), fault.action if fault else None)
-                )
-            if fault is not None and fault.action == "reset-before":
-                return self._reset()
-            if fault is not None and fault.action == "respond":
-                return self._reply(fault.status, list(fault.headers.items()), fault.body)
-            if fault is not None and fault.action == "corrupt" and body:
-                body = bytes([body[0] ^ 0xFF]) + body[1:]
-            if fault is not None and fault.action == "stall":
-                time.sleep(min(fault.delay, 10.0))
-            try:
-                status, headers, answer = self._forward(body)
-            except OSError:
-                return self._reply(502, [], b"upstream unreachable")
-            if fault is not None and fault.action == "reset-after":
-                return self._reset()
-            if fault is not None and fault.action == "truncate":
-                self._reply(status, headers, answer[: len(answer) // 2], flush=True)
-                return self._reset()
-            self._reply(status, headers, answer)
-
-        def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
-            conn = http.client.HTTPConnection(proxy.upstream, timeout=30)
-            try:
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
-                conn.request(self.command, self.path, body=body or None, headers=headers)
-                response = conn.getresponse()
-                answer = response.read() if self.command != "HEAD" else b""
-                kept = []
-                for key, value in response.getheaders():
-                    if key.lower() in ("connection", "transfer-encoding", "keep-alive"):
-                        continue
-                    if key.lower() == "location" and proxy.relative_locations:
-                        parts = urllib.parse.urlsplit(value)
-                        value = urllib.parse.urlunsplit(("", "", parts.path, parts.query, ""))
-                    kept.append((key, value))
-                return response.status, kept, answer
-            finally:
-                conn.close()
-
-        def _reply(
-            self, status: int, headers: list[tuple[str, str]], body: bytes, flush: bool = False
-        ) -> None:
-            self.send_response_only(status)
-            has_length = False
-            for key, value in headers:
-                self.send_header(key, value)
-                has_length = has_length or key.lower() == "content-length"
-            if not has_length:
-                self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-            if flush:
-                self.wfile.flush()
-
-        def _reset(self) -> None:
-            """Abort with a TCP RST, as a crashing proxy or a network fault would."""
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.close_connection = True
-            self.connection.close()
-
-        def finish(self) -> None:
-            with contextlib.suppress(OSError, ValueError):
-                super().finish()
-
-        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
-
-    return Handler
+FaultyProxy = FaultProxy  # the name the first registry tests use
 
 
 @pytest.fixture
-def faulty_proxy(registry: RunningRegistry) -> Iterator[FaultyProxy]:
+def faulty_proxy(registry: RunningRegistry) -> Iterator[FaultProxy]:
     """A FaultyProxy in front of the shared plain registry (no faults until a test adds some)."""
-    proxy = FaultyProxy(registry.host)
+    proxy = FaultProxy(registry.host)
     try:
         yield proxy
     finally:

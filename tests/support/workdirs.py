@@ -1,0 +1,201 @@
+"""Synthetic work directories the push stage accepts, without a container engine.
+
+For each architecture it writes what the build and compress stages would have left behind
+(pipeline/state.py): a `build` stamp (image tag, id and base digest, as
+`stages.build.built_image(..., in_engine=False)` reads them) and a `compress` stamp pointing at a
+real `.qcow2.zst`: a qcow2 made by `qemu-img convert` from seeded pseudo-random bytes (so it is
+incompressible and the same on every run), compressed by `pipeline.zstdfile.compress`. Equal
+seeds give byte-identical disks, hence equal digests across work directories.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pipeline import zstdfile
+from pipeline.arch import Arch
+from pipeline.digest import Blob
+from pipeline.state import arch_dir, inputs_key
+from tests.factories import ROOT
+
+DEFAULT_DISK_BYTES = 3 * 1024 * 1024 + 12345
+ZSTD_LEVEL = 3
+
+
+@dataclass(frozen=True)
+class Disk:
+    """One compressed synthetic disk (the layer a push sends) and what it decompresses to."""
+
+    path: Path
+    compressed: Blob
+    uncompressed: Blob
+
+
+@dataclass(frozen=True)
+class Workdir:
+    root: Path
+    variant: str
+    disks: dict[Arch, Disk]
+
+    @property
+    def variant_dir(self) -> Path:
+        return self.root / self.variant
+
+    @property
+    def report_path(self) -> Path:
+        return self.variant_dir / "release-report.json"
+
+    def journal(self, arch: Arch) -> Path:
+        return arch_dir(self.root, self.variant, arch).root / "upload-journal.json"
+
+
+def make_qcow2(dest: Path, *, seed: int, size: int = DEFAULT_DISK_BYTES) -> Path:
+    """A valid qcow2 holding `size` seeded pseudo-random bytes (deterministic per seed)."""
+    if shutil.which("qemu-img") is None:
+        pytest.fail("qemu-img not found: apt-get install -y qemu-utils", pytrace=False)
+    raw = dest.with_suffix(".raw")
+    data = random.Random(seed).randbytes(size)
+    raw.write_bytes(data + b"\0" * (-size % 512))
+    subprocess.run(
+        ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(dest)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    raw.unlink()
+    return dest
+
+
+class DiskCache:
+    """Makes each (seed, size) disk once per session; work directories get copies."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._made: dict[tuple[int, int], zstdfile.Compressed] = {}
+
+    def get(self, seed: int, size: int = DEFAULT_DISK_BYTES) -> zstdfile.Compressed:
+        key = (seed, size)
+        if key not in self._made:
+            qcow2 = make_qcow2(self.directory / f"disk-{seed}-{size}.qcow2", seed=seed, size=size)
+            zst = qcow2.with_name(qcow2.name + ".zst")
+            self._made[key] = zstdfile.compress(qcow2, zst, level=ZSTD_LEVEL)
+        return self._made[key]
+
+
+def make_workdir(
+    root: Path,
+    cache: DiskCache,
+    *,
+    variant: str = "fedora-40",
+    layer_name: str = "fedora-bootc-lima-40.1.0",
+    archs: tuple[Arch, ...] = (Arch("amd64"), Arch("arm64")),
+    seeds: dict[Arch, int] | None = None,
+    size: int = DEFAULT_DISK_BYTES,
+) -> Workdir:
+    """A work directory as `bootc-pipeline compress` leaves it, for `variant`'s push stage.
+
+    Seeds default to one per architecture (amd64 1, arm64 2), so disks differ between
+    architectures but not between work directories.
+    """
+    seeds = seeds or {arch: index + 1 for index, arch in enumerate(archs)}
+    disks: dict[Arch, Disk] = {}
+    for arch in archs:
+        source = cache.get(seeds[arch], size)
+        directory = arch_dir(root, variant, arch)
+        directory.root.mkdir(parents=True, exist_ok=True)
+        dest = directory.root / f"{layer_name}-{arch.value}.qcow2.zst"
+        shutil.copyfile(source.path, dest)
+        image_id = "sha256:" + inputs_key({"synthetic-image": seeds[arch], "arch": arch.value})
+        directory.save_stamp(
+            "build",
+            image_id,
+            {
+                "tag": f"localhost/bootc-pipeline/{variant}:synthetic-{arch.value}",
+                "id": image_id,
+                "base_digest": "sha256:" + inputs_key({"synthetic-base": arch.value}),
+            },
+        )
+        directory.save_stamp(
+            "compress",
+            inputs_key({"disk": None, "level": ZSTD_LEVEL}),
+            {
+                "path": str(dest),
+                "level": ZSTD_LEVEL,
+                "uncompressed": source.uncompressed.__dict__,
+                "compressed": source.compressed.__dict__,
+            },
+        )
+        disks[arch] = Disk(dest, source.compressed, source.uncompressed)
+    return Workdir(root, variant, disks)
+
+
+def manifest_path(variant: str) -> Path:
+    return ROOT / "manifests" / f"{variant}.yaml"
+
+
+# -- the real CLI over a work directory ------------------------------------------------------------
+
+CLI_TIMEOUT_SECONDS = 120.0
+CREATED = "2026-01-01T00:00:00Z"
+REVISION = "5e1f0c0ffee5e1f0c0ffee5e1f0c0ffee5e1f0c0"
+
+
+def cli_env(home: Path, *, chunk_size: int, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """A clean environment: no inherited logins (empty $HOME and $DOCKER_CONFIG), small chunks."""
+    docker_config = home / "docker-config"
+    docker_config.mkdir(parents=True, exist_ok=True)
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),
+        "HOME": str(home),
+        "DOCKER_CONFIG": str(docker_config),
+        "BOOTC_PIPELINE_CHUNK_SIZE": str(chunk_size),
+        "LC_ALL": "C.UTF-8",
+    }
+    env.update(extra or {})
+    return env
+
+
+def push_argv(
+    workdir: Workdir,
+    registry: str,
+    *extra: str,
+    manifest: Path | None = None,
+    created: str = CREATED,
+    plain_http: bool = True,
+) -> list[str]:
+    argv = [
+        sys.executable, "-m", "pipeline", "push",
+        "--manifest", str(manifest or manifest_path(workdir.variant)),
+        "--workdir", str(workdir.root), "--registry", registry,
+        "--revision", REVISION, "--created", created,
+    ]  # fmt: skip
+    if plain_http:
+        argv.append("--plain-http")
+    return [*argv, *extra]
+
+
+def run_push(
+    argv: list[str], env: dict[str, str], *, timeout: float = CLI_TIMEOUT_SECONDS
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def start_push(argv: list[str], env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
+    """The CLI in the background, its stdout/stderr to `logs`.{out,err} (for kill and races)."""
+    logs.parent.mkdir(parents=True, exist_ok=True)
+    with logs.with_suffix(".out").open("wb") as out, logs.with_suffix(".err").open("wb") as err:
+        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=err)
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("bootc-pipeline: error:")]

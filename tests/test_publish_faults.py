@@ -1,0 +1,599 @@
+"""Publishing through faults: the real CLI (`python -m pipeline push`) over a synthetic work
+directory, against a real docker-registry behind a fault-injecting loopback proxy.
+
+Whatever happens, a release is either complete and correct or not visible at all, and a re-run
+finishes the job without sending again what already arrived. Each publish is judged by skopeo
+and curl + sha256sum (tests/support/published.py) against a clean run's digests; bytes are
+counted at the proxy. The figures (faults injected per kind, publishes that ended correct, bytes
+re-sent on resume) are written to $BOOTC_PIPELINE_FIGURES (default
+/tmp/bootc-pipeline-publish-figures.json) and printed at the end of the module.
+
+Every fault rule is bounded in count and time, every wait has a timeout, all traffic stays on
+127.0.0.1. No container engine is needed.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.arch import Arch
+from pipeline.mediatypes import EMPTY_JSON
+from tests.factories import manifest_data, write_manifest
+from tests.support.faultproxy import FaultProxy, Rule
+from tests.support.published import Access, ReleaseState, snapshot
+from tests.support.registry import RunningRegistry, start_registry
+from tests.support.workdirs import (
+    DiskCache,
+    Workdir,
+    cli_env,
+    error_lines,
+    make_workdir,
+    push_argv,
+    run_push,
+    start_push,
+)
+
+pytestmark = pytest.mark.integration
+
+CHUNK = 256 * 1024
+REPO = "bootc-lima/fedora-bootc-lima"
+SIBLING_REPO = "bootc-lima/centos-bootc-lima"
+TAGS = ("40", "40.1.0", "latest")
+AMD64, ARM64 = Arch("amd64"), Arch("arm64")
+RULE_SECONDS = 60.0  # no rule outlives a minute
+FIGURES_PATH = Path(
+    os.environ.get("BOOTC_PIPELINE_FIGURES", "/tmp/bootc-pipeline-publish-figures.json")
+)
+PATCH = "/blobs/uploads/"
+COMMIT = r"/blobs/uploads/.*[?&]digest="
+MANIFESTS = "/manifests/"
+BLOBS = "/blobs/sha256:"
+
+
+# -- figures for the closing note -----------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    faults: collections.Counter[str] = field(default_factory=collections.Counter)
+    publishes: int = 0  # publishes expected to succeed
+    correct: int = 0  # ... that exited 0 and were judged equal to the clean run
+    refused: int = 0  # publishes expected to fail (budget exceeded) that failed cleanly
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    resumes: list[dict[str, Any]] = field(default_factory=list)
+
+    def count_faults(self, proxy: FaultProxy) -> dict[str, int]:
+        injected = proxy.injected()
+        self.faults.update(injected)
+        return injected
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "faults_injected_per_kind": dict(sorted(self.faults.items())),
+            "publishes_expected_to_succeed": self.publishes,
+            "publishes_ended_correct": self.correct,
+            "publishes_refused_cleanly_over_budget": self.refused,
+            "runs": self.runs,
+            "resumes": self.resumes,
+        }
+
+
+@pytest.fixture(scope="module")
+def figures(request: pytest.FixtureRequest) -> Iterator[Figures]:
+    found = Figures()
+    yield found
+    data = found.as_json()
+    FIGURES_PATH.write_text(json.dumps(data, indent=2) + "\n")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line("")
+        reporter.write_sep("-", f"publish figures ({FIGURES_PATH})")
+        reporter.write_line(f"faults injected per kind: {data['faults_injected_per_kind']}")
+        reporter.write_line(
+            f"publishes ended correct: {found.correct}/{found.publishes}; "
+            f"over-budget publishes refused cleanly: {found.refused}"
+        )
+        for resume in found.resumes:
+            reporter.write_line(f"resume: {resume}")
+
+
+# -- registries, proxies, work directories --------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    registry: RunningRegistry
+    proxy: FaultProxy
+    home: Path
+
+    @property
+    def access(self) -> Access:
+        """The judges go straight to the registry, not through the proxy."""
+        return Access(self.registry.host)
+
+    def env(self) -> dict[str, str]:
+        return cli_env(self.home, chunk_size=CHUNK)
+
+
+def _setup(directory: Path, *, buffer_requests: bool = True) -> Iterator[Setup]:
+    registry = start_registry(directory / "registry")
+    try:
+        with FaultProxy(registry.host, buffer_requests=buffer_requests) as proxy:
+            yield Setup(registry, proxy, directory / "home")
+    finally:
+        registry.stop()
+
+
+@pytest.fixture(scope="module")
+def disks(tmp_path_factory: pytest.TempPathFactory) -> DiskCache:
+    return DiskCache(tmp_path_factory.mktemp("disks"))
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[Setup]:
+    """A registry of its own (the manifests fix the repository) behind a fault proxy."""
+    yield from _setup(tmp_path)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, disks: DiskCache) -> Workdir:
+    return make_workdir(tmp_path / "work", disks)
+
+
+def next_version_manifest(tree: Path) -> Path:
+    """fedora-40 at version 40.2.0 (same repository and moving tags), in a tree of its own."""
+    tree.mkdir(parents=True, exist_ok=True)
+    data = manifest_data(version="40.2.0", tags=["40.2.0"])
+    return write_manifest(tree, data, name="fedora-40")
+
+
+def patches(size: int) -> int:
+    return math.ceil(size / CHUNK)
+
+
+def layer_bytes(work: Workdir) -> int:
+    return sum(d.compressed.size for d in work.disks.values())
+
+
+# -- the clean run every faulty one is compared with ----------------------------------------------
+
+
+@dataclass
+class Clean:
+    setup: Setup
+    work: Workdir
+    state: ReleaseState
+    fresh_bytes: int  # request-body bytes a fresh publish sends through the proxy
+    report: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def clean(
+    tmp_path_factory: pytest.TempPathFactory, disks: DiskCache, figures: Figures
+) -> Iterator[Clean]:
+    directory = tmp_path_factory.mktemp("clean")
+    for setup in _setup(directory):
+        work = make_workdir(directory / "work", disks)
+        proc = run_push(push_argv(work, setup.proxy.host), setup.env())
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        tagged = snapshot(setup.access, REPO)
+        assert sorted(tagged) == sorted(TAGS)
+        state = tagged["40.1.0"]
+        assert all(other == state for other in tagged.values())
+        fresh_bytes = setup.proxy.bytes_received()
+        figures.publishes += 1
+        figures.correct += 1
+        figures.runs.append(
+            {
+                "name": "clean",
+                "exit": 0,
+                "bytes_sent": fresh_bytes,
+                "layer_bytes": layer_bytes(work),
+            }
+        )
+        report = json.loads(work.report_path.read_text())
+        yield Clean(setup, work, state, fresh_bytes, report)
+
+
+def judge_like_clean(setup: Setup, clean: Clean, tags: tuple[str, ...] = TAGS) -> None:
+    tagged = snapshot(setup.access, REPO)
+    assert sorted(tagged) == sorted(tags)
+    for tag, state in tagged.items():
+        assert state == clean.state, f"tag {tag} names {state.index}, clean run {clean.state.index}"
+
+
+def publish_through_faults(
+    name: str,
+    setup: Setup,
+    work: Workdir,
+    clean: Clean,
+    figures: Figures,
+    rules: list[Rule],
+    *extra: str,
+) -> subprocess.CompletedProcess[str]:
+    """Publish through the proxy with `rules`; it must end exit 0 and equal to the clean run."""
+    figures.publishes += 1
+    started = time.monotonic()
+    proc = run_push(push_argv(work, setup.proxy.host, *extra), setup.env())
+    injected = figures.count_faults(setup.proxy)
+    figures.runs.append(
+        {
+            "name": name,
+            "exit": proc.returncode,
+            "faults": injected,
+            "bytes_sent": setup.proxy.bytes_received(),
+            "layer_bytes": layer_bytes(work),
+            "seconds": round(time.monotonic() - started, 1),
+        }
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for rule in rules:
+        assert rule.injected == rule.times, f"{rule} did not fire as planned"
+    judge_like_clean(setup, clean)
+    report = json.loads(work.report_path.read_text())
+    assert report["index"]["digest"] == clean.state.index
+    figures.correct += 1
+    return proc
+
+
+def test_clean_publish_is_complete(clean: Clean) -> None:
+    assert sorted(clean.state.manifests) == ["linux/amd64", "linux/arm64"]
+    for arch, disk in clean.work.disks.items():
+        assert clean.state.blobs[disk.compressed.digest] == disk.compressed.size
+        layer = clean.report["architectures"][arch.value]["layer"]
+        assert layer["digest"] == disk.compressed.digest
+        assert layer["bytesSent"] == disk.compressed.size  # no fault: nothing sent twice
+    assert clean.report["index"]["digest"] == clean.state.index
+
+
+def test_rerun_after_a_complete_publish_sends_no_blob(clean: Clean) -> None:
+    proxy = clean.setup.proxy
+    proxy.forget()
+    proc = run_push(push_argv(clean.work, proxy.host), clean.setup.env())
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proxy.count("PATCH") == 0 and proxy.count("POST") == 0
+    assert proxy.bytes_received("PATCH") == 0
+    assert proc.stderr.count("layer skipped, 0 bytes sent") == 2
+    judge_like_clean(clean.setup, clean)
+
+
+def test_blob_in_a_sibling_repository_is_mounted(
+    clean: Clean, tmp_path: Path, disks: DiskCache
+) -> None:
+    """centos-stream9's disks here are byte-identical to fedora-40's: they are mounted."""
+    proxy = clean.setup.proxy
+    proxy.forget()
+    work = make_workdir(
+        tmp_path / "centos", disks, variant="centos-stream9", layer_name="centos-bootc-lima-9.1.0"
+    )
+    proc = run_push(push_argv(work, proxy.host), clean.setup.env())
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proxy.count("PATCH") == 0 and proxy.bytes_received("PATCH") == 0
+    assert proc.stderr.count(f"layer mounted from {REPO}, 0 bytes sent") == 2
+    mounts = [
+        e
+        for e in proxy.log
+        if e.method == "POST" and f"from={REPO}" in urllib.parse.unquote(e.path)
+    ]
+    assert len(mounts) >= 2 and all(e.status == 201 for e in mounts)
+    tagged = snapshot(clean.setup.access, SIBLING_REPO)
+    assert sorted(tagged) == ["9", "9.1.0", "latest"]
+    layers = {d.compressed.digest for d in clean.work.disks.values()}
+    assert layers <= set(next(iter(tagged.values())).blobs)
+
+
+# -- each kind of fault, bounded in count and time ------------------------------------------------
+
+
+def _scenarios() -> dict[str, tuple[list[dict[str, Any]], list[str]]]:
+    """name -> (rules as FaultProxy.add keyword arguments, extra CLI arguments)."""
+    n = patches(3 * 1024 * 1024)  # PATCHes per architecture, at least
+    retry_after = {"Retry-After": "1"}
+    return {
+        "5xx": (
+            [
+                dict(action="respond", status=503, method="PATCH", path=PATCH, skip=2, times=2),
+                dict(action="respond", status=500, method="PATCH", path=PATCH, skip=n + 3),
+                dict(action="respond", status=500, method="GET", path=PATCH),
+                dict(action="respond", status=502, method="POST", path=PATCH),
+                dict(action="respond", status=504, method="HEAD", path=BLOBS),
+                dict(action="respond", status=503, method="PUT", path=MANIFESTS, times=2),
+            ],
+            [],
+        ),
+        "429": (
+            [
+                dict(
+                    action="respond", status=429, headers=retry_after, method="HEAD", path=MANIFESTS
+                ),
+                dict(
+                    action="respond",
+                    status=429,
+                    headers=retry_after,
+                    method="PATCH",
+                    path=PATCH,
+                    skip=4,
+                ),
+                dict(
+                    action="respond",
+                    status=429,
+                    headers=retry_after,
+                    method="PUT",
+                    path=MANIFESTS,
+                    skip=1,
+                ),
+            ],
+            [],
+        ),  # fmt: skip
+        "reset-mid-body": (
+            [
+                dict(action="reset", method="PATCH", path=PATCH, skip=3, times=2, fraction=0.5),
+                dict(action="reset", method="PATCH", path=PATCH, skip=n + 5, fraction=0.3),
+                dict(action="reset", method="PUT", path=MANIFESTS, skip=1, fraction=0.5),
+                dict(action="reset", method="POST", path=PATCH, skip=1, fraction=0.0),
+            ],
+            [],
+        ),
+        "stall": (
+            [
+                dict(action="stall", method="PATCH", path=PATCH, skip=5, delay=2.5),
+                dict(action="stall", method="HEAD", path=MANIFESTS, delay=2.5),
+                dict(action="stall", method="PUT", path=COMMIT, skip=1, delay=2.5),
+            ],
+            ["--read-timeout", "1"],
+        ),
+        "truncate": (
+            [
+                dict(action="truncate", method="PATCH", path=PATCH, skip=6, fraction=0.5),
+                dict(action="truncate", method="GET", path=PATCH, fraction=0.5),
+                dict(action="truncate", method="PUT", path=MANIFESTS, fraction=0.3),
+                dict(action="truncate", method="HEAD", path=BLOBS, skip=2, fraction=0.5),
+            ],
+            [],
+        ),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_scenarios()))
+def test_publish_through_faults_ends_equal_to_a_clean_run(
+    kind: str, fresh: Setup, workdir: Workdir, clean: Clean, figures: Figures
+) -> None:
+    specs, extra = _scenarios()[kind]
+    rules = [fresh.proxy.add(**{"seconds": RULE_SECONDS, "label": kind, **spec}) for spec in specs]
+    publish_through_faults(kind, fresh, workdir, clean, figures, rules, *extra)
+
+
+def test_registry_restarted_mid_upload(
+    fresh: Setup, workdir: Workdir, clean: Clean, figures: Figures
+) -> None:
+    """The registry goes down between two chunks and comes back a second later."""
+    starters: list[threading.Thread] = []
+
+    def restart() -> None:
+        fresh.registry.stop()
+
+        def start_later() -> None:
+            time.sleep(1.0)
+            fresh.registry.start()
+
+        starters.append(threading.Thread(target=start_later, daemon=True))
+        starters[-1].start()
+
+    rule = fresh.proxy.add(
+        "hook", method="PATCH", path=PATCH, skip=5, hook=restart, seconds=RULE_SECONDS,
+        label="registry-restart",
+    )  # fmt: skip
+    try:
+        publish_through_faults(
+            "registry-restart", fresh, workdir, clean, figures, [rule], "--retry-attempts", "10"
+        )
+    finally:
+        for starter in starters:
+            starter.join(30)
+
+
+# -- killed mid-upload, then re-run ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffering-proxy", "streaming-proxy"])
+def test_killed_publish_resumes_on_rerun(
+    buffered: bool, tmp_path: Path, workdir: Workdir, clean: Clean, figures: Figures
+) -> None:
+    """SIGKILL in the middle of arm64's 5th chunk (amd64 is complete), then the same command.
+
+    (PATCHes: the 2-byte empty config, amd64's chunks, then arm64's.)
+
+    With a request-buffering proxy in front (nginx's default), the half chunk never reached
+    the registry: the journal's upload URL is current and the re-run sends only what is
+    missing. Straight to docker-registry 2.8 (a streaming proxy) the half chunk is appended,
+    the recorded URL's offset is behind the session's, the registry cancels it and arm64 is
+    sent again whole; still less than a fresh publish (amd64 is skipped), and still correct.
+    """
+    for setup in _setup(tmp_path / "kill", buffer_requests=buffered):
+        amd64_size = workdir.disks[AMD64].compressed.size
+        arm64_size = workdir.disks[ARM64].compressed.size
+        held = 4 * CHUNK  # arm64 chunks the registry holds when the kill comes
+        hold = setup.proxy.add(
+            "hold", method="PATCH", path=PATCH, skip=1 + patches(amd64_size) + 4, fraction=0.5,
+            delay=30.0, seconds=RULE_SECONDS, label="kill-mid-upload",
+        )  # fmt: skip
+        argv = push_argv(workdir, setup.proxy.host)
+        process = start_push(argv, setup.env(), tmp_path / "logs" / "killed")
+        try:
+            assert hold.fired.wait(60), "the publish never reached arm64's 5th chunk"
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait(30)
+        assert hold.finished.wait(30)  # the proxy saw the client go (and, streaming, the registry)
+        figures.count_faults(setup.proxy)
+        killed_arm64 = setup.proxy.bytes_received("PATCH") - amd64_size - len(EMPTY_JSON)
+        assert not workdir.journal(AMD64).exists()  # committed: forgotten
+        journal = json.loads(workdir.journal(ARM64).read_text())
+        (entry,) = journal["uploads"].values()
+        assert entry["offset"] == held
+        assert entry["location"].startswith(f"http://{setup.proxy.host}/v2/{REPO}/blobs/uploads/")
+        assert "@" not in urllib.parse.urlsplit(entry["location"]).netloc
+
+        setup.proxy.forget()
+        figures.publishes += 1
+        proc = run_push(argv, setup.env())
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        judge_like_clean(setup, clean)
+        figures.correct += 1
+        rerun_layer = setup.proxy.bytes_received("PATCH")
+        rerun_total = setup.proxy.bytes_received()
+        assert rerun_total < clean.fresh_bytes
+        assert "amd64: layer skipped, 0 bytes sent" in proc.stderr
+        assert not workdir.journal(ARM64).exists()
+        resent = killed_arm64 - (arm64_size - rerun_layer)  # sent by both runs
+        figures.resumes.append(
+            {
+                "proxy": "buffering" if buffered else "streaming",
+                "arm64_blob_bytes": arm64_size,
+                "held_by_registry_at_kill": held,
+                "sent_by_killed_run_for_arm64": killed_arm64,
+                "rerun_layer_bytes": rerun_layer,
+                "rerun_total_bytes": rerun_total,
+                "fresh_publish_bytes": clean.fresh_bytes,
+                "bytes_resent": resent,
+            }
+        )
+        if buffered:
+            assert rerun_layer == arm64_size - held
+            assert f"resumed at byte {held} of an earlier run's upload" in proc.stderr
+        else:
+            assert rerun_layer <= arm64_size
+            assert "no longer had an earlier run's upload" in proc.stderr
+
+
+# -- over the retry budget: nothing tagged, nothing moved -----------------------------------------
+
+
+@pytest.mark.parametrize("where", ["layer", "index"])
+def test_fault_over_the_retry_budget_leaves_tags_alone(
+    where: str, fresh: Setup, tmp_path: Path, disks: DiskCache, clean: Clean, figures: Figures
+) -> None:
+    """40.1.0 is published; 40.2.0 (new disks) then fails for good: its layer upload, or its
+    index. One error line, exit 1; every tag still names 40.1.0's complete index."""
+    first = make_workdir(tmp_path / "first", disks)
+    proc = run_push(push_argv(first, fresh.registry.host), fresh.env())
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    before = snapshot(fresh.access, REPO)
+    assert sorted(before) == sorted(TAGS)
+
+    manifest = next_version_manifest(tmp_path / "tree")
+    second = make_workdir(
+        tmp_path / "second", disks, layer_name="fedora-bootc-lima-40.2.0",
+        seeds={AMD64: 11, ARM64: 12},
+    )  # fmt: skip
+    if where == "layer":
+        skip = 1 + patches(second.disks[AMD64].compressed.size) + 2  # 1: the empty config
+        spec: dict[str, Any] = dict(method="PATCH", path=PATCH, skip=skip)
+    else:
+        spec = dict(method="PUT", path=r"/manifests/sha256:", skip=2)  # after both arch manifests
+    rule = fresh.proxy.add(
+        "respond", status=503, times=50, seconds=RULE_SECONDS, label="over-budget-5xx", **spec
+    )
+    argv = push_argv(second, fresh.proxy.host, "--retry-attempts", "3", manifest=manifest)
+    proc = run_push(argv, fresh.env())
+    figures.count_faults(fresh.proxy)
+    figures.runs.append({"name": f"over-budget-{where}", "exit": proc.returncode})
+
+    assert proc.returncode == 1, proc.stderr[-4000:]
+    (line,) = error_lines(proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert fresh.proxy.host in line and "503" in line
+    assert 0 < rule.injected < rule.times
+    assert snapshot(fresh.access, REPO) == before  # nothing created, nothing moved
+    figures.refused += 1
+
+
+# -- release tags: immutable unless --force; moving tags move --------------------------------------
+
+
+def test_release_tag_is_immutable_unless_forced(
+    fresh: Setup, workdir: Workdir, tmp_path: Path
+) -> None:
+    host = fresh.registry.host
+    proc = run_push(push_argv(workdir, host), fresh.env())
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    first = snapshot(fresh.access, REPO)
+    first_index = first["40.1.0"].index
+
+    other = push_argv(workdir, host, created="2026-02-02T00:00:00Z")
+    proc = run_push(other, fresh.env())
+    assert proc.returncode == 2, proc.stderr[-4000:]
+    (line,) = error_lines(proc.stderr)
+    assert f"{host}/{REPO}:40.1.0 already names {first_index}" in line and "immutable" in line
+    assert "--force" in proc.stderr
+    assert snapshot(fresh.access, REPO) == first
+
+    proc = run_push([*other, "--force"], fresh.env())
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    forced = snapshot(fresh.access, REPO)
+    assert sorted(forced) == sorted(TAGS)
+    assert {s.index for s in forced.values()} == {forced["40.1.0"].index}
+    assert forced["40.1.0"].index != first_index
+
+    manifest = next_version_manifest(tmp_path / "tree")
+    proc = run_push(push_argv(workdir, host, manifest=manifest), fresh.env())
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    moved = snapshot(fresh.access, REPO)
+    assert sorted(moved) == ["40", "40.1.0", "40.2.0", "latest"]
+    assert moved["40.1.0"] == forced["40.1.0"]  # the older release tag stays
+    assert moved["40"] == moved["latest"] == moved["40.2.0"] != forced["40"]
+
+
+# -- racing publishers -----------------------------------------------------------------------------
+
+
+def test_racing_publishers_leave_every_tag_on_a_complete_index(
+    fresh: Setup, tmp_path: Path, disks: DiskCache, figures: Figures
+) -> None:
+    """Three publishes of 40.1.0 at once, each with another `created` (so another index):
+    whoever wins, all tags end on one complete index, and the losers say so (exit 1 or 2)."""
+    runs = []
+    for i in range(3):
+        work = make_workdir(tmp_path / f"work{i}", disks)
+        argv = push_argv(work, fresh.registry.host, created=f"2026-03-0{i + 1}T00:00:00Z")
+        runs.append((work, start_push(argv, fresh.env(), tmp_path / "logs" / f"run{i}")))
+    codes = []
+    for i, (_, process) in enumerate(runs):
+        codes.append(process.wait(120))
+        stderr = (tmp_path / "logs" / f"run{i}.err").read_text()
+        assert "Traceback" not in stderr
+        if codes[-1] != 0:
+            assert codes[-1] in (1, 2) and len(error_lines(stderr)) == 1, stderr[-3000:]
+    figures.runs.append({"name": "race", "exits": codes})
+    assert 0 in codes, codes
+
+    tagged = snapshot(fresh.access, REPO)  # every tag names a complete index
+    assert sorted(tagged) == sorted(TAGS)
+    assert len({state.index for state in tagged.values()}) == 1, tagged  # the same one
+    layers = {d.compressed.digest for d in runs[0][0].disks.values()}
+    for state in tagged.values():
+        assert sorted(state.manifests) == ["linux/amd64", "linux/arm64"]
+        assert layers <= set(state.blobs)
+    winners = {
+        json.loads(work.report_path.read_text())["index"]["digest"]
+        for (work, _), code in zip(runs, codes, strict=True)
+        if code == 0
+    }
+    assert tagged["40.1.0"].index in winners
