@@ -7,6 +7,9 @@ import enum
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+# Docker's schema 2 types: accepted when reading a registry, never published.
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 
 # The empty JSON `{}` that artifact manifests carry as config (image-spec v1.1 empty descriptor).
 EMPTY_JSON = b"{}"
@@ -61,4 +64,5 @@ ANN_BASE_DIGEST = A + "base.digest"
 ANN_UNCOMPRESSED_DIGEST = "org.bootc-pipeline.disk.uncompressed-digest"
 ANN_UNCOMPRESSED_SIZE = "org.bootc-pipeline.disk.uncompressed-size"
 
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # what registries must accept (distribution-spec)
+# Registries must accept manifests up to 4 MiB (distribution-spec); docker-registry rejects more.
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024

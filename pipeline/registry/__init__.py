@@ -4,6 +4,7 @@
 uploads, redaction) so each can be read and tested on its own.
 """
 
+from pipeline.mediatypes import OCI_INDEX, OCI_MANIFEST
 from pipeline.registry.client import (
     BlobAction,
     BlobPushResult,
@@ -11,7 +12,6 @@ from pipeline.registry.client import (
     RegistryClient,
 )
 from pipeline.registry.journal import UploadJournal
-from pipeline.registry.mediatypes import OCI_INDEX, OCI_MANIFEST
 from pipeline.registry.retry import RetryPolicy, Timeouts
 
 __all__ = [

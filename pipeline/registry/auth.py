@@ -13,7 +13,6 @@ on top of the transport's one HTTP chokepoint, and the credentials lookup lives 
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import threading
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from pipeline.reference import is_loopback_registry
 from pipeline.registry.credentials import ENV_PASSWORD, ENV_USERNAME, Credentials
 from pipeline.registry.errors import RegistryError, describe_response
 from pipeline.registry.redact import one_line, redact_url
@@ -196,13 +196,7 @@ class Authenticator:
         parts = urlsplit(realm)
         if parts.scheme == "https" or self._allow_plain_realm:
             return True
-        host = (parts.hostname or "").lower()
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_registry(parts.netloc.rpartition("@")[2])
 
     def failure(self, scope: str, what: str) -> RegistryError:
         """The one-line error for an authentication dead end, saying where credentials came from."""

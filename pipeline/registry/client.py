@@ -18,18 +18,18 @@ from typing import Any, overload
 from urllib.parse import quote, urljoin
 
 from pipeline.errors import UsageError
-from pipeline.reference import is_digest, validate_digest, validate_tag
-from pipeline.registry import downloads
-from pipeline.registry.credentials import Credentials, find_credentials
-from pipeline.registry.errors import RegistryError, error_codes, response_error
-from pipeline.registry.journal import UploadJournal, may_record
-from pipeline.registry.mediatypes import (
+from pipeline.mediatypes import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     MAX_MANIFEST_BYTES,
     OCI_INDEX,
     OCI_MANIFEST,
 )
+from pipeline.reference import is_digest, validate_digest, validate_tag
+from pipeline.registry import downloads
+from pipeline.registry.credentials import Credentials, find_credentials
+from pipeline.registry.errors import RegistryError, error_codes, response_error
+from pipeline.registry.journal import UploadJournal, may_record
 from pipeline.registry.retry import RetryPolicy, Timeouts
 from pipeline.registry.sources import BlobSource
 from pipeline.registry.transport import Endpoint, Transport
