@@ -16,12 +16,12 @@ from pipeline.stages.disk import disk
 from pipeline.stages.push import Published, client_for, plan_tags_check, push
 
 
-def preflight(ctx: Context) -> None:
+def preflight(ctx: Context, provenance: Provenance) -> None:
     """Everything that can fail in the first second instead of after a 20-minute build."""
     for arch in ctx.archs:
         check_cross_arch(arch, Arch.host())
     ctx.reporter.info(f"engine ok: {ctx.engine.name}")  # connect (and fail) now
-    plan_tags_check(client_for(ctx), ctx)
+    plan_tags_check(client_for(ctx), ctx, provenance)
 
 
 def run_build(ctx: Context) -> None:
@@ -91,7 +91,7 @@ def summary(ctx: Context, published: Published) -> Table:
 
 
 def publish(ctx: Context, provenance: Provenance) -> Published:
-    preflight(ctx)
+    preflight(ctx, provenance)
     run_build(ctx)
     run_disk(ctx)
     run_compress(ctx)

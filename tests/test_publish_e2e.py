@@ -223,7 +223,8 @@ def test_release_tag_is_immutable(
         "2026-02-02T00:00:00Z",
     )
     assert run.proc.returncode == 2, run.proc.stderr[-3000:]
-    assert "release tags are immutable" in run.proc.stderr
+    assert "a release with another revision, created; release tags are immutable" in run.proc.stderr
+    assert "==> build" not in run.proc.stderr  # refused in preflight, before any build
     assert judges.skopeo_raw(registry.host, f"{REPO}:40.1.0") == before
     assert judges.skopeo_raw(registry.host, f"{REPO}:latest") == before
 

@@ -67,29 +67,22 @@ def plan_release(ctx: Context, provenance: Provenance) -> tuple[list[ArchRelease
     return releases, index
 
 
-def check_tags(client: RegistryClient, ctx: Context, index_digest: str | None) -> None:
-    """Release tags are immutable: refuse to move one that names other content (unless --force).
-
-    Before anything is built (`index_digest` None) any existing release tag is a conflict unless
-    a re-run will produce the same index; that is only known after planning, so then it passes.
-    """
+def check_tags(client: RegistryClient, ctx: Context, index_digest: str) -> None:
+    """Release tags are immutable: refuse to move one that names other content (unless --force)."""
     for tag in ctx.release.tags:
         _check_release_tag(client, ctx, tag, index_digest)
 
 
-def _check_release_tag(
-    client: RegistryClient, ctx: Context, tag: str, index_digest: str | None
-) -> None:
+def _check_release_tag(client: RegistryClient, ctx: Context, tag: str, index_digest: str) -> None:
     repo = ctx.target.repository
     current = client.manifest_digest(repo, tag)
-    if current is None or ctx.options.force or index_digest is None:
+    if current is None or ctx.options.force or current == index_digest:
         return
-    if current != index_digest:
-        raise UsageError(
-            f"{ctx.target.registry}/{repo}:{tag} already names {current}, not this release "
-            f"({index_digest}); release tags are immutable",
-            hint="bump the version in the release manifest, or pass --force to move the tag",
-        )
+    raise UsageError(
+        f"{ctx.target.registry}/{repo}:{tag} already names {current}, not this release "
+        f"({index_digest}); release tags are immutable",
+        hint="bump the version in the release manifest, or pass --force to move the tag",
+    )
 
 
 def sibling_repositories(ctx: Context) -> tuple[str, ...]:
@@ -132,9 +125,33 @@ def _describe(result: BlobPushResult) -> str:
     return text
 
 
-def plan_tags_check(client: RegistryClient, ctx: Context) -> None:
-    """Preflight: the registry answers and credentials work (fails fast, before any build)."""
-    check_tags(client, ctx, None)
+PROVENANCE_KEYS = (mt.ANN_VERSION, mt.ANN_REVISION, mt.ANN_CREATED)
+
+
+def plan_tags_check(client: RegistryClient, ctx: Context, provenance: Provenance) -> None:
+    """Preflight, before any build: the registry answers, credentials work, and no release tag
+    names a release of another version, revision or creation time.
+
+    The index digest is only known after the build, but an index made from other provenance
+    cannot have the same digest: refuse it now rather than after a long build. An index with
+    the same provenance may be this very release (a re-run); the digest check after planning
+    decides that.
+    """
+    repo = ctx.target.repository
+    ours = plan.release_annotations(ctx.release, provenance)
+    for tag in ctx.release.tags:
+        current = client.manifest_digest(repo, tag)
+        if current is None or ctx.options.force:
+            continue
+        theirs = client.get_manifest(repo, current).json().get("annotations") or {}
+        differ = [key for key in PROVENANCE_KEYS if theirs.get(key) != ours[key]]
+        if differ:
+            names = ", ".join(k.rsplit(".", 1)[1] for k in differ)
+            raise UsageError(
+                f"{ctx.target.registry}/{repo}:{tag} already names {current}, a release with "
+                f"another {names}; release tags are immutable",
+                hint="bump the version in the release manifest, or pass --force to move the tag",
+            )
 
 
 def _follow_a_racing_winner(client: RegistryClient, ctx: Context, index: Document) -> None:
