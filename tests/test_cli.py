@@ -87,7 +87,8 @@ def test_stage_alone_without_predecessor(tmp_path: Path) -> None:
 
 def test_make_publish_passes_the_users_variables() -> None:
     proc = subprocess.run(
-        ["make", "-n", "publish", "ARCH=arm64,amd64", "VARIANT=centos-stream9",
+        ["make", "--no-print-directory", "-n", "publish", "ARCH=arm64,amd64",
+         "VARIANT=centos-stream9",
          "REGISTRY=127.0.0.1:5000", "FLAGS=--plain-http"],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
