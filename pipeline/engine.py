@@ -19,6 +19,7 @@ from pipeline.bib import BuilderRun, error_lines
 from pipeline.errors import PipelineError
 
 log = logging.getLogger("pipeline.engine")
+LIBPOD_API = "/v4.0.0/libpod"  # Podman's own API, for what the Docker API cannot say
 LOG_TAIL = 25  # lines of a failed build or builder run shown in the error
 
 
@@ -90,6 +91,40 @@ class Engine:
             raise PipelineError(
                 f"{self.name} could not inspect image {ref}: {exc.explanation}"
             ) from None
+
+    def base_digest(self, ref: str, arch: Arch) -> str:
+        """The digest of the image `ref` names for `arch`: the base a build for that platform
+        used. A multi-arch name resolves, through the Docker API, to one (the host's) instance,
+        so on Podman the list is read through its libpod API and the instance picked by
+        platform; elsewhere the engine holds one platform per name and it must be `arch`'s."""
+        if "@sha256:" in ref:
+            return ref.rsplit("@", 1)[1]
+        if self.is_podman:
+            instance = self._list_instance(ref, arch)
+            if instance is not None:
+                return instance
+        facts = self.inspect(ref)
+        if facts is None:
+            raise PipelineError(f"the base image {ref} is not in {self.name} after the build")
+        if (facts.os, facts.arch) != ("linux", arch.value):
+            raise PipelineError(
+                f"{self.name} resolves the base image {ref} to {facts.os}/{facts.arch}, "
+                f"not {arch.platform}: cannot tell which base the {arch.value} build used"
+            )
+        digests = [d.split("@", 1)[1] for d in facts.repo_digests if "@" in d]
+        return digests[0] if digests else facts.id
+
+    def _list_instance(self, ref: str, arch: Arch) -> str | None:
+        """Podman only: the digest of `arch`'s instance if `ref` is a manifest list."""
+        api = self.client.api
+        response = api._get(f"{api.base_url}{LIBPOD_API}/manifests/{ref}/json")
+        if response.status_code != 200:
+            return None  # not a manifest list: a plain image
+        for entry in response.json().get("manifests") or []:
+            platform = entry.get("platform") or {}
+            if (platform.get("os"), platform.get("architecture")) == ("linux", arch.value):
+                return str(entry["digest"])
+        raise PipelineError(f"the base image {ref} is a manifest list with no {arch.platform}")
 
     def build(
         self,

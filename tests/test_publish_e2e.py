@@ -126,7 +126,12 @@ def _layer(
 
 @pytest.mark.parametrize(("arch", "machine"), [("amd64", 62), ("arm64", 183)])
 def test_layer_is_a_zstd_qcow2_of_the_built_image(
-    first: Run, registry: RunningRegistry, tmp_path: Path, arch: str, machine: int
+    first: Run,
+    registry: RunningRegistry,
+    podman: PodmanService,
+    tmp_path: Path,
+    arch: str,
+    machine: int,
 ) -> None:
     manifest, blob = _layer(first, registry, arch, tmp_path)
     title = manifest["layers"][0]["annotations"][mt.ANN_TITLE]
@@ -146,7 +151,11 @@ def test_layer_is_a_zstd_qcow2_of_the_built_image(
     assert b"sshd.service" in wants and b"cloud-init.service" in wants
     # ... and the binaries are of the architecture the manifest claims.
     assert judges.elf_machine(judges.debugfs(raw, "cat /bin/busybox")) == machine
-    assert ann[mt.ANN_BASE_NAME].startswith("localhost/fake/fedora-bootc")
+    assert ann[mt.ANN_BASE_NAME] == "localhost/fake/fedora-bootc:40"
+    # base.digest is the instance of the multi-arch base that this architecture was built on
+    listed = json.loads(podman.cli("manifest", "inspect", ann[mt.ANN_BASE_NAME]).stdout)
+    (instance,) = [m for m in listed["manifests"] if m["platform"]["architecture"] == arch]
+    assert ann[mt.ANN_BASE_DIGEST] == instance["digest"]
 
 
 def test_validate_command_fetches_everything_back(first: Run, registry: RunningRegistry) -> None:

@@ -58,11 +58,7 @@ def build(ctx: Context, arch: Arch) -> BuiltImage:
             f"{tag} has no label {BOOTC_LABEL}=1: bootc-image-builder would refuse it",
             hint=f"keep `LABEL {BOOTC_LABEL}=1` in {release.containerfile.name}",
         )
-    base = engine.inspect(release.base)
-    if base is None:
-        raise PipelineError(f"the base image {release.base} is not in the engine after the build")
-    by_digest = [d.split("@", 1)[1] for d in base.repo_digests if "@" in d]
-    built = BuiltImage(tag=tag, id=facts.id, base_digest=by_digest[0] if by_digest else base.id)
+    built = BuiltImage(tag=tag, id=facts.id, base_digest=engine.base_digest(release.base, arch))
     directory = ctx.arch_dir(arch)
     directory.save_stamp("build", facts.id, dataclasses.asdict(built))
     return built
