@@ -35,7 +35,10 @@ class Reporter:
     def __post_init__(self) -> None:
         if self.live is None:
             self.live = self.stream.isatty()
-        self.console = Console(file=self.stream, highlight=False, force_terminal=self.live)
+        # markup off: tool log lines such as `error: [/usr] is read-only` are text, not markup
+        self.console = Console(
+            file=self.stream, highlight=False, markup=False, force_terminal=self.live
+        )
         self._started = time.monotonic()
 
     def _stamp(self) -> str:

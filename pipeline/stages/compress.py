@@ -40,6 +40,7 @@ def compress(ctx: Context, arch: Arch) -> zstdfile.Compressed:
             "uncompressed": result.uncompressed.__dict__,
             "compressed": result.compressed.__dict__,
         },
+        after=directory.key_of("disk"),
     )
     return result
 
@@ -60,11 +61,26 @@ def _from_stamp(stamp: dict[str, object] | None) -> zstdfile.Compressed | None:
 
 
 def compressed_disk(ctx: Context, arch: Arch) -> zstdfile.Compressed:
-    """The last compress stage's output for `arch`."""
-    found = _from_stamp(ctx.arch_dir(arch).load_stamp("compress"))
+    """The last compress stage's output for `arch`, checked to come from the last disk and build
+    and to be at the manifest's level: push never publishes a stale disk."""
+    directory = ctx.arch_dir(arch)
+    found = _from_stamp(directory.load_stamp("compress"))
     if found is None:
         raise PipelineError(
             f"no compressed disk of {ctx.release.variant} for {arch.value}",
             hint="run `bootc-pipeline compress` first",
+        )
+    stale = directory.stale_link(["build", "disk", "compress"])
+    if stale:
+        raise PipelineError(
+            f"the {arch.value} outputs in {directory.root} are from different runs: the "
+            f"{stale} stage is older than the one before it",
+            hint=f"run `bootc-pipeline {stale}` again (and the stages after it)",
+        )
+    if found.level != ctx.release.zstd_level:
+        raise PipelineError(
+            f"the {arch.value} disk was compressed at level {found.level}, the release "
+            f"manifest says {ctx.release.zstd_level}",
+            hint="run `bootc-pipeline compress` again",
         )
     return found

@@ -143,18 +143,28 @@ def disk(ctx: Context, arch: Arch) -> Path:
         if not ctx.engine.is_podman:  # Podman's own graph root is not ours to unmount
             release_storage_mount(graph_root)
     check_qcow2(output)
-    directory.save_stamp("disk", key, {"path": str(output), "size": output.stat().st_size})
+    directory.save_stamp(
+        "disk",
+        key,
+        {"path": str(output), "size": output.stat().st_size},
+        after=directory.key_of("build"),
+    )
     return output
 
 
 def built_disk(ctx: Context, arch: Arch) -> Path:
-    """The last disk stage's output for `arch`."""
+    """The last disk stage's output for `arch`, made from the last build."""
     directory = ctx.arch_dir(arch)
     stamp = directory.load_stamp("disk")
-    path = Path(stamp["path"]) if stamp else None
-    if path is None or not path.is_file() or path.stat().st_size != stamp["size"]:  # type: ignore[index]
+    path = Path(str(stamp["path"])) if stamp else None
+    if stamp is None or path is None or not path.is_file() or path.stat().st_size != stamp["size"]:
         raise PipelineError(
             f"no disk of {ctx.release.variant} for {arch.value} in {directory.root}",
             hint="run `bootc-pipeline disk` first",
+        )
+    if directory.stale_link(["build", "disk"]):
+        raise PipelineError(
+            f"the {arch.value} disk in {directory.root} was made from an earlier build",
+            hint="run `bootc-pipeline disk` again",
         )
     return path

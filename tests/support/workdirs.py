@@ -19,14 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import zstdfile
+from pipeline import release, zstdfile
 from pipeline.arch import Arch
 from pipeline.digest import Blob
 from pipeline.state import arch_dir, inputs_key
 from tests.factories import ROOT
 
 DEFAULT_DISK_BYTES = 3 * 1024 * 1024 + 12345
-ZSTD_LEVEL = 3
 
 
 @dataclass(frozen=True)
@@ -78,14 +77,14 @@ class DiskCache:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._made: dict[tuple[int, int], zstdfile.Compressed] = {}
+        self._made: dict[tuple[int, int, int], zstdfile.Compressed] = {}
 
-    def get(self, seed: int, size: int = DEFAULT_DISK_BYTES) -> zstdfile.Compressed:
-        key = (seed, size)
+    def get(self, seed: int, size: int, level: int) -> zstdfile.Compressed:
+        key = (seed, size, level)
         if key not in self._made:
             qcow2 = make_qcow2(self.directory / f"disk-{seed}-{size}.qcow2", seed=seed, size=size)
-            zst = qcow2.with_name(qcow2.name + ".zst")
-            self._made[key] = zstdfile.compress(qcow2, zst, level=ZSTD_LEVEL)
+            zst = qcow2.with_name(f"{qcow2.name}.{level}.zst")
+            self._made[key] = zstdfile.compress(qcow2, zst, level=level)
         return self._made[key]
 
 
@@ -105,9 +104,10 @@ def make_workdir(
     architectures but not between work directories.
     """
     seeds = seeds or {arch: index + 1 for index, arch in enumerate(archs)}
+    level = release.load(manifest_path(variant)).zstd_level  # as `compress` would have used
     disks: dict[Arch, Disk] = {}
     for arch in archs:
-        source = cache.get(seeds[arch], size)
+        source = cache.get(seeds[arch], size, level)
         directory = arch_dir(root, variant, arch)
         directory.root.mkdir(parents=True, exist_ok=True)
         dest = directory.root / f"{layer_name}-{arch.value}.qcow2.zst"
@@ -122,15 +122,19 @@ def make_workdir(
                 "base_digest": "sha256:" + inputs_key({"synthetic-base": arch.value}),
             },
         )
+        disk_key = inputs_key({"synthetic-disk": seeds[arch], "image": image_id})
+        synthetic = {"path": "(synthetic: no qcow2 kept)", "size": 0}
+        directory.save_stamp("disk", disk_key, synthetic, after=image_id)
         directory.save_stamp(
             "compress",
-            inputs_key({"disk": None, "level": ZSTD_LEVEL}),
+            inputs_key({"disk": disk_key, "level": level}),
             {
                 "path": str(dest),
-                "level": ZSTD_LEVEL,
+                "level": level,
                 "uncompressed": source.uncompressed.__dict__,
                 "compressed": source.compressed.__dict__,
             },
+            after=disk_key,
         )
         disks[arch] = Disk(dest, source.compressed, source.uncompressed)
     return Workdir(root, variant, disks)
