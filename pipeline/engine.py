@@ -32,6 +32,11 @@ class ImageFacts:
     repo_digests: tuple[str, ...]
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
 def _image_facts(attrs: dict[str, Any]) -> ImageFacts:
     config = attrs.get("Config") or {}
     return ImageFacts(
@@ -91,6 +96,9 @@ class Engine:
             raise PipelineError(
                 f"{self.name} could not inspect image {ref}: {exc.explanation}"
             ) from None
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            reason = _first_line(exc)
+            raise PipelineError(f"{self.name} could not inspect image {ref}: {reason}") from None
 
     def base_digest(self, ref: str, arch: Arch) -> str:
         """The digest of the image `ref` names for `arch`: the base a build for that platform
@@ -117,13 +125,17 @@ class Engine:
     def _list_instance(self, ref: str, arch: Arch) -> str | None:
         """Podman only: the digest of `arch`'s instance if `ref` is a manifest list."""
         api = self.client.api
-        response = api._get(f"{api.base_url}{LIBPOD_API}/manifests/{ref}/json")
-        if response.status_code != 200:
+        try:
+            response = api.get(f"{api.base_url}{LIBPOD_API}/manifests/{ref}/json", timeout=60)
+            listing = response.json() if response.status_code == 200 else None
+        except (requests.RequestException, ValueError) as exc:
+            raise PipelineError(f"{self.name} could not read manifest list {ref}: {exc}") from None
+        if not isinstance(listing, dict):
             return None  # not a manifest list: a plain image
-        for entry in response.json().get("manifests") or []:
-            platform = entry.get("platform") or {}
+        for entry in listing.get("manifests") or []:
+            platform = entry.get("platform") or {} if isinstance(entry, dict) else {}
             if (platform.get("os"), platform.get("architecture")) == ("linux", arch.value):
-                return str(entry["digest"])
+                return str(entry.get("digest"))
         raise PipelineError(f"the base image {ref} is a manifest list with no {arch.platform}")
 
     def build(
@@ -180,35 +192,75 @@ class Engine:
             )
         return facts
 
+    def ensure_image(self, ref: str, *, on_line: Callable[[str], None]) -> ImageFacts:
+        """`ref` in the engine, pulled first if it is missing (the builder image: bib itself
+        never pulls the bootc image, but its own image may come from a registry)."""
+        facts = self.inspect(ref)
+        if facts is not None:
+            return facts
+        repository, _, tag = ref.rpartition(":") if "@" not in ref else (ref, "", "")
+        if "/" in tag:  # a registry port, not a tag
+            repository, tag = ref, ""
+        failure = None
+        try:
+            for event in self.client.api.pull(repository, tag or None, stream=True, decode=True):
+                if "error" in event:
+                    failure = str(event["error"]).strip()
+                    break
+                status = " ".join(str(event.get(k, "")) for k in ("id", "status", "progress"))
+                on_line(status.strip())
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            failure = _first_line(exc)
+        if failure is not None:
+            raise PipelineError(
+                f"cannot pull {ref} into {self.name}: {failure}",
+                hint="load it into the engine first (air-gapped), or pass --builder-image",
+            )
+        facts = self.inspect(ref)
+        if facts is None:
+            raise PipelineError(f"{self.name} pulled {ref} but does not have it")
+        return facts
+
     def run_builder(self, run: BuilderRun, *, on_line: Callable[[str], None]) -> list[str]:
-        """Run bootc-image-builder to completion; return its log, raising on non-zero exit."""
+        """Run bootc-image-builder to completion; return its log, raising on non-zero exit.
+
+        Created, then started inside the block that removes it: a container that fails to
+        start (privileges refused) is not left behind."""
         volumes = {str(host): {"bind": dest, "mode": mode} for host, dest, mode in run.mounts}
         try:
-            container = self.client.containers.run(
+            container = self.client.containers.create(
                 run.image,
                 command=list(run.command),
                 privileged=True,
                 security_opt=["label=type:unconfined_t"],
                 volumes=volumes,
                 network_mode="none",
-                detach=True,
+                detach=True,  # as `run(detach=True)`: no attach, or followed logs never end
             )
         except docker.errors.ImageNotFound:
             raise PipelineError(
                 f"builder image {run.image} is not available to {self.name}",
                 hint="load or pull it into the engine first, or pass --builder-image",
             ) from None
-        except docker.errors.APIError as exc:
-            hint = None
-            if "caps" in str(exc.explanation) or "privileged" in str(exc.explanation):
-                hint = (
-                    f"bootc-image-builder needs a privileged container and {self.name} could not "
-                    "make one here (a restricted capability bounding set?); Podman clamps "
-                    "--privileged to the capabilities the host has"
-                )
-            raise PipelineError(f"cannot start {run.image}: {exc.explanation}", hint=hint) from None
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            reason = _first_line(exc)
+            raise PipelineError(f"cannot create the {run.image} container: {reason}") from None
         lines: list[str] = []
+        status = -1
         try:
+            try:
+                container.start()
+            except docker.errors.APIError as exc:
+                hint = None
+                if "caps" in str(exc.explanation) or "privileged" in str(exc.explanation):
+                    hint = (
+                        f"bootc-image-builder needs a privileged container and {self.name} "
+                        "could not make one here (a restricted capability bounding set?); "
+                        "Podman clamps --privileged to the capabilities the host has"
+                    )
+                raise PipelineError(
+                    f"cannot start {run.image}: {exc.explanation}", hint=hint
+                ) from None
             pending = ""
             for raw in container.logs(stream=True, follow=True):
                 pending += raw.decode(errors="replace")
@@ -220,11 +272,15 @@ class Engine:
                 lines.append(pending)
                 on_line(pending)
             status = int(container.wait().get("StatusCode", -1))
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise PipelineError(
+                f"lost bootc-image-builder's container: {_first_line(exc)}"
+            ) from None
         finally:
             try:
                 container.remove(force=True)
-            except docker.errors.APIError as exc:
-                log.warning("could not remove builder container: %s", exc.explanation)
+            except (docker.errors.DockerException, requests.RequestException) as exc:
+                log.warning("could not remove builder container: %s", _first_line(exc))
         if status != 0:
             errors = error_lines(lines) or list(lines[-LOG_TAIL:])
             raise PipelineError(

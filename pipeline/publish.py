@@ -12,7 +12,7 @@ from pipeline.context import Context
 from pipeline.plan import Provenance
 from pipeline.stages.build import build, check_cross_arch
 from pipeline.stages.compress import compress
-from pipeline.stages.disk import disk
+from pipeline.stages.disk import builder_image, disk
 from pipeline.stages.push import Published, client_for, plan_tags_check, push
 
 
@@ -20,7 +20,7 @@ def preflight(ctx: Context, provenance: Provenance) -> None:
     """Everything that can fail in the first second instead of after a 20-minute build."""
     for arch in ctx.archs:
         check_cross_arch(arch, Arch.host())
-    ctx.reporter.info(f"engine ok: {ctx.engine.name}")  # connect (and fail) now
+    ctx.reporter.info(f"builder: {ctx.options.builder_image} ({builder_image(ctx).id[:19]})")
     plan_tags_check(client_for(ctx), ctx, provenance)
 
 

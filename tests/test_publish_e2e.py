@@ -265,6 +265,19 @@ def test_builder_failure_pushes_nothing(
     ).stdout  # fmt: skip
     assert after == before
     assert not (tmp_path / "w" / "fedora-40" / "release-report.json").exists()
+    left = podman.cli("ps", "-a", "--filter", f"ancestor={failing}", "--format", "{{.ID}}")
+    assert left.stdout.strip() == b""  # the failed builder's container was removed
+    assert not list((tmp_path / "w").rglob("bib-config.json"))  # may hold passwords
+
+
+def test_unpullable_builder_stops_before_any_build(
+    podman: PodmanService, fake_bases: FakeBases, registry: RunningRegistry, tmp_path: Path
+) -> None:
+    run = publish(podman, fake_bases, "127.0.0.1:9/nowhere/builder:1", registry, tmp_path / "w")
+    assert run.proc.returncode == 1
+    assert "cannot pull 127.0.0.1:9/nowhere/builder:1 into Podman" in run.proc.stderr
+    assert "==> build" not in run.proc.stderr
+    assert "Traceback" not in run.proc.stderr
 
 
 def test_centos_containerfile_gets_sshfs_from_epel(

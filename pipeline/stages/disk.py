@@ -11,6 +11,7 @@ from pathlib import Path
 from pipeline import bib
 from pipeline.arch import Arch
 from pipeline.context import Context
+from pipeline.engine import ImageFacts
 from pipeline.errors import PipelineError
 from pipeline.files import atomic_write
 from pipeline.mediatypes import DiskFormat
@@ -93,6 +94,13 @@ def release_storage_mount(root: Path) -> None:
     raise PipelineError(f"{overlay} is still mounted after 16 unmounts")
 
 
+def builder_image(ctx: Context) -> ImageFacts:
+    """bootc-image-builder's image in the engine, pulled (once, with progress) if missing, so
+    that its id, part of the disk's inputs, is the same on every run."""
+    ref = ctx.options.builder_image
+    return ctx.engine.ensure_image(ref, on_line=lambda line: ctx.reporter.info(f"    {line}"))
+
+
 def disk(ctx: Context, arch: Arch) -> Path:
     """Run bib for one architecture; reuse the previous disk when nothing it depends on changed."""
     release = ctx.release
@@ -100,11 +108,12 @@ def disk(ctx: Context, arch: Arch) -> Path:
     directory = ctx.arch_dir(arch)
     disk_format = DiskFormat(release.disk_type)
     config = json.dumps(release.bib_config, sort_keys=True).encode()
+    builder = builder_image(ctx)
     key = inputs_key(
         {
             "image": image.id,
             "builder": ctx.options.builder_image,
-            "builder_id": (b.id if (b := ctx.engine.inspect(ctx.options.builder_image)) else None),
+            "builder_id": builder.id,
             "format": disk_format.value,
             "rootfs": release.rootfs,
             "config": release.bib_config,
@@ -115,8 +124,12 @@ def disk(ctx: Context, arch: Arch) -> Path:
         ctx.reporter.info(f"    {arch.value}: disk unchanged since the last run, reusing {output}")
         return output
     graph_root = containers_storage(ctx, image.tag)
-    shutil.rmtree(directory.disk_dir, ignore_errors=True)
-    directory.disk_dir.mkdir(parents=True)
+    try:
+        if directory.disk_dir.exists():
+            shutil.rmtree(directory.disk_dir)
+        directory.disk_dir.mkdir(parents=True)
+    except OSError as exc:
+        raise PipelineError(f"cannot reset {directory.disk_dir}: {exc.strerror}") from None
     config_path = directory.root / "bib-config.json"
     atomic_write(config_path, config, mode=0o600)  # may hold user passwords: never world-readable
     invocation = bib.builder_run(
@@ -140,6 +153,7 @@ def disk(ctx: Context, arch: Arch) -> Path:
     try:
         ctx.engine.run_builder(invocation, on_line=on_line)
     finally:
+        config_path.unlink(missing_ok=True)  # it may hold passwords: gone once bib has read it
         if not ctx.engine.is_podman:  # Podman's own graph root is not ours to unmount
             release_storage_mount(graph_root)
     check_qcow2(output)
