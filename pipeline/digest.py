@@ -22,15 +22,31 @@ class Blob:
         return self.digest.split(":", 1)[1]
 
 
+class Sha256:
+    """A digest computed block by block, for bytes that are streamed rather than held whole."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def update(self, block: bytes) -> None:
+        self._hash.update(block)
+        self.size += len(block)
+
+    def blob(self) -> Blob:
+        return Blob("sha256:" + self._hash.hexdigest(), self.size)
+
+
 def of_bytes(data: bytes) -> Blob:
-    return Blob("sha256:" + hashlib.sha256(data).hexdigest(), len(data))
+    """The digest and size of `data`: the one way bytes held in memory are named."""
+    digest = Sha256()
+    digest.update(data)
+    return digest.blob()
 
 
 def of_file(path: Path, *, chunk: int = 1 << 20) -> Blob:
-    digest = hashlib.sha256()
-    size = 0
+    digest = Sha256()
     with path.open("rb") as f:
         while block := f.read(chunk):
             digest.update(block)
-            size += len(block)
-    return Blob("sha256:" + digest.hexdigest(), size)
+    return digest.blob()

@@ -6,7 +6,6 @@ of the very bytes that will be PUT.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from typing import Any
 from pipeline import mediatypes as mt
 from pipeline import schemas
 from pipeline.arch import Arch
-from pipeline.digest import Blob
+from pipeline.digest import Blob, of_bytes
 from pipeline.errors import PipelineError
 from pipeline.release import Release
 
@@ -29,7 +28,7 @@ class Document:
 
     @property
     def digest(self) -> str:
-        return "sha256:" + hashlib.sha256(self.body).hexdigest()
+        return of_bytes(self.body).digest
 
     @property
     def size(self) -> int:

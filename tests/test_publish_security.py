@@ -4,7 +4,8 @@
   `--debug --verbose`, through a fault proxy (so retry and resume paths log too), once killed
   mid-upload (so an upload journal is left on disk) and then re-run: the password and its
   base64 `user:pass` form appear nowhere: not in stdout/stderr, the release report, the Lima
-  template, the journal, or any other file of the work directory.
+  template, the journal, or any other file of the work directory. Nor do the signatures of a
+  pre-signed storage URL a blob request is redirected to (urllib3's own DEBUG request lines).
 - Without credentials: one error line naming the registry, non-zero exit, nothing pushed.
 - A TLS registry with a throwaway CA: accepted with `--ca-bundle`, refused without it (one
   error about verification); plain HTTP to a non-loopback name refused before any traffic.
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import secrets
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,16 +138,38 @@ def test_htpasswd_credentials_from_docker_config_never_leak(
         }
         assert_nothing_contains(secrets_of(reg), texts, workdir.root)
 
-        # 2: re-run through a 503, a mid-body reset and a truncated answer, all logged.
+        # 2: re-run through a 503, a mid-body reset and a truncated answer, all logged, and a
+        # blob check redirected to a pre-signed storage URL, as registries on S3 do (urllib3
+        # logs the redirected request line at DEBUG, signature and all, unless redacted).
         proxy.add("respond", status=503, method="PATCH", path=PATCH, skip=1, seconds=60.0)
         proxy.add("reset", method="PATCH", path=PATCH, skip=3, fraction=0.5, seconds=60.0)
         proxy.add("truncate", method="PUT", path="/manifests/", seconds=60.0)
+        layer = workdir.disks[Arch("amd64")].compressed.digest
+        signatures = [secrets.token_hex(20) for _ in range(3)]
+        signed = (
+            f"http://{proxy.host}/v2/{REPO}/blobs/{layer}?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+            f"&X-Amz-Credential=AKIA{signatures[0]}%2F20260101%2Fus-east-1%2Fs3%2Faws4_request"
+            f"&X-Amz-Signature={signatures[1]}&sig={signatures[2]}"
+        )
+        proxy.add(
+            "respond",
+            status=307,
+            method="HEAD",
+            path=re.escape(f"/blobs/{layer}") + "$",
+            headers={"Location": signed},
+            times=3,
+            seconds=60.0,
+        )
         proc = run_push(argv, env)
+        assert proxy.count("HEAD", "X-Amz-Signature=") >= 1  # the redirect was followed
     finally:
         proxy.close()
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "resumed at byte" in proc.stderr
     assert "DEBUG" in proc.stderr  # --debug really logged the HTTP traffic
+    for signature in signatures:
+        assert signature not in proc.stderr + proc.stdout
+    assert f'"HEAD /v2/{REPO}/blobs/{layer}?<redacted> HTTP/1.1"' in proc.stderr
     report = workdir.report_path
     lima = workdir.variant_dir / "lima-fedora-40.yaml"
     assert report.is_file() and lima.is_file()

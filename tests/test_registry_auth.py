@@ -10,6 +10,8 @@ import base64
 import hashlib
 import json
 import logging
+import re
+import secrets
 import stat
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from pipeline.errors import UsageError
 from pipeline.registry import OCI_MANIFEST, BlobAction, RegistryClient
 from pipeline.registry.credentials import Credentials, find_credentials
 from pipeline.registry.errors import RegistryError
+from tests.support.faultproxy import FaultProxy
 from tests.support.registry import RunningRegistry, TokenRegistry
 
 pytestmark = pytest.mark.integration
@@ -187,6 +190,33 @@ def test_no_secret_leaks_anywhere(
         credentials=Credentials(auth_registry.username, password, "test"),
     )
     good.push_blob(repository_name, DATA, DIGEST, len(DATA), progress=lambda n: seen.append(str(n)))
+
+    # A blob download redirected to pre-signed storage (S3, CloudFront and Azure style query
+    # parameters), as registries on object storage do: urllib3 logs every request line at
+    # DEBUG, and the signatures in it must not reach the log either.
+    signatures = [secrets.token_hex(20) for _ in range(4)]
+    with FaultProxy(auth_registry.host) as proxy:
+        signed = (
+            f"http://{proxy.host}/v2/{repository_name}/blobs/{DIGEST}?X-Amz-Algorithm=AWS4-HMAC-"
+            f"SHA256&X-Amz-Credential={signatures[0]}%2F20260101%2Fus-east-1%2Fs3%2Faws4_request"
+            f"&X-Amz-Signature={signatures[1]}&Expires=1700000000&Signature={signatures[2]}"
+            f"&sv=2021-08-06&sig={signatures[3]}"
+        )
+        proxy.add(
+            "respond",
+            method="GET",
+            path=re.escape(f"/blobs/{DIGEST}") + "$",
+            status=307,
+            headers={"Location": signed},
+        )
+        via_proxy = RegistryClient(
+            proxy.host,
+            plain_http=True,
+            credentials=Credentials(auth_registry.username, password, "test"),
+        )
+        assert via_proxy.blob_exists(repository_name, DIGEST)  # credentials go up front now
+        assert via_proxy.fetch_blob(repository_name, DIGEST) == DATA
+        assert proxy.count("GET", "X-Amz-Signature=") == 1  # the redirect was followed
     body = b'{"schemaVersion": 2}'
     with pytest.raises(RegistryError) as invalid:
         good.push_manifest(repository_name, "v1", body, OCI_MANIFEST)
@@ -199,8 +229,10 @@ def test_no_secret_leaks_anywhere(
     text = "\n".join(seen)
     assert "/blobs/uploads/" in text  # the debug log was really captured
     assert "'Authorization': '<redacted>'" in text  # with the headers, redacted
-    for secret in (password, basic, base64.b64encode(password.encode()).decode()):
+    for secret in (password, basic, base64.b64encode(password.encode()).decode(), *signatures):
         assert secret not in text
+    # urllib3's line for the redirected request was logged, its query redacted.
+    assert f'"GET /v2/{repository_name}/blobs/{DIGEST}?<redacted> HTTP/1.1" 200' in text
 
 
 # -- bearer tokens ---------------------------------------------------------------------------------

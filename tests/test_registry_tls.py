@@ -58,8 +58,41 @@ def test_plain_http_to_loopback_is_allowed(host: str) -> None:
 
 
 def test_forced_plain_http_is_allowed_anywhere() -> None:
-    client = RegistryClient("registry.example.com", force_plain_http=True)
+    client = RegistryClient("registry.example.com", plain_http=True, force_plain_http=True)
     assert repr(client) == "RegistryClient('http://registry.example.com')"
+
+
+@pytest.mark.parametrize("host", ["registry.example.com", "127.0.0.1:5000"])
+def test_force_plain_http_alone_keeps_https(host: str) -> None:
+    """--force-plain-http only lifts --plain-http's loopback limit; it never picks HTTP itself."""
+    assert repr(RegistryClient(host, force_plain_http=True)) == f"RegistryClient('https://{host}')"
+
+
+@pytest.mark.integration
+def test_force_plain_http_alone_talks_tls_with_the_ca_bundle(
+    tls_registry: RunningRegistry, repository_name: str
+) -> None:
+    """Against the TLS registry: HTTPS, verified with --ca-bundle, not plain HTTP."""
+    client = RegistryClient(
+        tls_registry.host,
+        force_plain_http=True,
+        ca_bundle=tls_registry.ca_cert,
+        chunk_size=8192,
+        retry=RetryPolicy(max_attempts=1),
+    )
+    assert client.push_blob(repository_name, DATA, DIGEST, len(DATA)).action is BlobAction.UPLOADED
+    assert client.fetch_blob(repository_name, DIGEST) == DATA
+
+
+@pytest.mark.integration
+def test_force_plain_http_alone_still_verifies_certificates(
+    tls_registry: RunningRegistry, repository_name: str
+) -> None:
+    client = RegistryClient(
+        tls_registry.host, force_plain_http=True, retry=RetryPolicy(max_attempts=1)
+    )
+    with pytest.raises(RegistryError, match="TLS certificate verification failed"):
+        client.blob_exists(repository_name, DIGEST)
 
 
 def test_https_is_the_default_and_docker_hub_uses_its_api_host() -> None:

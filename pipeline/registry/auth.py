@@ -25,7 +25,7 @@ import requests
 
 from pipeline.reference import is_loopback_registry
 from pipeline.registry.credentials import ENV_PASSWORD, ENV_USERNAME, Credentials
-from pipeline.registry.errors import RegistryError, describe_response
+from pipeline.registry.errors import RegistryError, describe_response, where
 from pipeline.registry.redact import one_line, redact_url
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,15 @@ def parse_challenge(header: str) -> Challenge | None:
         params[key] = value
         pos = match.end()
     return Challenge(scheme.lower(), params)
+
+
+def _scope_key(scope: str) -> tuple[str, frozenset[str]]:
+    """A scope as (resource, actions): docker-registry's challenges list the actions in random
+    order (`push,pull` for our `pull,push`), which is the same scope, not a second one."""
+    resource, _, actions = scope.rpartition(":")
+    if not resource:
+        return scope, frozenset()
+    return resource, frozenset(actions.split(","))
 
 
 @dataclass
@@ -168,7 +177,8 @@ class Authenticator:
         scopes = scope.split()
         challenged = challenge.params.get("scope")
         if challenged:
-            scopes += [s for s in challenged.split() if s not in scopes]
+            known = {_scope_key(s) for s in scopes}
+            scopes += [s for s in dict.fromkeys(challenged.split()) if _scope_key(s) not in known]
         params += [("scope", s) for s in scopes]
         headers = {"Accept": "application/json"}
         if creds is not None:
@@ -198,21 +208,23 @@ class Authenticator:
             return True
         return is_loopback_registry(parts.netloc.rpartition("@")[2])
 
-    def failure(self, scope: str, what: str) -> RegistryError:
-        """The one-line error for an authentication dead end, saying where credentials came from."""
+    def origin(self) -> tuple[str, str]:
+        """Where the credentials in use came from, and what to do if they are not enough."""
         creds = self._credentials
         if creds is not None:
             origin = f"credentials from {creds.source}" if creds.source else "credentials given"
-            hint = f"check the {origin}"
-        else:
-            origin = "no credentials"
-            hint = (
-                f"log in (docker config.json, --registry-config) or set "
-                f"{ENV_USERNAME}/{ENV_PASSWORD}"
-            )
+            return origin, f"check the {origin}"
+        return "no credentials", (
+            f"log in (docker config.json, --registry-config) or set {ENV_USERNAME}/{ENV_PASSWORD}"
+        )
+
+    def failure(self, scope: str, what: str) -> RegistryError:
+        """The one-line error for an authentication dead end, saying where credentials came from."""
+        origin, hint = self.origin()
+        reason = f"{one_line(what)} ({origin})"
         return RegistryError(
-            f"registry {self._registry}: authentication failed for scope {scope}: "
-            f"{one_line(what)} ({origin})",
+            f"{where(self._registry)}: authentication failed for scope {scope}: {reason}",
             status=401,
             hint=hint,
+            reason=reason,
         )

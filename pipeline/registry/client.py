@@ -8,7 +8,6 @@ knows it before pushing and the registry's answer is checked against it).
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, overload
 from urllib.parse import quote, urljoin
 
+from pipeline.digest import of_bytes
 from pipeline.errors import UsageError
 from pipeline.mediatypes import (
     DOCKER_MANIFEST,
@@ -28,8 +28,15 @@ from pipeline.mediatypes import (
 from pipeline.reference import is_digest, validate_digest, validate_tag
 from pipeline.registry import downloads
 from pipeline.registry.credentials import Credentials, find_credentials
-from pipeline.registry.errors import RegistryError, error_codes, response_error
+from pipeline.registry.errors import (
+    RegistryError,
+    describe_response,
+    error_codes,
+    response_error,
+    where,
+)
 from pipeline.registry.journal import UploadJournal, may_record
+from pipeline.registry.redact import one_line
 from pipeline.registry.retry import RetryPolicy, Timeouts
 from pipeline.registry.sources import BlobSource
 from pipeline.registry.transport import Endpoint, Transport
@@ -142,6 +149,84 @@ class RegistryClient:
             if response.status_code == 404:
                 return False
             raise response_error(self.registry, repository, f"checking blob {digest}", response)
+
+    def anonymous_blob_status(self, repository: str, digest: str) -> int:
+        """The HTTP status of `HEAD /v2/<repository>/blobs/<digest>` sent with no credentials.
+
+        What a consumer without registry auth sees (Lima's HTTP downloader has no token flow):
+        200 if anyone may download the blob, 401 if the registry wants authentication, 404 if
+        it is not there. It goes through the transport, so timeouts, TLS settings, redirects
+        and retries (for 429/5xx) apply, but no Authorization header is ever sent, whatever
+        credentials this client has. Raises RegistryError only when there is no answer at all.
+        """
+        validate_digest(digest)
+        url = self._t.url(f"/v2/{repository}/blobs/{digest}")
+        response = self._t.request(
+            "HEAD",
+            url,
+            scope=downloads.pull_scope(repository),
+            action=f"checking anonymous access to blob {digest}",
+            repository=repository,
+            anonymous=True,
+        )
+        with response:
+            return response.status_code
+
+    def check_push_access(self, repository: str) -> None:
+        """Prove that this client may push to `repository`, before anything is built.
+
+        Starts a blob upload session (`POST /v2/<repository>/blobs/uploads/`), which needs the
+        push scope, and cancels it at once (`DELETE` its Location), so nothing is left behind
+        (unless the credentials may push but not delete: then the registry purges it later).
+        Raises a one-line RegistryError naming the registry, repository and push scope (with a
+        hint) when the registry refuses (401/403), and the usual errors otherwise.
+        """
+        scope = push_scope(repository)
+        action = "checking push access"
+        url = self._t.url(f"/v2/{repository}/blobs/uploads/")
+        try:
+            response = self._t.request(
+                "POST",
+                url,
+                scope=scope,
+                action=action,
+                repository=repository,
+                headers={"Content-Length": "0"},
+            )
+        except RegistryError as exc:
+            if exc.status not in (401, 403):
+                raise
+            raise self._push_refused(
+                repository, scope, exc.reason or exc.message, exc.status
+            ) from None
+        with response:
+            if response.status_code in (401, 403):
+                raise self._push_refused(
+                    repository, scope, describe_response(response), response.status_code
+                )
+            if response.status_code != 202:
+                raise response_error(self.registry, repository, action, response)
+            location = response.headers.get("Location")
+        log.info("registry %s: push access to %s confirmed", self.registry, repository)
+        if not location or not cancel_upload(self._t, repository, urljoin(url, location)):
+            log.info(
+                "registry %s: could not cancel the upload session opened to check push access "
+                "to %s; the registry purges it on its own",
+                self.registry,
+                repository,
+            )
+
+    def _push_refused(
+        self, repository: str, scope: str, reason: str, status: int | None
+    ) -> RegistryError:
+        _, hint = self._t.auth.origin()
+        return RegistryError(
+            f"{where(self.registry, repository)}: no push access (scope {scope}): "
+            f"{one_line(reason)}",
+            status=status,
+            hint=f"publishing needs pull and push rights on {repository}; {hint}",
+            reason=reason,
+        )
 
     def push_blob(
         self,
@@ -302,16 +387,16 @@ class RegistryClient:
 
     def push_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
         """PUT exactly `body` as `media_type` under a tag or digest; return its digest."""
-        digest = "sha256:" + hashlib.sha256(body).hexdigest()
-        where = f"registry {self.registry}, repository {repository}"
+        digest = of_bytes(body).digest
+        here = where(self.registry, repository)
         if len(body) > MAX_MANIFEST_BYTES:
             raise RegistryError(
-                f"{where}: manifest {digest} is {len(body)} bytes; registries accept at most "
+                f"{here}: manifest {digest} is {len(body)} bytes; registries accept at most "
                 f"{MAX_MANIFEST_BYTES} (4 MiB)"
             )
         _validate_manifest_reference(reference)
         if is_digest(reference) and reference != digest:
-            raise UsageError(f"{where}: pushing manifest {digest} under digest {reference}")
+            raise UsageError(f"{here}: pushing manifest {digest} under digest {reference}")
         url = self._t.url(f"/v2/{repository}/manifests/{quote(reference, safe=':')}")
         response = self._t.request(
             "PUT",
@@ -330,7 +415,7 @@ class RegistryClient:
             echoed = response.headers.get("Docker-Content-Digest")
         if echoed and echoed != digest:
             raise RegistryError(
-                f"{where}: registry stored manifest {reference} as {echoed}, "
+                f"{here}: registry stored manifest {reference} as {echoed}, "
                 f"but the bytes sent hash to {digest}"
             )
         return digest
@@ -344,7 +429,7 @@ class RegistryClient:
         """GET a manifest's bytes; its digest is checked against a digest reference and the
         registry's Docker-Content-Digest."""
         _validate_manifest_reference(reference)
-        where = f"registry {self.registry}, repository {repository}"
+        here = where(self.registry, repository)
         url = self._t.url(f"/v2/{repository}/manifests/{quote(reference, safe=':')}")
         response = self._t.request(
             "GET",
@@ -364,13 +449,13 @@ class RegistryClient:
             media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
             echoed = response.headers.get("Docker-Content-Digest")
         if len(body) > MAX_MANIFEST_BYTES:
-            raise RegistryError(f"{where}: manifest {reference} is larger than 4 MiB")
-        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+            raise RegistryError(f"{here}: manifest {reference} is larger than 4 MiB")
+        digest = of_bytes(body).digest
         if is_digest(reference) and digest != reference:
-            raise RegistryError(f"{where}: manifest {reference} has wrong content ({digest})")
+            raise RegistryError(f"{here}: manifest {reference} has wrong content ({digest})")
         if echoed and echoed.startswith("sha256:") and echoed != digest:
             raise RegistryError(
-                f"{where}: manifest {reference} hashes to {digest}, registry says {echoed}"
+                f"{here}: manifest {reference} hashes to {digest}, registry says {echoed}"
             )
         return FetchedManifest(body, media_type, digest)
 
@@ -426,14 +511,13 @@ class RegistryClient:
                     page = response.json().get("tags") or []
                 except (ValueError, AttributeError):
                     raise RegistryError(
-                        f"registry {self.registry}, repository {repository}: tags list is not JSON"
+                        f"{where(self.registry, repository)}: tags list is not JSON"
                     ) from None
                 tags.extend(str(tag) for tag in page)
                 next_link = response.links.get("next", {}).get("url")
                 url = urljoin(response.url, next_link) if next_link else None
         raise RegistryError(
-            f"registry {self.registry}, repository {repository}: more than {_MAX_TAG_PAGES} "
-            "pages of tags"
+            f"{where(self.registry, repository)}: more than {_MAX_TAG_PAGES} pages of tags"
         )
 
 

@@ -7,7 +7,6 @@ download (bounded by the RetryPolicy) rather than returning a short file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -16,7 +15,8 @@ from typing import IO
 
 import requests
 
-from pipeline.registry.errors import RegistryError, response_error
+from pipeline.digest import Sha256
+from pipeline.registry.errors import RegistryError, response_error, where
 from pipeline.registry.transport import (
     NETWORK_ERRORS,
     ConnectionFailed,
@@ -43,7 +43,7 @@ def fetch_blob(
     max_in_memory: int = DEFAULT_MAX_IN_MEMORY,
 ) -> bytes | Path:
     """Download `digest` to `dest` (returned) or into memory (bytes returned)."""
-    where = f"registry {transport.registry}, repository {repository}"
+    here = where(transport.registry, repository)
     budget = transport.retry.start()
     while True:
         try:
@@ -59,7 +59,7 @@ def fetch_blob(
             wait = budget.next_wait()
             if wait is None:
                 raise ConnectionFailed(
-                    f"{where}: downloading {digest} failed: {reason}", reason=reason
+                    f"{here}: downloading {digest} failed: {reason}", reason=reason
                 ) from None
             budget.wait(wait)
 
@@ -84,8 +84,8 @@ def _open(
         if int(announced) != size:
             response.close()
             raise RegistryError(
-                f"registry {transport.registry}, repository {repository}: blob {digest} is "
-                f"{announced} bytes, expected {size}"
+                f"{where(transport.registry, repository)}: blob {digest} is {announced} bytes, "
+                f"expected {size}"
             )
     return response
 
@@ -96,11 +96,9 @@ def _copy(
     progress: Callable[[int], None] | None,
     limit: int | None,
 ) -> tuple[str, int]:
-    hasher = hashlib.sha256()
-    total = 0
+    hasher = Sha256()
     for block in response.iter_content(_BLOCK):
-        total += len(block)
-        if limit is not None and total > limit:
+        if limit is not None and hasher.size + len(block) > limit:
             raise RegistryError(f"blob larger than {limit} bytes: fetch it to a file instead")
         hasher.update(block)
         if isinstance(out, bytearray):
@@ -109,17 +107,18 @@ def _copy(
             out.write(block)
         if progress is not None:
             progress(len(block))
-    return "sha256:" + hasher.hexdigest(), total
+    got = hasher.blob()
+    return got.digest, got.size
 
 
 def _check(
     transport: Transport, repository: str, digest: str, size: int | None, got: str, total: int
 ) -> None:
-    where = f"registry {transport.registry}, repository {repository}"
+    here = where(transport.registry, repository)
     if size is not None and total != size:
-        raise RegistryError(f"{where}: blob {digest} gave {total} bytes, expected {size}")
+        raise RegistryError(f"{here}: blob {digest} gave {total} bytes, expected {size}")
     if got != digest:
-        raise RegistryError(f"{where}: blob {digest} has wrong content (sha256 is {got})")
+        raise RegistryError(f"{here}: blob {digest} has wrong content (sha256 is {got})")
 
 
 def _fetch_to_memory(

@@ -25,13 +25,20 @@ class RegistryError(PipelineError):
         status: int | None = None,
         codes: tuple[str, ...] = (),
         hint: str | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.status = status
         self.codes = codes
+        self.reason = reason  # what went wrong, without the "registry X, ..." prefix
 
     def __repr__(self) -> str:
         return f"RegistryError({self.message!r}, status={self.status!r}, codes={self.codes!r})"
+
+
+def where(registry: str, repository: str | None = None) -> str:
+    """The prefix of every registry message: `registry X` or `registry X, repository Y`."""
+    return f"registry {registry}" + (f", repository {repository}" if repository else "")
 
 
 def error_codes(response: requests.Response) -> tuple[str, ...]:
@@ -75,9 +82,8 @@ def response_error(
     hint: str | None = None,
 ) -> RegistryError:
     """The error for a response that was not what `action` needed."""
-    where = f"registry {registry}" + (f", repository {repository}" if repository else "")
     return RegistryError(
-        f"{where}: {action} failed: {describe_response(response)}",
+        f"{where(registry, repository)}: {action} failed: {describe_response(response)}",
         status=response.status_code,
         codes=error_codes(response),
         hint=hint,

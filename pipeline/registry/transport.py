@@ -22,8 +22,8 @@ from pipeline.errors import UsageError
 from pipeline.reference import is_loopback_registry, validate_registry
 from pipeline.registry.auth import Authenticator
 from pipeline.registry.credentials import Credentials
-from pipeline.registry.errors import RegistryError
-from pipeline.registry.redact import redact_headers, redact_url
+from pipeline.registry.errors import RegistryError, where
+from pipeline.registry.redact import install_log_redaction, redact_headers, redact_url
 from pipeline.registry.retry import RETRYABLE_STATUSES, RetryPolicy, Timeouts, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,8 @@ class ConnectionFailed(RegistryError):
     """No HTTP response at all (reset, refused, timeout); uploads catch it to resume."""
 
     def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+        super().__init__(message, reason=reason)
+        self.reason: str = reason
 
 
 @dataclass(frozen=True)
@@ -78,15 +78,20 @@ class Endpoint:
         force_plain_http: bool,
         ca_bundle: Path | None,
     ) -> Endpoint:
-        """Apply the TLS policy: verify by default; plain HTTP only to loopback unless forced."""
+        """Apply the TLS policy: verify by default; plain HTTP only to loopback unless forced.
+
+        `force_plain_http` only lifts the loopback restriction of `plain_http`: on its own it
+        changes nothing (HTTPS, `ca_bundle` honoured), so credentials never go out unencrypted
+        because of it alone.
+        """
         validate_registry(registry)
         if plain_http and not force_plain_http and not is_loopback_registry(registry):
             raise UsageError(
-                f"registry {registry}: plain HTTP is only allowed to loopback registries "
+                f"{where(registry)}: plain HTTP is only allowed to loopback registries "
                 "(127.0.0.0/8, ::1, localhost)",
                 hint="use TLS (with --ca-bundle for a private CA), or force plain HTTP",
             )
-        if plain_http or force_plain_http:
+        if plain_http:
             return cls(registry, "http", True)
         if ca_bundle is not None:
             if not ca_bundle.is_file():
@@ -122,6 +127,7 @@ class Transport:
         self.session.proxies = dict(requests.utils.get_environ_proxies(endpoint.base_url))
         self.session.verify = endpoint.verify
         self.session.headers["User-Agent"] = USER_AGENT
+        install_log_redaction()  # urllib3's own DEBUG lines show URLs: keep signatures out
         self.auth = Authenticator(
             endpoint.registry,
             load_credentials=load_credentials,
@@ -152,6 +158,7 @@ class Transport:
         data: Body = None,
         stream: bool = False,
         read_limit: int | None = None,
+        anonymous: bool = False,
     ) -> requests.Response:
         """Send one logical request and return the final response, whatever its status.
 
@@ -160,6 +167,8 @@ class Transport:
         RegistryError for TLS failures, exhausted connection retries and auth dead ends.
         With `read_limit`, a 2xx body is read (at most limit+1 bytes, so the caller can tell
         "too big") inside the retry loop, and is then available as `response.content`.
+        With `anonymous`, no Authorization is ever sent and a 401 is returned as it is (what a
+        client without registry auth, such as Lima's downloader, gets).
         """
         if read_limit is not None:
             stream = True
@@ -167,9 +176,12 @@ class Transport:
         budget = self.retry.start()
         while True:
             try:
-                response = self._send_authenticated(
-                    method, url, scope, headers, params, data, stream, replayable
-                )
+                if anonymous:
+                    response = self._send(method, url, headers, params, data, stream, None)
+                else:
+                    response = self._send_authenticated(
+                        method, url, scope, headers, params, data, stream, replayable
+                    )
                 if read_limit is not None and 200 <= response.status_code < 300:
                     _read_bounded(response, read_limit)
             except requests.exceptions.SSLError:
@@ -180,7 +192,7 @@ class Transport:
                 if wait is None:
                     tries = f" after {budget.attempts} attempts" if budget.attempts > 1 else ""
                     raise ConnectionFailed(
-                        f"{_where(self.registry, repository)}: {action} failed{tries}: {reason}",
+                        f"{where(self.registry, repository)}: {action} failed{tries}: {reason}",
                         reason=reason,
                     ) from None
                 log.info(
@@ -283,7 +295,7 @@ class Transport:
                 if wait is None:
                     reason = describe_exception(exc)
                     raise ConnectionFailed(
-                        f"registry {self.registry}: token request to {redact_url(realm)} "
+                        f"{where(self.registry)}: token request to {redact_url(realm)} "
                         f"failed: {reason}",
                         reason=reason,
                     ) from None
@@ -299,7 +311,7 @@ class Transport:
 
     def _tls_error(self, repository: str | None, action: str) -> RegistryError:
         return RegistryError(
-            f"{_where(self.registry, repository)}: {action} failed: "
+            f"{where(self.registry, repository)}: {action} failed: "
             "TLS certificate verification failed",
             hint="pass the registry's CA certificate with --ca-bundle",
         )
@@ -314,10 +326,6 @@ def _read_bounded(response: requests.Response, limit: int) -> None:
             if len(body) > limit:
                 break
     response._content = bytes(body)  # requests' own cache of a consumed body
-
-
-def _where(registry: str, repository: str | None) -> str:
-    return f"registry {registry}" + (f", repository {repository}" if repository else "")
 
 
 def describe_exception(exc: BaseException) -> str:

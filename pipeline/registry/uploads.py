@@ -24,7 +24,13 @@ from urllib.parse import quote, urljoin
 import requests
 
 from pipeline.errors import UsageError
-from pipeline.registry.errors import RegistryError, describe_response, error_codes, response_error
+from pipeline.registry.errors import (
+    RegistryError,
+    describe_response,
+    error_codes,
+    response_error,
+    where,
+)
 from pipeline.registry.retry import RETRYABLE_STATUSES, parse_retry_after
 from pipeline.registry.sources import BlobSource
 from pipeline.registry.transport import ConnectionFailed, Transport
@@ -85,9 +91,13 @@ def with_digest(location: str, digest: str) -> str:
     return f"{location}{separator}digest={quote(digest, safe='')}"
 
 
-def cancel_upload(transport: Transport, repository: str, location: str) -> None:
-    """Cancel an upload session opened but not needed (a refused mount's); failure is harmless:
-    registries purge abandoned uploads anyway."""
+def cancel_upload(transport: Transport, repository: str, location: str) -> bool:
+    """Cancel an upload session opened but not needed (a refused mount's); whether the registry
+    confirmed it. Failure is harmless: registries purge abandoned uploads anyway.
+
+    docker-registry wants the `delete` action for this (its challenge asks for it, and the token
+    flow adds it); credentials without delete rights leave the session to be purged.
+    """
     try:
         response = transport.request(
             "DELETE",
@@ -97,8 +107,9 @@ def cancel_upload(transport: Transport, repository: str, location: str) -> None:
             repository=repository,
         )
     except RegistryError:
-        return
-    response.close()
+        return False
+    with response:
+        return 200 <= response.status_code < 300 or response.status_code == 404
 
 
 def parse_range_end(value: str | None) -> int | None:
@@ -136,6 +147,7 @@ class Uploader:
         self.stats = UploadStats()
         self._reported = 0  # high-water mark of bytes reported to `progress`
         self._scope = push_scope(repository)
+        self._where = where(transport.registry, repository)
 
     def run(self, first_location: str | None = None, *, resume: str | None = None) -> UploadStats:
         """Upload and commit the blob; a digest mismatch gets one fresh restart.
@@ -149,9 +161,8 @@ class Uploader:
         except _ContentMismatch as first:
             self.stats.restarts += 1
             log.warning(
-                "registry %s, repository %s: upload of %s went wrong (%s); uploading again",
-                self.t.registry,
-                self.repository,
+                "%s: upload of %s went wrong (%s); uploading again",
+                self._where,
                 self.digest,
                 first.what,
             )
@@ -164,8 +175,7 @@ class Uploader:
                         f"uploading {self.digest} (second try)", again.response, hint=hint
                     ) from None
                 raise RegistryError(
-                    f"registry {self.t.registry}, repository {self.repository}: upload of "
-                    f"{self.digest} failed twice: {again.what}",
+                    f"{self._where}: upload of {self.digest} failed twice: {again.what}",
                     hint=hint,
                 ) from None
         return self.stats
@@ -232,8 +242,7 @@ class Uploader:
         location = response.headers.get("Location")
         if not location:
             raise RegistryError(
-                f"registry {self.t.registry}, repository {self.repository}: "
-                f"upload response {response.status_code} has no Location header"
+                f"{self._where}: upload response {response.status_code} has no Location header"
             )
         return urljoin(request_url, location)
 
@@ -279,7 +288,7 @@ class Uploader:
             wait = budget.next_wait(retry_after)
             if wait is None:
                 raise RegistryError(
-                    f"registry {self.t.registry}, repository {self.repository}: upload of "
+                    f"{self._where}: upload of "
                     f"{self.digest} failed at byte {offset} after {budget.attempts} attempts: "
                     f"{failure}"
                 )
@@ -348,7 +357,7 @@ class Uploader:
                 if oversize_is_gone:
                     raise _SessionGone()
                 raise RegistryError(
-                    f"registry {self.t.registry}, repository {self.repository}: upload holds "
+                    f"{self._where}: upload holds "
                     f"{offset} bytes, more than the blob's {self.source.size}"
                 )
             new_location = (
