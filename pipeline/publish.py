@@ -18,10 +18,12 @@ from pipeline.stages.push import Published, client_for, plan_tags_check, push
 
 def preflight(ctx: Context, provenance: Provenance) -> None:
     """Everything that can fail in the first second instead of after a 20-minute build."""
+    client = client_for(ctx)  # the registry first: it needs no engine
+    client.check_push_access(ctx.target.repository)
+    plan_tags_check(client, ctx, provenance)
     for arch in ctx.archs:
         check_cross_arch(arch, Arch.host())
     ctx.reporter.info(f"builder: {ctx.options.builder_image} ({builder_image(ctx).id[:19]})")
-    plan_tags_check(client_for(ctx), ctx, provenance)
 
 
 def run_build(ctx: Context) -> None:
@@ -57,9 +59,26 @@ def output_paths(ctx: Context) -> tuple[Path, Path]:
     )
 
 
+def anonymous_access(ctx: Context, published: Published) -> dict[str, int]:
+    """What Lima's downloader (plain HTTP(S), no registry token auth) gets for each layer."""
+    client = client_for(ctx)
+    found = {}
+    for r in published.archs:
+        status = client.anonymous_blob_status(ctx.target.repository, r.disk.compressed.digest)
+        found[r.arch.value] = status
+        if status != 200:
+            ctx.reporter.info(
+                f"warning: {r.arch.value} layer answers {status} without credentials: Lima's "
+                "downloader has no registry token auth, so the Lima template's location will "
+                "not download as is (make the repository public, or serve the blob over HTTPS)"
+            )
+    return found
+
+
 def write_outputs(ctx: Context, published: Published, provenance: Provenance) -> None:
     report_path, template_path = output_paths(ctx)
     body = report.release_report(ctx.release, published, provenance, ctx.reporter.timings)
+    body["limaAnonymousStatus"] = anonymous_access(ctx, published)
     report.write_report(report_path, body)
     template = report.lima_template(ctx.release, published, plain_http=ctx.options.plain_http)
     header = (

@@ -190,6 +190,7 @@ def test_report_has_timings_per_stage_and_arch(first: Run) -> None:
         layer = report["architectures"][arch]["layer"]
         assert layer["bytesSent"] == layer["size"]
     assert report["timings"]["push"] > 0
+    assert report["limaAnonymousStatus"] == {"amd64": 200, "arm64": 200}
     print(
         "\nstage timings (s):",
         json.dumps(

@@ -18,6 +18,7 @@ import json
 import re
 import secrets
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -173,6 +174,9 @@ def test_htpasswd_credentials_from_docker_config_never_leak(
     report = workdir.report_path
     lima = workdir.variant_dir / "lima-fedora-40.yaml"
     assert report.is_file() and lima.is_file()
+    # Lima's downloader has no token auth: the user is told the template will not download.
+    assert "layer answers 401 without credentials" in proc.stderr
+    assert json.loads(report.read_text())["limaAnonymousStatus"] == {"amd64": 401, "arm64": 401}
     texts |= {"stdout": proc.stdout, "stderr": proc.stderr}
     searched = assert_nothing_contains(secrets_of(reg), texts, workdir.root)
     assert searched >= 6  # stamps, report, template at least
@@ -244,3 +248,20 @@ def test_plain_http_to_a_non_loopback_name_is_refused(workdir: Workdir, tmp_path
     (line,) = error_lines(proc.stderr)
     assert "registry.example.com" in line and "plain HTTP is only allowed to loopback" in line
     assert not workdir.report_path.exists()
+
+
+def test_publish_without_push_rights_fails_before_the_engine_is_asked(
+    htpasswd_registry: RunningRegistry, tmp_path: Path
+) -> None:
+    """Preflight: a publish that could never push stops in its first second, not after a build."""
+    reg = htpasswd_registry
+    argv = [
+        sys.executable, "-m", "pipeline", "publish", "--variant", "fedora-40",
+        "--registry", reg.host, "--plain-http", "--workdir", str(tmp_path / "w"),
+        "--engine", "unix:///nonexistent/engine.sock",
+    ]  # fmt: skip
+    proc = run_push(argv, cli_env(tmp_path / "home", chunk_size=CHUNK))
+    assert proc.returncode == 1, proc.stderr
+    (line,) = error_lines(proc.stderr)
+    assert f"registry {reg.host}" in line and "no push access" in line
+    assert "engine" not in proc.stderr and "==> build" not in proc.stderr
