@@ -111,3 +111,18 @@ def test_missing_file_and_unknown_variant(tmp_path: Path) -> None:
         release.load(tmp_path / "absent.yaml")
     with pytest.raises(UsageError, match=r"unknown variant 'nope' .*fedora-40"):
         release.find("nope", ROOT / "manifests")
+
+
+@pytest.mark.parametrize(
+    "user",
+    [
+        {"name": "core", "password": "S3cretPW!"},  # a mapping where a list belongs
+        [{"name": "core", "password": 12345678}],  # a number where a string belongs
+        [{"name": "core", "password": "S3cretPW!", "shell": "/bin/sh"}],  # unknown key beside
+    ],
+)
+def test_errors_never_echo_a_password(tmp_path: Path, user: Any) -> None:
+    config = {"customizations": {"user": user}}
+    message = _error(tmp_path, manifest_data(builder={"config": config}))
+    assert "builder.config.customizations.user" in message
+    assert "S3cretPW!" not in message and "12345678" not in message

@@ -47,12 +47,28 @@ def _key_path(parts: Any) -> str:
     return out
 
 
+SECRET_KEYS = frozenset({"password"})  # bib's customizations.user[].password
+
+
+def _holds_secret(path: Any, instance: Any) -> bool:
+    """Whether a failing value is, or contains, a secret: messages must not echo it."""
+    if any(str(part) in SECRET_KEYS for part in path):
+        return True
+    if isinstance(instance, dict):
+        return any(k in SECRET_KEYS or _holds_secret((), v) for k, v in instance.items())
+    if isinstance(instance, list):
+        return any(_holds_secret((), v) for v in instance)
+    return False
+
+
 def problems(name: str, instance: Any) -> list[Problem]:
     """All violations of schema `name`, ordered by key path, each as a value (not raised)."""
     errors = sorted(_validator(name).iter_errors(instance), key=lambda e: list(map(str, e.path)))
     found: list[Problem] = []
     for error in errors:
         message = error.message
+        if _holds_secret(error.absolute_path, error.instance):
+            message = message.replace(repr(error.instance), "<value hidden: it holds a password>")
         if error.validator == "additionalProperties":
             message = message.replace("Additional properties are not allowed", "unknown key")
         found.append(Problem(_key_path(error.absolute_path), message))
