@@ -74,7 +74,6 @@ def apply_overrides(release: Release, options: Options) -> Release:
             raise UsageError(
                 f"architecture {', '.join(unknown)} is not in {release.path} (it lists {known})"
             )
-        changes["architectures"] = options.archs
     return dataclasses.replace(release, **changes)  # type: ignore[arg-type]
 
 
@@ -87,7 +86,19 @@ class Context:
 
     @property
     def archs(self) -> tuple[Arch, ...]:
-        return self.release.architectures
+        """The architectures this run handles: --arch, else all the manifest lists."""
+        return self.options.archs or self.release.architectures
+
+    @property
+    def partial(self) -> bool:
+        """Fewer architectures than the release has: its index must not take the tags."""
+        return set(self.archs) != set(self.release.architectures)
+
+    @property
+    def tags_to_move(self) -> tuple[str, ...]:
+        if self.partial and not self.options.force:
+            return ()
+        return self.release.all_tags
 
     @property
     def target(self) -> Reference:

@@ -32,6 +32,8 @@ from pipeline.zstdfile import Compressed
 log = logging.getLogger(__name__)
 
 JOURNAL_NAME = "upload-journal.json"
+RELEASE_TAG_HINT = "bump the version in the release manifest, or pass --force to move the tag"
+RACE_HINT = "check which release the tag names; re-run with --force to take it over"
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ def _check_release_tag(client: RegistryClient, ctx: Context, tag: str, index_dig
     raise UsageError(
         f"{ctx.target.registry}/{repo}:{tag} already names {current}, not this release "
         f"({index_digest}); release tags are immutable",
-        hint="bump the version in the release manifest, or pass --force to move the tag",
+        hint=RELEASE_TAG_HINT,
     )
 
 
@@ -139,7 +141,7 @@ def plan_tags_check(client: RegistryClient, ctx: Context, provenance: Provenance
     """
     repo = ctx.target.repository
     ours = plan.release_annotations(ctx.release, provenance)
-    for tag in ctx.release.tags:
+    for tag in ctx.release.tags if ctx.tags_to_move else ():
         current = client.manifest_digest(repo, tag)
         if current is None or ctx.options.force:
             continue
@@ -150,7 +152,7 @@ def plan_tags_check(client: RegistryClient, ctx: Context, provenance: Provenance
             raise UsageError(
                 f"{ctx.target.registry}/{repo}:{tag} already names {current}, a release with "
                 f"another {names}; release tags are immutable",
-                hint="bump the version in the release manifest, or pass --force to move the tag",
+                hint=RELEASE_TAG_HINT,
             )
 
 
@@ -175,7 +177,7 @@ def _follow_a_racing_winner(client: RegistryClient, ctx: Context, index: Documen
             f"{ctx.target.registry}/{repo}:{tag} was tagged by another publisher while this one "
             f"ran ({current}); the moving tags follow it, this release ({index.digest}) is "
             "left untagged",
-            hint="check which release the tag names; re-run with --force to take it over",
+            hint=RACE_HINT,
         )
 
 
@@ -183,7 +185,9 @@ def push(ctx: Context, provenance: Provenance) -> Published:
     releases, index = plan_release(ctx, provenance)
     client = client_for(ctx)
     repo = ctx.target.repository
-    check_tags(client, ctx, index.digest)
+    tags = ctx.tags_to_move
+    if tags:
+        check_tags(client, ctx, index.digest)
     siblings = sibling_repositories(ctx)
     sent: list[ArchRelease] = []
     for r in releases:
@@ -211,7 +215,14 @@ def push(ctx: Context, provenance: Provenance) -> Published:
             if not client.blob_exists(repo, digest):
                 raise PipelineError(f"blob {digest} for {r.arch.value} is not in {repo}")
     client.push_manifest(repo, index.digest, index.body, index.media_type)
-    for tag in ctx.release.all_tags:
+    if not tags:
+        ctx.reporter.info(
+            f"    partial release ({', '.join(a.value for a in ctx.archs)} of "
+            f"{', '.join(a.value for a in ctx.release.architectures)}): index pushed as "
+            f"{ctx.target.registry}/{repo}@{index.digest}, tags left as they are "
+            "(--force tags a partial release)"
+        )
+    for tag in tags:
         release_tag = tag in ctx.release.tags
         if release_tag:  # again: another publisher may have tagged since the first check
             _check_release_tag(client, ctx, tag, index.digest)
@@ -220,13 +231,14 @@ def push(ctx: Context, provenance: Provenance) -> Published:
             raise PipelineError(
                 f"{ctx.target.registry}/{repo}:{tag} was tagged by another publisher while this "
                 f"one ran; its index is complete, this one ({index.digest}) is left untagged",
-                hint="check which release the tag names; re-run with --force to take it over",
+                hint=RACE_HINT,
             )
         ctx.reporter.info(f"    tagged {ctx.target.registry}/{repo}:{tag}")
-    _follow_a_racing_winner(client, ctx, index)
+    if tags:
+        _follow_a_racing_winner(client, ctx, index)
     return Published(
         repository=f"{ctx.target.registry}/{repo}",
         index=index,
-        tags=ctx.release.all_tags,
+        tags=tags,
         archs=tuple(sent),
     )
