@@ -14,6 +14,7 @@ from pipeline.arch import Arch
 from pipeline.bib import DEFAULT_BUILDER_IMAGE
 from pipeline.context import Context, Options, apply_overrides
 from pipeline.errors import EXIT_FAILURE, PipelineError, UsageError
+from pipeline.plan import Provenance
 from pipeline.progress import Reporter
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -159,15 +160,17 @@ def _run_stage(args: argparse.Namespace, reporter: Reporter) -> int:
     from pipeline import publish
 
     ctx = _context(args, reporter)
-    provenance = prov.resolve(
-        ctx.release.path.resolve().parent, revision=args.revision, created=args.created
-    )
+
+    def provenance() -> Provenance:  # only the stages that publish need git (or --revision)
+        root = ctx.release.path.resolve().parent
+        return prov.resolve(root, revision=args.revision, created=args.created)
+
     stages: dict[str, Callable[[], object]] = {
-        "publish": lambda: publish.publish(ctx, provenance),
+        "publish": lambda: publish.publish(ctx, provenance()),
         "build": lambda: publish.run_build(ctx),
         "disk": lambda: publish.run_disk(ctx),
         "compress": lambda: publish.run_compress(ctx),
-        "push": lambda: publish.run_push(ctx, provenance),
+        "push": lambda: publish.run_push(ctx, provenance()),
     }
     stages[args.command]()
     return 0
@@ -212,6 +215,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.hint:
             print(f"bootc-pipeline: hint: {exc.hint}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # a bug, not bad input: still one line, the traceback on request
+        if args is not None and getattr(args, "debug", False):
+            raise
+        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        print(f"bootc-pipeline: internal error: {type(exc).__name__}: {text}", file=sys.stderr)
+        print("bootc-pipeline: hint: re-run with --debug for the traceback", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print(
             "bootc-pipeline: interrupted; re-run to resume (finished stages are kept)",

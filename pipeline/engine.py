@@ -146,7 +146,6 @@ class Engine:
         tag: str,
         arch: Arch,
         buildargs: dict[str, str],
-        labels: dict[str, str],
         on_line: Callable[[str], None],
     ) -> ImageFacts:
         """Build one architecture, streaming the log; check the result's platform, not the flag."""
@@ -158,7 +157,6 @@ class Engine:
                 tag=tag,
                 platform=arch.platform,
                 buildargs=buildargs,
-                labels=labels,
                 rm=True,
                 forcerm=True,
                 pull=False,

@@ -12,6 +12,7 @@ import yaml
 from pipeline import schemas
 from pipeline.arch import Arch
 from pipeline.errors import UsageError
+from pipeline.mediatypes import Compression, DiskFormat
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,9 @@ class Release:
         return self.tags + tuple(t for t in self.moving_tags if t not in self.tags)
 
     def layer_title(self, arch: Arch) -> str:
-        return f"{self.name}-{self.version}-{arch.value}.qcow2.zst"
+        """`<name>-<version>-<arch>.qcow2.zst`: the suffix from the disk format and compression."""
+        suffix = f".{DiskFormat(self.disk_type).value}{Compression.ZSTD.extension()}"
+        return f"{self.name}-{self.version}-{arch.value}{suffix}"
 
 
 def _apply_defaults(schema: dict[str, Any], instance: Any) -> Any:

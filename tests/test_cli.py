@@ -96,3 +96,13 @@ def test_make_publish_passes_the_users_variables() -> None:
         "python3", "-m", "pipeline", "publish", "--variant", "centos-stream9",
         "--arch", "arm64,amd64", "--registry", "127.0.0.1:5000", "--plain-http",
     ]  # fmt: skip
+
+
+def test_stages_that_do_not_publish_need_no_git(tmp_path: Path) -> None:
+    """Outside a git checkout, `build` reaches the engine; only publishing needs a revision."""
+    path = write_manifest(tmp_path, manifest_data())
+    common = ["--manifest", str(path), "--engine", "unix:///nonexistent.sock", "--arch", "amd64"]
+    line = _one_error(cli("build", *common, cwd=tmp_path), 1)
+    assert "cannot reach the container engine" in line
+    line = _one_error(cli("push", *common, cwd=tmp_path), 2)
+    assert "not a git checkout" in line

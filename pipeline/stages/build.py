@@ -50,7 +50,6 @@ def build(ctx: Context, arch: Arch) -> BuiltImage:
         tag=tag,
         arch=arch,
         buildargs={"BASE": release.base},
-        labels={},
         on_line=ctx.reporter.detail,
     )
     if facts.labels.get(BOOTC_LABEL) != "1":
