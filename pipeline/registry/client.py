@@ -133,22 +133,24 @@ class RegistryClient:
 
     # -- blobs ----------------------------------------------------------------------------------
 
-    def blob_exists(self, repository: str, digest: str) -> bool:
+    def _blob_head(self, repository: str, digest: str, action: str, *, anonymous: bool) -> int:
         validate_digest(digest)
-        url = self._t.url(f"/v2/{repository}/blobs/{digest}")
         response = self._t.request(
             "HEAD",
-            url,
+            self._t.url(f"/v2/{repository}/blobs/{digest}"),
             scope=downloads.pull_scope(repository),
-            action=f"checking blob {digest}",
+            action=action,
             repository=repository,
+            anonymous=anonymous,
         )
         with response:
-            if response.status_code == 200:
-                return True
-            if response.status_code == 404:
-                return False
-            raise response_error(self.registry, repository, f"checking blob {digest}", response)
+            if response.status_code not in (200, 404) and not anonymous:
+                raise response_error(self.registry, repository, action, response)
+            return response.status_code
+
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        action = f"checking blob {digest}"
+        return self._blob_head(repository, digest, action, anonymous=False) == 200
 
     def anonymous_blob_status(self, repository: str, digest: str) -> int:
         """The HTTP status of `HEAD /v2/<repository>/blobs/<digest>` sent with no credentials.
@@ -159,18 +161,8 @@ class RegistryClient:
         and retries (for 429/5xx) apply, but no Authorization header is ever sent, whatever
         credentials this client has. Raises RegistryError only when there is no answer at all.
         """
-        validate_digest(digest)
-        url = self._t.url(f"/v2/{repository}/blobs/{digest}")
-        response = self._t.request(
-            "HEAD",
-            url,
-            scope=downloads.pull_scope(repository),
-            action=f"checking anonymous access to blob {digest}",
-            repository=repository,
-            anonymous=True,
-        )
-        with response:
-            return response.status_code
+        action = f"checking anonymous access to blob {digest}"
+        return self._blob_head(repository, digest, action, anonymous=True)
 
     def check_push_access(self, repository: str) -> None:
         """Prove that this client may push to `repository`, before anything is built.
