@@ -55,3 +55,9 @@ def resolve(root: Path, *, revision: str | None, created: str | None) -> Provena
             hint="pass --created or set SOURCE_DATE_EPOCH",
         )
     return Provenance(_rfc3339(int(commit_time)), rev)
+
+
+def uncommitted_changes(root: Path) -> bool:
+    """Whether the checkout holding the release inputs has changes HEAD does not describe."""
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return bool(status)

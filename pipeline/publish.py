@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from rich.table import Table
 
+from pipeline import provenance as prov
 from pipeline import report
 from pipeline.arch import Arch
 from pipeline.context import Context
@@ -15,9 +17,30 @@ from pipeline.stages.compress import compress
 from pipeline.stages.disk import builder_image, disk
 from pipeline.stages.push import Published, client_for, plan_tags_check, push
 
+MIN_FREE_BYTES = 20 * 1024**3  # a bootc qcow2, its .zst and bib's scratch space, with room
+
+
+def warnings(ctx: Context, provenance: Provenance) -> None:
+    """What is likely wrong but not certainly: said up front, not failed on."""
+    workdir = ctx.options.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(workdir).free
+    if free < MIN_FREE_BYTES:
+        ctx.reporter.info(
+            f"warning: {free / 1024**3:.1f} GiB free in {workdir}; a bootc disk, its compressed "
+            f"copy and bib's scratch space may need {MIN_FREE_BYTES // 1024**3} GiB"
+        )
+    root = ctx.release.path.resolve().parent
+    if ctx.options.revision is None and prov.uncommitted_changes(root):
+        ctx.reporter.info(
+            f"warning: {root} has uncommitted changes; the release will say revision "
+            f"{provenance.revision[:12]}, which does not contain them"
+        )
+
 
 def preflight(ctx: Context, provenance: Provenance) -> None:
     """Everything that can fail in the first second instead of after a 20-minute build."""
+    warnings(ctx, provenance)
     client = client_for(ctx)  # the registry first: it needs no engine
     client.check_push_access(ctx.target.repository)
     plan_tags_check(client, ctx, provenance)
