@@ -11,7 +11,6 @@ from pathlib import Path
 from pipeline import provenance as prov
 from pipeline import release as releases
 from pipeline.arch import Arch
-from pipeline.bib import DEFAULT_BUILDER_IMAGE
 from pipeline.context import Context, Options, apply_overrides
 from pipeline.errors import EXIT_FAILURE, PipelineError, UsageError
 from pipeline.plan import Provenance
@@ -57,16 +56,23 @@ def _registry_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ca-bundle", type=Path, help="CA certificates to verify the registry with")
     g.add_argument("--registry-config", type=Path, help="docker config.json with credentials")
     g.add_argument(
-        "--retry-attempts", type=_positive(int), default=5, help="tries per request (default 5)"
+        "--retry-attempts",
+        type=_positive(int),
+        default=Options.retry_attempts,
+        help="tries per request (default %(default)s)",
     )
     g.add_argument(
         "--retry-seconds",
         type=_positive(float),
-        default=300.0,
-        help="time budget for retrying one request or resuming one upload (default 300)",
+        default=Options.retry_seconds,
+        help="time budget for retrying one request or resuming one upload (default %(default)s)",
     )
-    g.add_argument("--connect-timeout", type=_positive(float), default=10.0, help="seconds")
-    g.add_argument("--read-timeout", type=_positive(float), default=120.0, help="seconds")
+    g.add_argument(
+        "--connect-timeout", type=_positive(float), default=Options.connect_timeout, help="seconds"
+    )
+    g.add_argument(
+        "--read-timeout", type=_positive(float), default=Options.read_timeout, help="seconds"
+    )
 
 
 def _release_options(p: argparse.ArgumentParser) -> None:
@@ -78,9 +84,9 @@ def _release_options(p: argparse.ArgumentParser) -> None:
     src.add_argument("--manifest", type=Path, help="a release manifest file")
     g.add_argument("--manifests-dir", type=Path, default=PROJECT_ROOT / "manifests")
     g.add_argument("--arch", help="comma-separated architectures (default: the manifest's)")
-    g.add_argument("--workdir", type=Path, default=Path(".work"), help="default %(default)s")
+    g.add_argument("--workdir", type=Path, default=Options.workdir, help="default %(default)s")
     g.add_argument("--engine", help="Docker API URL of the engine (default: DOCKER_HOST)")
-    g.add_argument("--builder-image", default=DEFAULT_BUILDER_IMAGE)
+    g.add_argument("--builder-image", default=Options.builder_image, help="default %(default)s")
     g.add_argument("--base-image", help="build FROM this image instead of the manifest's base")
     g.add_argument("--containerfile", type=Path, help="build this Containerfile instead")
     g.add_argument("--revision", help="source revision (default: git HEAD)")
