@@ -70,7 +70,7 @@ def test_build_and_disk_through_docker_engine(
     assert "Docker Engine" in built.stderr
     disk = _stage("disk", args)
     assert f"copying {IMAGE} from Docker Engine" in disk.stderr
-    storage = work / "fedora-40" / "containers-storage"
+    storage = work / "fedora-40" / "amd64" / "containers-storage"
     assert not is_mountpoint(storage / "overlay")  # the work dir keeps no mount behind
     inspected = subprocess.run(
         ["skopeo", "inspect", f"containers-storage:[overlay@{storage}+{tmp_path / 'run'}]{IMAGE}"],
@@ -79,6 +79,13 @@ def test_build_and_disk_through_docker_engine(
     release_storage_mount(storage)  # skopeo's own mount, as in the product
     facts = json.loads(inspected.stdout)
     assert (facts["Labels"]["containers.bootc"], facts["Architecture"]) == ("1", "amd64")
+    # A second hand-off (the stamp dropped so the disk is redone wherever the first succeeded)
+    # replaces the image: the storage does not grow.
+    (work / "fedora-40" / "amd64" / "disk.json").unlink(missing_ok=True)
+    again = _stage("disk", args)
+    assert f"copying {IMAGE} from Docker Engine" in again.stderr
+    images = json.loads((storage / "overlay-images" / "images.json").read_text())
+    assert [image["names"] for image in images] == [[IMAGE]]
     output = work / "fedora-40" / "amd64" / "disk"
     if _bounding_set_has(CAP_SYS_RESOURCE):
         assert disk.returncode == 0, disk.stderr[-4000:]

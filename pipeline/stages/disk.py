@@ -33,7 +33,7 @@ def check_qcow2(path: Path) -> None:
         raise PipelineError(f"{path} is not a qcow2 image (header {header[:8]!r})")
 
 
-def containers_storage(ctx: Context, image: str) -> Path:
+def containers_storage(ctx: Context, arch: Arch, image: str) -> Path:
     """A containers-storage (overlay) holding `image`, to bind-mount into bib.
 
     Podman's own graph root is one already. Docker Engine's image store is not: copy the image
@@ -48,8 +48,15 @@ def containers_storage(ctx: Context, image: str) -> Path:
             )
         return engine.graph_root
     skopeo = require_tool("skopeo", purpose="hand images from Docker Engine to bootc-image-builder")
-    root = (ctx.variant_dir / "containers-storage").resolve()
-    runroot = (ctx.variant_dir / "containers-run").resolve()
+    # One image per architecture, replaced on every hand-off: the storage does not grow.
+    root = (ctx.arch_dir(arch).root / "containers-storage").resolve()
+    runroot = (ctx.arch_dir(arch).root / "containers-run").resolve()
+    for directory in (root, runroot):
+        release_storage_mount(directory)
+        inside = [p for p in mount_points() if p.startswith(f"{directory}/")]
+        if inside:  # never delete through a mount into someone else's files
+            raise PipelineError(f"cannot reset {directory}: {inside[0]} is mounted inside it")
+        shutil.rmtree(directory, ignore_errors=True)
     daemon = engine.url if "://" in engine.url else "unix:///var/run/docker.sock"
     ctx.reporter.info(f"    copying {image} from Docker Engine into {root}")
     run(
@@ -66,15 +73,19 @@ def containers_storage(ctx: Context, image: str) -> Path:
     return root
 
 
-def is_mountpoint(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> bool:
-    """Whether something is mounted at `path`, bind mounts on the same filesystem included
-    (os.path.ismount compares devices and misses those)."""
-    target = str(path.resolve())
+def mount_points(mountinfo: Path = Path("/proc/self/mountinfo")) -> list[str]:
+    """Every mount point, bind mounts on the same filesystem included (os.path.ismount compares
+    devices and misses those)."""
+    points = []
     for line in mountinfo.read_text().splitlines():
         fields = line.split(" ")
-        if len(fields) > 4 and _unescape(fields[4]) == target:
-            return True
-    return False
+        if len(fields) > 4:
+            points.append(_unescape(fields[4]))
+    return points
+
+
+def is_mountpoint(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> bool:
+    return str(path.resolve()) in mount_points(mountinfo)
 
 
 def _unescape(field: str) -> str:
@@ -123,7 +134,7 @@ def disk(ctx: Context, arch: Arch) -> Path:
     if directory.load_stamp("disk", key) is not None and output.is_file():
         ctx.reporter.info(f"    {arch.value}: disk unchanged since the last run, reusing {output}")
         return output
-    graph_root = containers_storage(ctx, image.tag)
+    graph_root = containers_storage(ctx, arch, image.tag)
     try:
         if directory.disk_dir.exists():
             shutil.rmtree(directory.disk_dir)
