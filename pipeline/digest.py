@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 SHA256 = re.compile(r"^sha256:[a-f0-9]{64}$")
 
@@ -29,7 +28,7 @@ class Sha256:
         self._hash = hashlib.sha256()
         self.size = 0
 
-    def update(self, block: bytes) -> None:
+    def update(self, block: bytes | memoryview) -> None:
         self._hash.update(block)
         self.size += len(block)
 
@@ -41,12 +40,4 @@ def of_bytes(data: bytes) -> Blob:
     """The digest and size of `data`: the one way bytes held in memory are named."""
     digest = Sha256()
     digest.update(data)
-    return digest.blob()
-
-
-def of_file(path: Path, *, chunk: int = 1 << 20) -> Blob:
-    digest = Sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
     return digest.blob()

@@ -9,7 +9,6 @@ that claims unfinished work. Each stamp also records the key of the stage it was
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.arch import Arch
+from pipeline.digest import of_bytes
 from pipeline.files import atomic_write
 
 
 def inputs_key(inputs: dict[str, Any]) -> str:
     """A content hash of a stage's inputs (sorted JSON), as osbuild ids its stages."""
-    blob = json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()
+    return of_bytes(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hex
 
 
 @dataclass(frozen=True)

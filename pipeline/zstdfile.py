@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import BinaryIO, cast
 
 import zstandard
 
-from pipeline.digest import Blob
+from pipeline.digest import Blob, Sha256
 from pipeline.errors import PipelineError
 from pipeline.files import atomic_output
 
@@ -30,12 +29,10 @@ class _HashingWriter:
 
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
-        self.sha256 = hashlib.sha256()
-        self.size = 0
+        self.digest = Sha256()
 
     def write(self, data: bytes | memoryview) -> int:
-        self.sha256.update(data)
-        self.size += len(data)
+        self.digest.update(data)
         return self._out.write(data)
 
     def flush(self) -> None:
@@ -63,8 +60,7 @@ def compress(
     except OSError as exc:
         raise PipelineError(f"cannot read disk image {src}: {exc.strerror}") from None
     cctx = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
-    plain = hashlib.sha256()
-    read = 0
+    plain = Sha256()
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     with source, atomic_output(dest) as out:
@@ -73,14 +69,11 @@ def compress(
             while n := source.readinto(buf):
                 plain.update(view[:n])
                 writer.write(view[:n])
-                read += n
                 if progress:
                     progress(n)
-    if read != total:
-        raise PipelineError(f"{src} changed size while being compressed ({total} -> {read} bytes)")
-    return Compressed(
-        path=dest,
-        uncompressed=Blob("sha256:" + plain.hexdigest(), read),
-        compressed=Blob("sha256:" + sink.sha256.hexdigest(), sink.size),
-        level=level,
-    )
+    uncompressed = plain.blob()
+    if uncompressed.size != total:
+        raise PipelineError(
+            f"{src} changed size while being compressed ({total} -> {uncompressed.size} bytes)"
+        )
+    return Compressed(dest, uncompressed, sink.digest.blob(), level)

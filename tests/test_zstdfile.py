@@ -108,10 +108,12 @@ def test_full_disk_leaves_nothing_behind(tmp_path: Path) -> None:
         subprocess.run(["umount", str(small)], check=True)
 
 
-def test_digest_helpers_agree(tmp_path: Path) -> None:
+def test_streamed_digest_agrees_with_whole_bytes() -> None:
     from pipeline import digest
 
-    path = tmp_path / "x"
-    path.write_bytes(b"abc" * 1000)
-    assert digest.of_file(path) == digest.of_bytes(path.read_bytes())
-    assert digest.of_file(path).hex == hashlib.sha256(b"abc" * 1000).hexdigest()
+    data = b"abc" * 1000
+    streamed = digest.Sha256()
+    for start in range(0, len(data), 7):
+        streamed.update(memoryview(data)[start : start + 7])
+    assert streamed.blob() == digest.of_bytes(data)
+    assert digest.of_bytes(data).hex == hashlib.sha256(data).hexdigest()
