@@ -7,8 +7,8 @@ from pathlib import Path
 
 from rich.table import Table
 
+from pipeline import lima_settings, report
 from pipeline import provenance as prov
-from pipeline import report
 from pipeline.arch import Arch
 from pipeline.context import Context
 from pipeline.plan import Provenance
@@ -104,10 +104,10 @@ def write_outputs(ctx: Context, published: Published, provenance: Provenance) ->
     body["limaAnonymousStatus"] = anonymous_access(ctx, published)
     report.write_report(report_path, body)
     template = report.lima_template(ctx.release, published, plain_http=ctx.options.plain_http)
-    header = (
-        f"Lima template for {ctx.release.name} {ctx.release.version}, made by bootc-pipeline.\n"
-        f"Index {published.repository}@{published.index.digest}\n"
-        f"Start it with: limactl start {template_path.name}"
+    header = lima_settings.header(
+        f"Lima template for {ctx.release.name} {ctx.release.version}, made by bootc-pipeline.",
+        f"Index {published.repository}@{published.index.digest}",
+        f"Start it with: limactl start {template_path.name}",
     )
     report.write_lima_template(template_path, template, header=header)
     ctx.reporter.info(f"report: {report_path}")

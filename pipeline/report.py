@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from pipeline import lima_settings
 from pipeline.arch import Arch
 from pipeline.files import atomic_write
 from pipeline.plan import Provenance
@@ -87,15 +88,11 @@ def lima_template(release: Release, published: Published, *, plain_http: bool) -
         }
         for r in published.archs
     ]
-    return {
-        "minimumLimaVersion": release.minimum_lima_version,
-        "images": images,
-        # /usr is read-only in a bootc guest: the image links /usr/local to /var/usrlocal.
-        "guestInstallPrefix": release.guest_install_prefix,
-        # 9p is disabled in these kernels and virtiofs needs vz: the image ships sshfs.
-        "mountType": "reverse-sshfs",
-        "mounts": [{"location": "~"}, {"location": "/tmp/lima", "writable": True}],
-    }
+    return lima_settings.template(
+        images,
+        minimum_lima_version=release.minimum_lima_version,
+        guest_install_prefix=release.guest_install_prefix,
+    )
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ from pipeline.errors import UsageError
 from tests.factories import ROOT, manifest_data, write_manifest
 
 
-@pytest.mark.parametrize("variant", ["fedora-40", "centos-stream9"])
+@pytest.mark.parametrize("variant", ["fedora-40", "fedora-42", "centos-stream9", "centos-stream10"])
 def test_shipped_manifests_load(variant: str) -> None:
     r = release.load(release.find(variant, ROOT / "manifests"))
     assert r.variant == variant
@@ -25,7 +27,35 @@ def test_shipped_manifests_load(variant: str) -> None:
 
 def test_shipped_bases_are_the_users() -> None:
     bases = {release.load(p).base for p in (ROOT / "manifests").glob("*.yaml")}
-    assert bases == {"quay.io/fedora/fedora-bootc:40", "quay.io/centos-bootc/centos-bootc:stream9"}
+    # the user's two (asked for by name) and the current releases of each distribution
+    assert bases == {
+        "quay.io/fedora/fedora-bootc:40",
+        "quay.io/fedora/fedora-bootc:42",
+        "quay.io/centos-bootc/centos-bootc:stream9",
+        "quay.io/centos-bootc/centos-bootc:stream10",
+    }
+
+
+def test_shipped_manifests_never_move_the_same_tag_of_one_repository() -> None:
+    """Two variants publishing to one repository must not both move a tag (`latest`)."""
+    seen: dict[tuple[str, str], str] = {}
+    for path in sorted((ROOT / "manifests").glob("*.yaml")):
+        r = release.load(path)
+        for tag in r.all_tags:
+            other = seen.setdefault((r.repository, tag), r.variant)
+            assert other == r.variant, f"{r.repository}:{tag} from {other} and {r.variant}"
+
+
+def test_check_command_passes_on_every_shipped_manifest() -> None:
+    manifests = sorted(str(p) for p in (ROOT / "manifests").glob("*.yaml"))
+    assert len(manifests) == 4
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "check", *manifests],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    for path in manifests:
+        assert f"{path}: ok" in proc.stderr + proc.stdout
 
 
 def test_defaults_come_from_the_schema(tmp_path: Path) -> None:

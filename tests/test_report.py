@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import plan, report
+from pipeline import lima_settings, plan, report
 from pipeline.arch import Arch
 from pipeline.digest import Blob
 from pipeline.stages.push import ArchRelease, Published
@@ -50,6 +50,10 @@ def test_lima_template_uses_lima_arch_names_and_layer_digests(tmp_path: Path) ->
     )
     assert loaded["guestInstallPrefix"] == "/var/usrlocal"
     assert loaded["minimumLimaVersion"] == "1.0.0"
+    # Lima picks the mount type (vz: virtiofs, QEMU: reverse-sshfs); containerd is off.
+    assert loaded["mountTypesUnsupported"] == ["9p"] and "mountType" not in loaded
+    assert loaded["containerd"] == {"system": False, "user": False}
+    assert list(loaded)[:2] == ["minimumLimaVersion", "images"]
     https = report.lima_template(fedora(), published, plain_http=False)
     assert https["images"][0]["location"].startswith("https://")
 
@@ -76,3 +80,17 @@ def test_release_report_records_every_arch(tmp_path: Path) -> None:
     assert amd["timings"] == {"build": 1.5, "disk": 2.0}
     assert loaded["architectures"]["arm64"]["timings"] == {"build": 3.0}
     assert loaded["timings"] == {"push": 4.0}
+
+
+def test_lima_template_header_says_what_the_host_and_guest_need(tmp_path: Path) -> None:
+    path = tmp_path / "lima.yaml"
+    header = lima_settings.header("Lima template for x 1.0", "Start it with: limactl start x")
+    report.write_lima_template(path, report.lima_template(fedora(), _published(), plain_http=True),
+                               header=header)  # fmt: skip
+    comments = [line for line in path.read_text().splitlines() if line.startswith("#")]
+    text = " ".join(comments)
+    assert comments[0] == "# Lima template for x 1.0"
+    assert "needs the `zstd` command" in text
+    assert 'mountTypesUnsupported: ["9p"]' in text and "reverse-sshfs" in text
+    assert "virtiofs" in text and "containerd is off" in text
+    assert yaml.safe_load(path.read_text())["containerd"] == lima_settings.CONTAINERD

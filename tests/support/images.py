@@ -85,7 +85,7 @@ FLAVOURS: dict[str, Flavour] = {
 }
 
 # What the real bases already contain (fake dnf records them as installed).
-PREINSTALLED = ("openssh-server", "shadow-utils", "sudo")
+PREINSTALLED = ("openssh-server", "shadow-utils", "sudo", "systemd", "kmod", "bash")
 
 
 @dataclass(frozen=True)
