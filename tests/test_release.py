@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
-from pipeline import release
+from pipeline import release, schemas
 from pipeline.arch import Arch
 from pipeline.errors import UsageError
 from tests.factories import ROOT, manifest_data, write_manifest
@@ -156,3 +157,61 @@ def test_errors_never_echo_a_password(tmp_path: Path, user: Any) -> None:
     message = _error(tmp_path, manifest_data(builder={"config": config}))
     assert "builder.config.customizations.user" in message
     assert "S3cretPW!" not in message and "12345678" not in message
+
+
+# bootc-image-builder's mountpoint rule, from osbuild/images at commit
+# 1146ec23cd9c5d4b8d161bde7f0827f8da7c8ded, pkg/distro/generic/bootc_imagetype.go: mountpointPolicy
+# ("/" and "/boot" exact, /var and below except symlinks/state dirs), checkMountpoints (/var itself
+# refused), mountpointMinimalPolicy for btrfs (only / and /boot); pkg/pathpolicy (absolute,
+# canonical paths). bib's README "Allowed mountpoints and sizes" says the same.
+BIB_ACCEPTS = ["/", "/boot", "/var/data", "/var/lib/containers", "/var/log", "/var/tmp/x"]
+BIB_REFUSES = [
+    "/var",  # /var itself
+    "/var/home", "/var/home/core", "/var/run", "/var/lock", "/var/mail", "/var/mnt",
+    "/var/roothome", "/var/srv", "/var/usrlocal", "/var/usrlocal/bin",  # symlinks/state in bootc
+    "/opt", "/usr", "/etc", "/home", "/boot/efi", "/data",  # outside / , /boot and /var
+    "/var/", "/var//data", "/var/./data", "/var/../etc", "var/data",  # not absolute and canonical
+]  # fmt: skip
+
+
+def _with_mountpoint(mountpoint: str, rootfs: str) -> dict[str, Any]:
+    fs = [{"mountpoint": mountpoint, "minsize": "10 GiB"}]
+    return manifest_data(
+        builder={"rootfs": rootfs, "config": {"customizations": {"filesystem": fs}}}
+    )
+
+
+@pytest.mark.parametrize("rootfs", ["ext4", "xfs"])
+@pytest.mark.parametrize("mountpoint", BIB_ACCEPTS)
+def test_mountpoints_bib_accepts_load(tmp_path: Path, mountpoint: str, rootfs: str) -> None:
+    r = release.load(write_manifest(tmp_path, _with_mountpoint(mountpoint, rootfs)))
+    assert r.bib_config["customizations"]["filesystem"][0]["mountpoint"] == mountpoint
+
+
+@pytest.mark.parametrize("mountpoint", BIB_REFUSES)
+def test_mountpoints_bib_refuses_are_refused(tmp_path: Path, mountpoint: str) -> None:
+    message = _error(tmp_path, _with_mountpoint(mountpoint, "ext4"))
+    key = "builder.config.customizations.filesystem[0].mountpoint"
+    assert f"{key}: {mountpoint!r} is not a mountpoint bootc-image-builder accepts" in message
+
+
+@pytest.mark.parametrize("mountpoint", ["/", "/boot"])
+def test_btrfs_accepts_only_root_and_boot(tmp_path: Path, mountpoint: str) -> None:
+    assert release.load(write_manifest(tmp_path, _with_mountpoint(mountpoint, "btrfs")))
+
+
+@pytest.mark.parametrize("mountpoint", ["/var/data", "/var/lib/containers"])
+def test_btrfs_refuses_var_subdirectories(tmp_path: Path, mountpoint: str) -> None:
+    message = _error(tmp_path, _with_mountpoint(mountpoint, "btrfs"))
+    assert f"mountpoint: {mountpoint!r} is not allowed with rootfs btrfs" in message
+    assert "(and" not in message  # the only problem
+
+
+def test_the_schema_alone_refuses_what_bib_refuses() -> None:
+    """The published schema is the rule (other tools validate with it), not only our loader."""
+    validator = Draft202012Validator(schemas.load(schemas.RELEASE_MANIFEST))
+    for mountpoint in BIB_ACCEPTS:
+        assert validator.is_valid(_with_mountpoint(mountpoint, "xfs")), mountpoint
+    for mountpoint in BIB_REFUSES:
+        assert not validator.is_valid(_with_mountpoint(mountpoint, "xfs")), mountpoint
+    assert not validator.is_valid(_with_mountpoint("/var/data", "btrfs"))

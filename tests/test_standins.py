@@ -132,7 +132,7 @@ def test_bib_config_rejects(doc: dict[str, Any], message: str) -> None:
     [
         ("/", True),
         ("/boot", True),
-        ("/var", True),
+        ("/var", False),  # checkMountpoints refuses /var itself
         ("/var/log", True),
         ("/var/lib/x", True),
         ("/usr", False),
@@ -140,6 +140,7 @@ def test_bib_config_rejects(doc: dict[str, Any], message: str) -> None:
         ("/var/run", False),
         ("/var/roothome/x", False),
         ("/variable", False),
+        ("/var/./log", False),  # not canonical
     ],
 )
 def test_bib_mountpoint_policy(mountpoint: str, allowed: bool) -> None:

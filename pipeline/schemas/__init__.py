@@ -47,6 +47,10 @@ def _key_path(parts: Any) -> str:
     return out
 
 
+# A schema's own wording for a refused value ("'/var' is not a mountpoint bib accepts: ..."),
+# used instead of the validator's ("does not match ..."); 2020-12 allows unknown keywords.
+REFUSAL = "x-refusal"
+
 SECRET_KEYS = frozenset({"password"})  # bib's customizations.user[].password
 
 
@@ -71,5 +75,8 @@ def problems(name: str, instance: Any) -> list[Problem]:
             message = message.replace(repr(error.instance), "<value hidden: it holds a password>")
         if error.validator == "additionalProperties":
             message = message.replace("Additional properties are not allowed", "unknown key")
+        refusal = error.schema.get(REFUSAL) if isinstance(error.schema, dict) else None
+        if refusal and error.validator in ("pattern", "not", "enum"):
+            message = f"{error.instance!r} {refusal}"
         found.append(Problem(_key_path(error.absolute_path), message))
     return found

@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import platform
+import posixpath
 import re
 import shutil
 import stat
@@ -274,9 +275,10 @@ def parse_size(value: object, where: str) -> int:
 
 
 def mountpoint_allowed(mountpoint: str) -> bool:
+    """osbuild/images bootc_imagetype.go: mountpointPolicy plus checkMountpoints (never /var)."""
     if mountpoint in ("/", "/boot"):
         return True
-    if mountpoint != "/var" and not mountpoint.startswith("/var/"):
+    if not mountpoint.startswith("/var/") or posixpath.normpath(mountpoint) != mountpoint:
         return False
     return not any(mountpoint == d or mountpoint.startswith(d + "/") for d in DENIED_UNDER_VAR)
 
