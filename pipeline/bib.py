@@ -17,15 +17,51 @@ STORAGE = "/var/lib/containers/storage"  # where bib reads the bootc image from;
 OUTPUT = "/output"
 CONFIG = "/config.json"
 
-# osbuild stage names bib prints under --progress verbose, in the order a qcow2 build reaches them,
-# as the Podman Desktop bootc extension follows them.
-STAGE_MARKERS = (
-    "org.osbuild.rpm",
-    "org.osbuild.selinux",
-    "org.osbuild.ostree.config",
-    "org.osbuild.qemu",
-    "Build complete!",
+
+def qcow2_stages(rootfs: str, *, users: bool = False) -> tuple[str, ...]:
+    """The osbuild stages of a bootc qcow2 build, in the order bib runs them (ext4 or xfs root).
+
+    From osbuild/images at commit 1146ec23cd9c5d4b8d161bde7f0827f8da7c8ded: the build pipeline
+    (pkg/manifest/build.go BuildrootFromContainer: container-deploy, selinux); the image pipeline
+    (pkg/manifest/raw_bootc.go: GenImagePrepareStages = truncate, sfdisk, one mkfs per filesystem
+    of data/distrodefs/bootc-generic/imagetypes.yaml's table: ESP vfat, /boot and / with the
+    rootfs type; bootc.install-to-filesystem; mount units for /, /boot/efi, /boot (pkg/image/
+    bootc_disk.go defaults to MOUNT_CONFIGURATION_UNITS) and the systemd stage enabling them;
+    mkdir and users with user customizations; selinux relabels of /etc and /var); then the qcow2
+    pipeline's qemu stage. pkg/distro/generic/bootc_test.go TestManifestSerialization checks that
+    there is no org.osbuild.rpm in a bootc build.
+    """
+    stages = [
+        "org.osbuild.container-deploy",
+        "org.osbuild.selinux",
+        "org.osbuild.truncate",
+        "org.osbuild.sfdisk",
+        "org.osbuild.mkfs.fat",
+        f"org.osbuild.mkfs.{rootfs}",
+        f"org.osbuild.mkfs.{rootfs}",
+        "org.osbuild.bootc.install-to-filesystem",
+        *["org.osbuild.systemd.unit.create"] * 3,
+        "org.osbuild.systemd",
+    ]
+    if users:
+        stages += ["org.osbuild.mkdir", "org.osbuild.users"]
+    return (*stages, "org.osbuild.selinux", "org.osbuild.selinux", "org.osbuild.qemu")
+
+
+# Every stage name a bootc qcow2 build can announce (btrfs adds subvolumes, customizations add
+# groups, files and directories); progress reports the ones a log line starts with.
+KNOWN_STAGES = frozenset(
+    {
+        *qcow2_stages("ext4", users=True),
+        *qcow2_stages("xfs"),
+        "org.osbuild.mkfs.btrfs",
+        "org.osbuild.btrfs.subvol",
+        "org.osbuild.groups",
+        "org.osbuild.copy",
+    }
 )
+BUILD_COMPLETE = "Build complete!"
+_STAGE_LINE = re.compile(r"^(?P<stage>org\.osbuild\.[a-z0-9._-]+):")
 _ERROR_LINE = re.compile(r"(^|\s)error:\s*(?P<msg>.+)$", re.IGNORECASE)
 
 
@@ -85,11 +121,12 @@ def error_lines(log_lines: list[str]) -> list[str]:
 
 
 def stage_of(line: str) -> str | None:
-    """The osbuild stage a progress line announces, if any."""
-    for marker in STAGE_MARKERS:
-        if marker in line:
-            return marker
-    return None
+    """The osbuild stage a progress line announces (osbuild prints `NAME: ID {options}`), if any."""
+    if line.startswith(BUILD_COMPLETE):
+        return BUILD_COMPLETE
+    match = _STAGE_LINE.match(line)
+    stage = match.group("stage") if match else None
+    return stage if stage in KNOWN_STAGES else None
 
 
 def output_disk(output_dir: Path, disk_format: DiskFormat) -> Path:

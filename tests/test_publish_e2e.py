@@ -82,7 +82,8 @@ def test_progress_and_summary_are_shown(first: Run) -> None:
     for stage in ("build", "disk", "compress"):
         for arch in ("amd64", "arm64"):
             assert f"<== {stage} {arch}" in err or f"<== {stage} localhost" in err, stage
-    assert "org.osbuild.qemu" in err  # bib's progress is streamed
+    for stage in ("container-deploy", "bootc.install-to-filesystem", "qemu"):
+        assert f"org.osbuild.{stage}" in err  # bib's progress is streamed, real stage names
     assert "Build complete!" in err
     assert "40.1.0" in first.proc.stdout + err  # summary table
 

@@ -930,32 +930,32 @@ def build(opts: Options) -> None:
             + hashlib.sha256(json.dumps(image_config, sort_keys=True).encode()).hexdigest()
         )
         cmdline = " ".join(filter(None, ["root=LABEL=root rw", config.kernel_append]))
+        # The stages of a bootc qcow2 build, in bib's order (osbuild/images at commit
+        # 1146ec23cd9c5d4b8d161bde7f0827f8da7c8ded; pipeline/bib.py qcow2_stages has the sources).
         build_stages = [
             Stage("org.osbuild.container-deploy", {"image": opts.image, "layers": len(layers)}),
-            Stage("org.osbuild.rpm", {"dbpath": "/usr/lib/sysimage/rpm"}),
             Stage(
                 "org.osbuild.selinux",
                 {"file_contexts": "etc/selinux/targeted/contexts/files/file_contexts"},
             ),
         ]
         image_stages = [
-            Stage(
-                "org.osbuild.ostree.config",
-                {"repo": "/ostree/repo", "config": {"sysroot": {"readonly": True}}},
-            ),
-        ]
-        if config.users:
-            image_stages.append(
-                Stage("org.osbuild.users", {"users": sorted(u.name for u in config.users)})
-            )
-        image_stages += [
-            Stage("org.osbuild.kernel-cmdline", {"root_fs_uuid": "", "kernel_opts": cmdline}),
-            Stage(
-                "org.osbuild.fstab",
-                {"filesystems": [{"label": "root", "vfs_type": rootfs, "path": "/"}]},
-            ),
             Stage("org.osbuild.truncate", {"filename": "disk.raw", "size": disk_size}),
+            Stage("org.osbuild.sfdisk", {"label": "gpt"}),
+            Stage("org.osbuild.mkfs.fat", {"label": "EFI-SYSTEM"}),
+            Stage(f"org.osbuild.mkfs.{rootfs}", {"label": "boot"}),
             Stage(f"org.osbuild.mkfs.{rootfs}", {"label": "root"}),
+            Stage("org.osbuild.bootc.install-to-filesystem", {"kernel-args": cmdline.split()}),
+        ]
+        units = ["-.mount", "boot-efi.mount", "boot.mount"]
+        image_stages += [Stage("org.osbuild.systemd.unit.create", {"filename": u}) for u in units]
+        image_stages.append(Stage("org.osbuild.systemd", {"enabled_services": units}))
+        if config.users:
+            names = sorted(u.name for u in config.users)
+            image_stages.append(Stage("org.osbuild.mkdir", {"paths": ["/var/home"]}))
+            image_stages.append(Stage("org.osbuild.users", {"users": names}))
+        image_stages += [
+            Stage("org.osbuild.selinux", {"target": f"tree://{d}"}) for d in ("/etc", "/var")
         ]
         pipelines = [Pipeline("build", build_stages, build=None), Pipeline("image", image_stages)]
         for t in opts.types:
@@ -1039,28 +1039,23 @@ def _run_stage(ctx: BuildContext, pipeline: Pipeline, stage: Stage) -> None:
     if kind == "org.osbuild.container-deploy":
         for i, n in enumerate(unpacked, 1):
             progress.detail(f"layer {i}/{len(unpacked)}: {n} entries")
-    elif kind == "org.osbuild.rpm":
-        db = resolve_in_root(rootfs_dir, "/usr/lib/fake-dnf/installed")
-        names = sorted(p.name for p in db.iterdir()) if db.is_dir() else []
-        progress.detail(f"{len(names)} packages in the image: {' '.join(names)}")
-    elif kind == "org.osbuild.users":
-        for note in apply_users(rootfs_dir, ctx.config.users):
-            progress.detail(note)
-    elif kind == "org.osbuild.kernel-cmdline":
-        path = resolve_in_root(rootfs_dir, "/etc/kernel/cmdline")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(ctx.cmdline + "\n")
-    elif kind == "org.osbuild.fstab":
-        path = resolve_in_root(rootfs_dir, "/etc/fstab")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as fstab:
-            fstab.write("LABEL=root / ext4 defaults 0 1\n")
     elif kind == "org.osbuild.truncate":
         size = int(stage.options["size"])
         with raw.open("wb") as f:
             f.truncate(size)
         progress.detail(f"disk.raw: {size} bytes")
-    elif kind.startswith("org.osbuild.mkfs."):
+    elif kind == "org.osbuild.bootc.install-to-filesystem":
+        # The stand-in writes one ext4 filesystem in one go (mkfs.ext4 -d), so what bib's later
+        # stages do on the deployed tree (users, mounts) is applied to the tree here, first.
+        for note in apply_users(rootfs_dir, ctx.config.users):
+            progress.detail(note)
+        path = resolve_in_root(rootfs_dir, "/etc/kernel/cmdline")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(ctx.cmdline + "\n")
+        path = resolve_in_root(rootfs_dir, "/etc/fstab")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as fstab:
+            fstab.write("LABEL=root / ext4 defaults 0 1\n")
         _, inodes = tree_usage(rootfs_dir)
         inode_count = max(raw.stat().st_size // 16384, inodes * 2 + 1024)
         mkfs = "mkfs.ext4 -q -F -b 4096 -I 256 -L root".split()
@@ -1076,7 +1071,8 @@ def _run_stage(ctx: BuildContext, pipeline: Pipeline, stage: Stage) -> None:
             ["qemu-img", "convert", "-f", "raw", "-O", fmt, str(raw), str(tmp)], progress.debug
         )
         tmp.replace(dest_dir / filename)
-    # org.osbuild.selinux, org.osbuild.ostree.config: nothing to do in a plain ext4 stand-in.
+    # sfdisk, mkfs.*, systemd.unit.create, systemd, mkdir, users, selinux: nothing more to do in
+    # a plain ext4 stand-in (install-to-filesystem wrote the one filesystem, users included).
 
 
 def main(argv: list[str] | None = None) -> int:
