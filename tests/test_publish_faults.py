@@ -597,3 +597,100 @@ def test_racing_publishers_leave_every_tag_on_a_complete_index(
         if code == 0
     }
     assert tagged["40.1.0"].index in winners
+
+
+# -- a failed chunk at any offset: docker-registry's ambiguous `Range: 0-0` -----------------------
+
+BIG_CHUNK = 4 * 1024 * 1024
+BIG_DISK_BYTES = 25 * 1000 * 1000  # ~25 MB layers: 6 chunks of 4 MiB each
+TAKEN = 64 * 1024  # what the proxy reads of a failing PATCH before it resets
+
+
+def _first_chunk(headers: dict[str, str]) -> bool:
+    return headers.get("content-range", "").startswith("0-") and _is_layer_chunk(headers)
+
+
+def _is_layer_chunk(headers: dict[str, str]) -> bool:
+    return int(headers.get("content-length") or 0) > len(EMPTY_JSON)
+
+
+def _ambiguity_cases(last_ends: set[int]) -> dict[str, dict[str, Any]]:
+    """Where the failing PATCHes fall; each is read TAKEN bytes into, never forwarded, reset."""
+
+    def last_chunk(headers: dict[str, str]) -> bool:
+        end = headers.get("content-range", "").rpartition("-")[2]
+        return end.isdigit() and int(end) + 1 in last_ends
+
+    return {
+        # The issue's recipe: every second PATCH. The first is the 2-byte config, so every
+        # chunk of every layer fails once, the very first one (byte 0) included.
+        "every-chunk": dict(skip=1, every=2, times=100),
+        "first-chunk": dict(when=_first_chunk, every=2, times=2),
+        "last-chunk": dict(when=last_chunk, every=2, times=2),
+    }
+
+
+@pytest.fixture(scope="module")
+def big_clean(
+    tmp_path_factory: pytest.TempPathFactory, disks: DiskCache
+) -> Iterator[tuple[Workdir, ReleaseState]]:
+    """A clean publish of ~25 MB layers in 4 MiB chunks: the digests a faulty one must match."""
+    directory = tmp_path_factory.mktemp("big-clean")
+    for setup in _setup(directory):
+        work = make_workdir(directory / "work", disks, size=BIG_DISK_BYTES)
+        env = cli_env(setup.home, chunk_size=BIG_CHUNK)
+        proc = run_push(push_argv(work, setup.registry.host), env)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        yield work, snapshot(setup.access, REPO)["40.1.0"]
+
+
+@pytest.mark.parametrize("case", ["every-chunk", "first-chunk", "last-chunk"])
+def test_failed_chunk_resumes_at_the_right_byte(
+    case: str,
+    fresh: Setup,
+    tmp_path: Path,
+    disks: DiskCache,
+    big_clean: tuple[Workdir, ReleaseState],
+    figures: Figures,
+) -> None:
+    """docker-registry 2.8 answers the upload-status GET with `Range: 0-0` both when it holds
+    nothing and when it holds one byte. After a PATCH at byte 0 is lost, the client must go on
+    from byte 0 (what it knows was acknowledged), not from byte 1; at any later offset the
+    registry's answer and the acknowledged offset must agree likewise. Each chunk is sent at
+    most twice, and the only bytes sent twice are what the proxy read of the failed PATCHes."""
+    clean_work, clean_state = big_clean
+    work = make_workdir(tmp_path / "work", disks, size=BIG_DISK_BYTES)
+    sizes = [d.compressed.size for d in work.disks.values()]
+    spec = _ambiguity_cases(set(sizes))[case]
+    rule = fresh.proxy.add(
+        "reset", method="PATCH", path=PATCH, take=TAKEN, seconds=RULE_SECONDS, label=case, **spec
+    )
+    figures.publishes += 1
+    proc = run_push(push_argv(work, fresh.proxy.host), cli_env(fresh.home, chunk_size=BIG_CHUNK))
+    failed = [e for e in fresh.proxy.log if e.method == "PATCH" and e.fault == "reset"]
+    patched = fresh.proxy.bytes_received("PATCH")
+    figures.count_faults(fresh.proxy)
+    figures.runs.append(
+        {
+            "name": f"range-ambiguity-{case}",
+            "exit": proc.returncode,
+            "failed_patches": len(failed),
+            "patch_bytes_sent": patched,
+            "layer_bytes": sum(sizes),
+        }
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    chunks = sum(math.ceil(size / BIG_CHUNK) for size in sizes)
+    expected_failures = {"every-chunk": chunks, "first-chunk": 2, "last-chunk": 2}[case]
+    assert rule.injected == len(failed) == expected_failures
+    assert all(e.received == TAKEN and not e.forwarded for e in failed)
+    # Every byte of every layer went once, plus exactly what the proxy swallowed.
+    assert patched == sum(sizes) + len(EMPTY_JSON) + len(failed) * TAKEN
+    assert fresh.proxy.count("PATCH") == chunks + 1 + len(failed)
+    tagged = snapshot(fresh.access, REPO)
+    assert sorted(tagged) == sorted(TAGS)
+    assert all(state == clean_state for state in tagged.values())
+    for arch, disk in work.disks.items():
+        assert disk.compressed.digest == clean_work.disks[arch].compressed.digest
+        assert clean_state.blobs[disk.compressed.digest] == disk.compressed.size
+    figures.correct += 1

@@ -26,7 +26,15 @@ from pipeline.registry.redact import (
     redact_url,
 )
 from pipeline.registry.retry import parse_retry_after
-from pipeline.registry.uploads import parse_range_end, with_digest
+from pipeline.registry.uploads import (
+    ChunkSizing,
+    acknowledged,
+    chunk_size_for,
+    parse_range_end,
+    reconcile,
+    stated_limit,
+    with_digest,
+)
 from tests.support.registry import RunningRegistry
 
 PACKAGE = Path(__file__).resolve().parent.parent / "pipeline" / "registry"
@@ -117,6 +125,73 @@ def test_with_digest_keeps_the_upload_state() -> None:
 )
 def test_parse_range_end(value: str | None, end: int | None) -> None:
     assert parse_range_end(value) == end
+
+
+@pytest.mark.parametrize(
+    ("range_end", "acked", "sent_end", "offset"),
+    [
+        (0, 0, 4096, 0),  # docker-registry 2.8: `0-0` after a lost PATCH at byte 0 is nothing
+        (-1, 0, 4096, 0),  # `0--1`: nothing, as other registries say it
+        (0, 1, 4097, 1),  # `0-0` once one byte was acknowledged is that byte
+        (4095, 4096, 8192, 4096),  # the lost chunk never arrived
+        (8191, 4096, 8192, 8192),  # the lost chunk arrived whole (only its answer was lost)
+        (5000, 4096, 8192, 5001),  # part of it arrived (a streaming proxy)
+        (4095, 8192, 12288, 8192),  # stale (ECR): the acknowledged offset stands
+        (None, 4096, 8192, 4096),  # no Range: what was acknowledged
+        (9000, 4096, 8192, 9001),  # more than sent: the caller refuses it
+    ],
+)
+def test_reconcile_range_with_what_was_acknowledged(
+    range_end: int | None, acked: int, sent_end: int, offset: int
+) -> None:
+    assert reconcile(range_end, acked, sent_end) == offset
+
+
+@given(st.integers(0, 10**9), st.integers(0, 10**7), st.integers(-1, 2 * 10**9))
+def test_reconcile_never_skips_an_unacknowledged_byte(acked: int, chunk: int, end: int) -> None:
+    """Whatever the registry says, the upload goes on within [acked, sent] or is refused."""
+    offset = reconcile(end, acked, acked + chunk)
+    assert offset >= acked
+    assert offset <= acked + chunk or offset == end + 1
+
+
+@pytest.mark.parametrize(
+    ("range_end", "before", "end", "held"),
+    [
+        (8191, 4096, 8192, 8192),  # as the spec says
+        (4095, 8192, 12288, 12288),  # ECR's Range stuck at the first chunk: the 2xx stands
+        (0, 0, 4096, 4096),  # `0-0` after a first chunk: it did not advance, the 2xx stands
+        (6000, 4096, 8192, 6001),  # part of the chunk taken: go on from there
+        (None, 4096, 8192, 8192),
+    ],
+)
+def test_acknowledged_chunk(range_end: int | None, before: int, end: int, held: int) -> None:
+    assert acknowledged(range_end, before, end) == held
+
+
+def test_chunk_size_per_registry() -> None:
+    """ghcr.io caps request bodies at 4 MiB (wasmCloud/wash#268, ocx-sh/ocx#237)."""
+    assert chunk_size_for("ghcr.io", 16 << 20) == 4 << 20
+    assert chunk_size_for("GHCR.io:443", 1 << 20) == 1 << 20
+    assert chunk_size_for("quay.io", 16 << 20) == 16 << 20
+
+
+def test_chunk_sizing_adapts_to_refusals() -> None:
+    ghcr = "416 REQUESTED_RANGE_NOT_SATISFIABLE: the request body is too large and exceeds the "
+    ghcr += "maximum permissible limit of 4.00MiB"
+    assert stated_limit(ghcr) == 4 << 20
+    sizing = ChunkSizing(16 << 20)
+    sizing.refused(16 << 20, ghcr)
+    assert sizing.size == 4 << 20
+    sizing = ChunkSizing(16 << 20)
+    sizing.refused(16 << 20, "416 Requested Range Not Satisfiable")  # no reason given: halve
+    assert sizing.size == 8 << 20
+    sizing = ChunkSizing(256 << 10)
+    sizing.learn({"OCI-Chunk-Min-Length": str(1 << 20)})
+    assert (sizing.size, sizing.minimum) == (1 << 20, 1 << 20)
+    sizing = ChunkSizing(256 << 10, minimum=1 << 20)
+    sizing.refused(256 << 10, "416")
+    assert sizing.size == 1 << 20
 
 
 def test_redaction() -> None:

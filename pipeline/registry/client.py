@@ -40,7 +40,14 @@ from pipeline.registry.redact import one_line
 from pipeline.registry.retry import RetryPolicy, Timeouts
 from pipeline.registry.sources import BlobSource
 from pipeline.registry.transport import Endpoint, Transport
-from pipeline.registry.uploads import Uploader, cancel_upload, chunk_size_from_env, push_scope
+from pipeline.registry.uploads import (
+    ChunkSizing,
+    Uploader,
+    cancel_upload,
+    chunk_size_for,
+    chunk_size_from_env,
+    push_scope,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +102,16 @@ class RegistryClient:
     ) -> None:
         """`credentials`, if given, replace the lookup (environment, docker config).
 
-        `chunk_size` defaults to $BOOTC_PIPELINE_CHUNK_SIZE, else 16 MiB.
+        `chunk_size` defaults to $BOOTC_PIPELINE_CHUNK_SIZE, else 16 MiB; capped where the
+        registry's request-body limit is known (ghcr.io: 4 MiB), and adapted to what the
+        registry refuses or asks for as uploads go (uploads.ChunkSizing).
         """
         if chunk_size is None:
             chunk_size = chunk_size_from_env()
         if chunk_size < 1:
             raise UsageError("chunk size must be positive")
         self.registry = registry
-        self.chunk_size = chunk_size
+        self.chunks = ChunkSizing(chunk_size_for(registry, chunk_size))
         endpoint = Endpoint.choose(
             registry, plain_http=plain_http, force_plain_http=force_plain_http, ca_bundle=ca_bundle
         )
@@ -265,12 +274,13 @@ class RegistryClient:
                     journal.clear(self.registry, repository, digest)
                 return BlobPushResult(digest, size, BlobAction.MOUNTED, mounted_from=origin)
         resume: str | None = None
+        resume_offset = 0
         on_location: Callable[[str, int], None] | None = None
         if journal is not None:
             entry = journal.load(self.registry, repository, digest)
             origin_url = self._t.endpoint.base_url
             if entry is not None and may_record(entry.location, origin_url):
-                resume = entry.location
+                resume, resume_offset = entry.location, entry.offset
                 log.info(
                     "registry %s: resuming the upload of %s an earlier run left at byte %d",
                     self.registry,
@@ -286,11 +296,11 @@ class RegistryClient:
             repository,
             blob,
             digest,
-            chunk_size=self.chunk_size,
+            chunk_size=self.chunks,
             progress=progress,
             on_location=on_location,
         )
-        stats = uploader.run(pending_location, resume=resume)
+        stats = uploader.run(pending_location, resume=resume, resume_offset=resume_offset)
         if journal is not None:
             journal.clear(self.registry, repository, digest)
         return BlobPushResult(

@@ -3,9 +3,19 @@
 docker-registry (distribution 2.8) ignores Content-Range on PATCH and appends whatever arrives,
 so after any failed PATCH the chunk may or may not be stored. Resending it blindly would corrupt
 the blob. Instead the upload asks the registry (`GET <upload URL>` → `Range: 0-N`) and goes on
-from byte N+1; a vanished session (404) starts a new one. The final `PUT ?digest=` is the
+from what it holds; a vanished session (404) starts a new one. The final `PUT ?digest=` is the
 integrity check: the registry hashes what it holds, and a mismatch (DIGEST_INVALID) restarts the
 blob once from scratch; nothing is ever committed under a digest it does not have.
+
+The registry's `Range` is read together with what this client knows (`reconcile`,
+`acknowledged`): the registry holds at least the bytes it acknowledged and at most the bytes
+sent. docker-registry 2.8 says `0-0` both for nothing and for one byte held; ECR's PATCH answers
+can keep a `Range` stuck at the first chunk's end while storing every chunk
+(aws/containers-roadmap#2831). Neither makes the client skip or re-send bytes.
+
+Registries differ in what chunk they take (`ChunkSizing`): ghcr.io refuses request bodies over
+4 MiB with a 416, a registry may state a minimum (`OCI-Chunk-Min-Length`, and a 416 below it).
+A 416 makes the upload re-read the status, resize its chunks, and go on from what is held.
 
 Across processes: `on_location(url, offset)` is told every upload URL the registry hands out
 (journal.UploadJournal records it), and `run(resume=url)` starts by asking the registry where
@@ -38,12 +48,21 @@ from pipeline.registry.transport import ConnectionFailed, Transport
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024
+MiB = 1024 * 1024
+# Request-body limits of registries that do not say so until refused: ghcr.io answers a larger
+# PATCH with 416 "the request body is too large and exceeds the maximum permissible limit of
+# 4.00MiB" (wasmCloud/wash#268, oras-project/rust-oci-client#37, ocx-sh/ocx#237).
+KNOWN_BODY_LIMITS = {"ghcr.io": 4 * MiB}
+SMALLEST_ADAPTED_CHUNK = 64 * 1024  # halving on unexplained 416s stops here
+MAX_CHUNK_REFUSALS = 6  # 416s one upload survives before it gives up
 # Overrides the chunk size (bytes) of clients made without an explicit one: tests use small
 # chunks to exercise many PATCHes with small blobs; registries with request-size limits need it.
 CHUNK_SIZE_ENV = "BOOTC_PIPELINE_CHUNK_SIZE"
 _SESSION_GONE = frozenset({"BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID"})
 _CONTENT_MISMATCH = frozenset({"DIGEST_INVALID", "SIZE_INVALID"})
 _RANGE_RE = re.compile(r"^(?:bytes=)?0-(-?\d+)$")
+_LIMIT_RE = re.compile(r"limit of ([0-9]+(?:\.[0-9]+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)\b", re.I)
+_UNITS = {"b": 1, "kib": 1024, "mib": MiB, "gib": 1024 * MiB, "kb": 1000, "mb": 10**6, "gb": 10**9}
 
 
 def chunk_size_from_env(environ: Mapping[str, str] | None = None) -> int:
@@ -56,6 +75,80 @@ def chunk_size_from_env(environ: Mapping[str, str] | None = None) -> int:
     return int(text)
 
 
+def chunk_size_for(registry: str, configured: int) -> int:
+    """The configured chunk size, capped where the registry's body limit is known."""
+    host = registry.rsplit("@", 1)[-1].split(":", 1)[0].lower()
+    return min(configured, KNOWN_BODY_LIMITS.get(host, configured))
+
+
+def stated_limit(message: str) -> int | None:
+    """The byte limit a refusal states ("... maximum permissible limit of 4.00MiB"), if any."""
+    match = _LIMIT_RE.search(message)
+    if match is None:
+        return None
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+@dataclass
+class ChunkSizing:
+    """The PATCH size for one registry, learnt as uploads go; one per client, shared by uploads.
+
+    `minimum` is the registry's `OCI-Chunk-Min-Length` once it stated one (every chunk but the
+    last must be at least that long); `refused()` adapts to a 416 refusing a chunk.
+    """
+
+    size: int
+    minimum: int = 0
+
+    def learn(self, headers: Mapping[str, str]) -> None:
+        text = (headers.get("OCI-Chunk-Min-Length") or "").strip()
+        if text.isdigit() and int(text) > 0:
+            self.minimum = int(text)
+            self.size = max(self.size, self.minimum)
+
+    def refused(self, length: int, message: str) -> None:
+        """A chunk of `length` bytes got a 416 although the registry held its start."""
+        limit = stated_limit(message)
+        if limit is not None and limit < length:
+            self.size = max(limit, self.minimum, 1)
+        elif self.minimum and length < self.minimum:
+            self.size = self.minimum
+        else:
+            self.size = max(min(self.size, length) // 2, SMALLEST_ADAPTED_CHUNK, self.minimum)
+
+
+def reconcile(range_end: int | None, acked: int, sent_end: int) -> int:
+    """Where a failed PATCH of bytes [acked, sent_end) leaves the upload, given the status
+    GET's `Range: 0-N` (`range_end` N, None if absent).
+
+    The registry holds at least what it acknowledged and at most what was sent. N+1 bytes is
+    the plain reading; docker-registry 2.8 also says `0-0` for nothing held, so for N=0 both 0
+    and 1 are candidates, and the one within those bounds wins (0 if both are). A Range
+    beyond `sent_end` is returned as is (the caller knows that cannot be); one below `acked`
+    is stale (ECR) and the acknowledged offset stands: the final digest check is the proof.
+    """
+    if range_end is None:
+        return acked
+    candidates = sorted({range_end + 1, 0} if range_end <= 0 else {range_end + 1})
+    within = [held for held in candidates if acked <= held <= sent_end]
+    if within:
+        return within[0]
+    held = range_end + 1
+    return held if held > sent_end else acked
+
+
+def acknowledged(range_end: int | None, before: int, end: int) -> int:
+    """Where an accepted PATCH of bytes [before, end) leaves the upload.
+
+    No Range, or one that did not advance past `before` (ECR's stuck Range, or docker-registry's
+    `0-0`): the acknowledgement stands, all of it is held. A Range between: the registry took
+    part of the chunk, go on from there. Beyond `end` is returned as is (more than was sent).
+    """
+    if range_end is None or range_end <= 0 or range_end + 1 <= before:
+        return end
+    return range_end + 1
+
+
 @dataclass
 class UploadStats:
     """What an upload cost: bytes put on the wire (re-sends included) and how often it recovered."""
@@ -66,6 +159,8 @@ class UploadStats:
     restarts: int = 0  # whole-blob restarts after the registry rejected the digest
     resumed_from: int = 0  # bytes an earlier run's session already held when this run took it up
     stale_resume: bool = False  # an earlier run's session was offered but the registry forgot it
+    refusals: int = 0  # chunks the registry refused with a 416 (then resized)
+    stale_ranges: int = 0  # accepted chunks whose Range answer did not advance (ECR)
 
 
 class _SessionGone(Exception):
@@ -130,18 +225,24 @@ class Uploader:
         source: BlobSource,
         digest: str,
         *,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        chunk_size: int | ChunkSizing = DEFAULT_CHUNK_SIZE,
         progress: Callable[[int], None] | None = None,
         on_location: Callable[[str, int], None] | None = None,
     ) -> None:
-        """`on_location(url, offset)`: told each upload URL and the bytes the registry then held."""
-        if chunk_size < 1:
+        """`on_location(url, offset)`: told each upload URL and the bytes the registry then held.
+
+        `chunk_size`: bytes per PATCH, or the client's ChunkSizing (what this upload learns
+        about the registry's limits is then kept for the next).
+        """
+        if isinstance(chunk_size, int):
+            chunk_size = ChunkSizing(chunk_size)
+        if chunk_size.size < 1:
             raise ValueError("chunk_size must be positive")
         self.t = transport
         self.repository = repository
         self.source = source
         self.digest = digest
-        self.chunk_size = chunk_size
+        self.chunks = chunk_size
         self.progress = progress
         self.on_location = on_location
         self.stats = UploadStats()
@@ -149,15 +250,22 @@ class Uploader:
         self._scope = push_scope(repository)
         self._where = where(transport.registry, repository)
 
-    def run(self, first_location: str | None = None, *, resume: str | None = None) -> UploadStats:
+    def run(
+        self,
+        first_location: str | None = None,
+        *,
+        resume: str | None = None,
+        resume_offset: int = 0,
+    ) -> UploadStats:
         """Upload and commit the blob; a digest mismatch gets one fresh restart.
 
-        `resume`: an upload URL from an earlier run; the registry is asked how much of it it
-        holds and the upload goes on from there (a forgotten session is not an error).
+        `resume`: an upload URL from an earlier run, which the registry had acknowledged up to
+        `resume_offset`; the registry is asked how much of it it holds and the upload goes on
+        from there (a forgotten session is not an error).
         `first_location`: a session already opened (a refused mount), used if not resuming.
         """
         try:
-            self._upload_and_commit(first_location, resume)
+            self._upload_and_commit(first_location, resume, resume_offset)
         except _ContentMismatch as first:
             self.stats.restarts += 1
             log.warning(
@@ -167,7 +275,7 @@ class Uploader:
                 first.what,
             )
             try:
-                self._upload_and_commit(None, None)
+                self._upload_and_commit(None, None, 0)
             except _ContentMismatch as again:
                 hint = "the file changed while uploading, or does not match its digest"
                 if again.response is not None:
@@ -180,9 +288,9 @@ class Uploader:
                 ) from None
         return self.stats
 
-    def _upload_and_commit(self, location: str | None, resume: str | None) -> None:
+    def _upload_and_commit(self, location: str | None, resume: str | None, acked: int) -> None:
         offset = 0
-        taken_up = self._take_up(resume) if resume is not None else None
+        taken_up = self._take_up(resume, acked) if resume is not None else None
         if taken_up is not None:
             if location is not None:
                 cancel_upload(self.t, self.repository, location)
@@ -194,7 +302,7 @@ class Uploader:
         location = self._send_chunks(location, offset)
         self._commit(location)
 
-    def _take_up(self, location: str) -> tuple[str, int] | None:
+    def _take_up(self, location: str, acked: int) -> tuple[str, int] | None:
         """The URL and offset of an earlier run's session, or None if the registry forgot it.
 
         Any client error (404 BLOB_UPLOAD_UNKNOWN/INVALID, a 400 for a mangled URL, a session
@@ -202,7 +310,8 @@ class Uploader:
         retries are real failures and propagate.
         """
         try:
-            return self._status(location, oversize_is_gone=True)
+            # The killed run may have sent anything up to the end: only the blob bounds it.
+            return self._status(location, acked, self.source.size, oversize_is_gone=True)
         except _SessionGone:
             pass
         except RegistryError as exc:
@@ -235,6 +344,7 @@ class Uploader:
         with response:
             if response.status_code != 202:
                 raise self._error("starting a blob upload", response)
+            self.chunks.learn(response.headers)
             return self._location(response, url)
 
     def _location(self, response: requests.Response, request_url: str) -> str:
@@ -256,16 +366,19 @@ class Uploader:
         furthest = offset
         budget = self.t.retry.start()
         while offset < self.source.size:
-            end = min(offset + self.chunk_size, self.source.size)
+            end = min(offset + self.chunks.size, self.source.size)
             response, failure = self._patch(location, offset, end)
-            if response is not None and response.status_code == 202:
+            if response is not None and response.status_code in (201, 202):  # ECR says 201
                 location = self._location(response, location)
-                held = parse_range_end(response.headers.get("Range"))
+                range_end = parse_range_end(response.headers.get("Range"))
                 response.close()
-                if held is not None and held + 1 > end:
+                held = acknowledged(range_end, offset, end)
+                if held > end:
                     # More bytes than we sent: a chunk was stored twice (a proxy replayed it).
-                    raise _ContentMismatch(f"registry holds {held + 1} bytes after {end} sent")
-                offset = end if held is None else held + 1
+                    raise _ContentMismatch(f"registry holds {held} bytes after {end} sent")
+                if range_end is not None and held == end and range_end + 1 < end:
+                    self.stats.stale_ranges += 1
+                offset = held
                 self._remember(location, offset)
                 self._report(offset)
                 if offset > furthest:
@@ -276,10 +389,13 @@ class Uploader:
             if response is not None:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 failure = describe_response(response)
+                if response.status_code == 416:
+                    location, offset = self._refused(location, offset, end, response)
+                    continue
                 codes = set(error_codes(response))
                 recoverable = (
                     response.status_code in RETRYABLE_STATUSES
-                    or response.status_code in (401, 416)
+                    or response.status_code == 401
                     or (response.status_code == 404 and bool(codes & _SESSION_GONE))
                 )
                 if not recoverable:
@@ -300,9 +416,37 @@ class Uploader:
                 wait,
             )
             budget.wait(wait)
-            location, offset = self._resume(location)
+            location, offset = self._resume(location, offset, end)
             self._remember(location, offset)
         return location
+
+    def _refused(
+        self, location: str, offset: int, end: int, response: requests.Response
+    ) -> tuple[str, int]:
+        """A 416 for bytes [offset, end): resize the chunks, ask where the upload stands."""
+        failure = describe_response(response)
+        self.chunks.learn(response.headers)
+        response.close()
+        self.stats.refusals += 1
+        if self.stats.refusals > MAX_CHUNK_REFUSALS:
+            raise RegistryError(
+                f"{self._where}: upload of {self.digest} refused {self.stats.refusals} times "
+                f"at byte {offset}: {failure}",
+                status=416,
+            )
+        location, held = self._resume(location, offset, end)
+        if held == offset:  # the chunk itself was refused, not its position
+            self.chunks.refused(end - offset, failure)
+        log.info(
+            "registry %s: chunk at byte %d refused (%s); going on from byte %d in chunks of %d",
+            self.t.registry,
+            offset,
+            failure,
+            held,
+            self.chunks.size,
+        )
+        self._remember(location, held)
+        return location, held
 
     def _patch(self, location: str, start: int, end: int) -> tuple[requests.Response | None, str]:
         """One PATCH of bytes [start, end); a connection failure is returned, not raised."""
@@ -328,17 +472,20 @@ class Uploader:
                 self.stats.bytes_sent += body.consumed
         return response, ""
 
-    def _resume(self, location: str) -> tuple[str, int]:
-        """Ask where the session stands; start a new session if it is gone."""
+    def _resume(self, location: str, acked: int, sent_end: int) -> tuple[str, int]:
+        """Ask where the session stands after bytes [acked, sent_end) may or may not have
+        arrived; start a new session if it is gone."""
         self.stats.resumes += 1
         try:
-            return self._status(location)
+            return self._status(location, acked, sent_end)
         except _SessionGone:
             self.stats.new_sessions += 1
             log.info("registry %s: upload session gone; starting a new one", self.t.registry)
             return self._start(), 0
 
-    def _status(self, location: str, *, oversize_is_gone: bool = False) -> tuple[str, int]:
+    def _status(
+        self, location: str, acked: int, sent_end: int, *, oversize_is_gone: bool = False
+    ) -> tuple[str, int]:
         response = self.t.request(
             "GET",
             location,
@@ -351,8 +498,7 @@ class Uploader:
                 raise _SessionGone()
             if response.status_code not in (200, 204):
                 raise self._error("checking upload progress", response)
-            held = parse_range_end(response.headers.get("Range"))
-            offset = 0 if held is None else held + 1
+            offset = reconcile(parse_range_end(response.headers.get("Range")), acked, sent_end)
             if offset > self.source.size:
                 if oversize_is_gone:
                     raise _SessionGone()
@@ -360,6 +506,8 @@ class Uploader:
                     f"{self._where}: upload holds "
                     f"{offset} bytes, more than the blob's {self.source.size}"
                 )
+            if offset > sent_end:
+                raise _ContentMismatch(f"registry holds {offset} bytes after {sent_end} sent")
             new_location = (
                 self._location(response, location) if "Location" in response.headers else location
             )

@@ -1,11 +1,15 @@
 """A fault-injecting HTTP proxy on 127.0.0.1 in front of a real (plain-HTTP) registry.
 
 Faults are `Rule`s, each bounded in count (`times`) and in time (`seconds` after it was added):
-it applies to the requests matching `method` and `path` (a regex searched in path+query) after
-the first `skip` of them. Actions:
+it applies to the requests matching `method`, `path` (a regex searched in path+query) and `when`
+(a test of the request headers, names in lower case, e.g. content-length) after the first
+`skip` of them, and then to every `every`-th one (1: each). Actions:
 
 - `respond`: answer `status`/`headers`/`body` itself, never forwarding (5xx, 429 + Retry-After).
-- `reset`: take `fraction` of the request body, then abort with a TCP RST (mid-body reset).
+- `respond`: with `current_range`, the answer also carries the upload's `Range`/`Location` as
+  the registry states them (asked with a GET): a registry refusing a chunk it will not take.
+- `reset`: take `fraction` of the request body (or `take` bytes), then abort with a TCP RST
+  (mid-body reset).
 - `stall`: hold the whole request `delay` seconds before forwarding, past the client's read
   timeout; a request whose client hung up meanwhile is dropped, not forwarded (nginx's default).
 - `truncate`: forward, then send only `fraction` of the answer's bytes (status line, headers and
@@ -16,6 +20,9 @@ the first `skip` of them. Actions:
   the client to go away: a point at which a test kills the client mid-upload. `rule.finished`
   is set once the proxy is done with the request (for every action).
 - `hook`: call `rule.hook()` in the proxy thread, then forward (e.g. restart the registry).
+- `rewrite`: forward, then change the answer as another registry would: its status to
+  `answer_status` (if set), `headers` added, and with `stick_range` the `Range` of an upload
+  session stuck at the first value it answered (tests/support/emulated.py uses these).
 
 By default the proxy buffers each request body and forwards only complete requests, as nginx's
 `proxy_request_buffering on` (its default) does: a client killed mid-body never reaches the
@@ -40,12 +47,12 @@ import struct
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 ACTIONS = frozenset(
-    {"respond", "reset", "stall", "truncate", "reset-after", "corrupt", "hold", "hook"}
+    {"respond", "reset", "stall", "truncate", "reset-after", "corrupt", "hold", "hook", "rewrite"}
 )
 MAX_DELAY_SECONDS = 30.0
 UPSTREAM_TIMEOUT_SECONDS = 30.0
@@ -71,6 +78,12 @@ class Rule:
     fraction: float = 0.5
     label: str = ""
     hook: Callable[[], None] | None = field(default=None, repr=False)
+    every: int = 1
+    take: int | None = None  # `reset`: bytes of the body to take (instead of `fraction`)
+    when: Callable[[Mapping[str, str]], bool] | None = field(default=None, repr=False)
+    current_range: bool = False
+    answer_status: int | None = None
+    stick_range: bool = False
     matched: int = 0
     injected: int = 0
     added: float = field(default_factory=time.monotonic)
@@ -82,15 +95,29 @@ class Rule:
             raise ValueError(f"unknown fault action {self.action!r}")
         if self.times < 0 or self.seconds <= 0 or not 0.0 <= self.fraction <= 1.0:
             raise ValueError("a rule needs times >= 0, seconds > 0 and 0 <= fraction <= 1")
+        if self.every < 1 or (self.take is not None and self.take < 0):
+            raise ValueError("a rule needs every >= 1 and take >= 0")
         self.delay = min(self.delay, MAX_DELAY_SECONDS)
         self.label = self.label or self.action
         self._pattern = re.compile(self.path)
 
-    def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method == method) and bool(self._pattern.search(path))
+    def matches(self, method: str, path: str, headers: Mapping[str, str]) -> bool:
+        return (
+            (self.method is None or self.method == method)
+            and bool(self._pattern.search(path))
+            and (self.when is None or self.when(headers))
+        )
+
+    def due(self) -> bool:
+        """Past `skip`, and on an `every`-th match (counted from the first after `skip`)."""
+        return self.matched > self.skip and (self.matched - self.skip - 1) % self.every == 0
 
     def live(self, now: float) -> bool:
         return self.injected < self.times and now < self.added + self.seconds
+
+    def part(self, length: int) -> int:
+        """How much of a `length`-byte body a `reset`/`hold` takes."""
+        return min(self.take, length) if self.take is not None else int(length * self.fraction)
 
 
 @dataclass
@@ -105,6 +132,7 @@ class Exchange:
     fault: str | None = None  # the action applied
     label: str | None = None
     forwarded: bool = False
+    answer_range: str | None = None  # the Range header the client was answered
 
     @property
     def body_length(self) -> int:  # the first proxy's name for it
@@ -134,6 +162,7 @@ class FaultProxy:
         self.buffer_requests = buffer_requests
         self.rules: list[Rule] = []
         self.log: list[Exchange] = []
+        self.stuck_ranges: dict[str, str] = {}  # upload session -> the Range it keeps answering
         self._lock = threading.Lock()
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -174,15 +203,15 @@ class FaultProxy:
         with self._lock:
             self.rules.clear()
 
-    def _choose(self, method: str, path: str) -> Rule | None:
+    def _choose(self, method: str, path: str, headers: Mapping[str, str]) -> Rule | None:
         now = time.monotonic()
         chosen = None
         with self._lock:
             for rule in self.rules:
-                if not rule.matches(method, path):
+                if not rule.matches(method, path, headers):
                     continue
                 rule.matched += 1
-                if chosen is None and rule.matched > rule.skip and rule.live(now):
+                if chosen is None and rule.due() and rule.live(now):
                     rule.injected += 1
                     chosen = rule
         return chosen
@@ -230,6 +259,7 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         timeout = CLIENT_TIMEOUT_SECONDS
+        _entry: Exchange | None = None
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
             pass
@@ -239,8 +269,10 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return self._reply(411, [], b"Content-Length required")
             length = int(self.headers.get("Content-Length") or 0)
-            rule = proxy._choose(self.command, self.path)
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            rule = proxy._choose(self.command, self.path, headers)
             entry = Exchange(self.command, self.path, length)
+            self._entry = entry
             if rule is not None:
                 entry.fault, entry.label = rule.action, rule.label
                 if rule.action != "hold":
@@ -266,7 +298,10 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
             if rule is not None and action == "respond":
                 self.close_connection = True
                 entry.status = rule.status
-                return self._reply(rule.status, list(rule.headers.items()), rule.body)
+                headers = list(rule.headers.items())
+                if rule.current_range:
+                    headers += self._current_range()
+                return self._reply(rule.status, headers, rule.body)
             if rule is not None and action == "corrupt" and body:
                 body = bytes([body[0] ^ 0xFF]) + body[1:]
             if rule is not None and action == "stall":
@@ -285,6 +320,8 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
             entry.forwarded = True
             if rule is not None and action == "reset-after":
                 return self._reset()
+            if rule is not None and action == "rewrite":
+                status, headers = self._rewrite(rule, status, headers)
             if rule is not None and action == "truncate":
                 raw = self._serialize(status, headers, answer)
                 self.wfile.write(raw[: int(len(raw) * rule.fraction)])
@@ -310,7 +347,7 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
 
         def _cut(self, rule: Rule, entry: Exchange, length: int) -> None:
             """`reset`/`hold`: take part of the body, then drop the request (never answered)."""
-            part = int(length * rule.fraction)
+            part = rule.part(length)
             upstream = None
             if rule.action == "hold" and not proxy.buffer_requests and length:
                 upstream = self._open_upstream()
@@ -349,6 +386,40 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
             except OSError:
                 return True
             return peeked == b""
+
+        # -- other registries' answers --------------------------------------------------------
+
+        def _current_range(self) -> list[tuple[str, str]]:
+            """The upload's Range and Location as the registry states them now (GET)."""
+            conn = http.client.HTTPConnection(proxy.upstream, timeout=UPSTREAM_TIMEOUT_SECONDS)
+            try:
+                conn.request(
+                    "GET", self.path, headers=self._headers_out() | {"Content-Length": "0"}
+                )
+                response = conn.getresponse()
+                response.read()
+                return [
+                    (k, v) for k, v in response.getheaders() if k.lower() in ("range", "location")
+                ]
+            finally:
+                conn.close()
+
+        def _rewrite(
+            self, rule: Rule, status: int, headers: list[tuple[str, str]]
+        ) -> tuple[int, list[tuple[str, str]]]:
+            if rule.answer_status is not None and 200 <= status < 300:
+                status = rule.answer_status
+            added = {k.lower() for k in rule.headers}
+            kept = [(k, v) for k, v in headers if k.lower() not in added]
+            kept += list(rule.headers.items())
+            if rule.stick_range:
+                session = urllib.parse.urlsplit(self.path).path.rsplit("/", 1)[-1]
+                for index, (key, value) in enumerate(kept):
+                    if key.lower() == "range":
+                        with proxy._lock:
+                            stuck = proxy.stuck_ranges.setdefault(session, value)
+                        kept[index] = (key, stuck)
+            return status, kept
 
         # -- upstream ------------------------------------------------------------------------
 
@@ -422,6 +493,10 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
             return [*headers, ("Content-Length", str(len(body)))]
 
         def _reply(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+            if self._entry is not None:
+                self._entry.answer_range = next(
+                    (v for k, v in headers if k.lower() == "range"), None
+                )
             self.send_response_only(status)
             for key, value in self._with_length(headers, body):
                 self.send_header(key, value)
