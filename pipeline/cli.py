@@ -16,8 +16,6 @@ from pipeline.errors import EXIT_FAILURE, PipelineError, UsageError
 from pipeline.plan import Provenance
 from pipeline.progress import Reporter
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but bad usage is a UsageError (one line, exit 2) like every other bad input."""
@@ -82,7 +80,12 @@ def _release_options(p: argparse.ArgumentParser) -> None:
         "--variant", default="fedora-40", help="manifests/VARIANT.yaml (default %(default)s)"
     )
     src.add_argument("--manifest", type=Path, help="a release manifest file")
-    g.add_argument("--manifests-dir", type=Path, default=PROJECT_ROOT / "manifests")
+    g.add_argument(
+        "--manifests-dir",
+        type=Path,
+        help="where VARIANT.yaml is (default: manifests/ in the current directory or the "
+        "nearest parent that has one)",
+    )
     g.add_argument("--arch", help="comma-separated architectures (default: the manifest's)")
     g.add_argument("--workdir", type=Path, default=Options.workdir, help="default %(default)s")
     g.add_argument("--engine", help="Docker API URL of the engine (default: DOCKER_HOST)")

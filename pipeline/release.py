@@ -73,7 +73,7 @@ def parse(data: Any, *, path: Path, variant: str) -> Release:
             f"{path}: moving_tags: {', '.join(sorted(overlap))} also listed in tags "
             "(a tag is either an immutable release tag or a moving one)"
         )
-    root = path.resolve().parent.parent
+    root = path.resolve().parent.parent  # the repository root manifests/ was found in
     return Release(
         variant=variant,
         path=path,
@@ -117,8 +117,27 @@ def load(path: Path) -> Release:
     return release
 
 
-def find(variant: str, manifests_dir: Path) -> Path:
-    """The manifest file of a variant name, or a UsageError listing the known variants."""
+def discover(start: Path) -> Path:
+    """The `manifests/` directory of the repository `start` is in: `start`'s own, else the
+    nearest parent's (as git finds its root). A UsageError names the directories searched."""
+    start = start.resolve()
+    searched = [start, *start.parents]
+    for directory in searched:
+        if (directory / "manifests").is_dir():
+            return directory / "manifests"
+    raise UsageError(
+        "no manifests/ directory in the current directory or its parents "
+        f"(searched {', '.join(str(d) for d in searched)})",
+        hint="run in the repository that holds manifests/VARIANT.yaml, "
+        "or pass --manifest FILE or --manifests-dir DIR",
+    )
+
+
+def find(variant: str, manifests_dir: Path | None, *, cwd: Path | None = None) -> Path:
+    """The manifest file of a variant name (in `manifests_dir`, else the one `discover` finds
+    from `cwd`), or a UsageError listing the known variants."""
+    if manifests_dir is None:
+        manifests_dir = discover(Path.cwd() if cwd is None else cwd)
     candidate = manifests_dir / f"{variant}.yaml"
     if candidate.is_file():
         return candidate

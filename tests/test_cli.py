@@ -45,8 +45,12 @@ def test_bad_manifest_exits_2_before_touching_the_engine(tmp_path: Path) -> None
 def test_unknown_arch_and_variant(tmp_path: Path) -> None:
     line = _one_error(cli("build", "--arch", "riscv64", cwd=tmp_path), 2)
     assert "unknown architecture 'riscv64'" in line
-    line = _one_error(cli("build", "--variant", "nope", cwd=tmp_path), 2)
+    # manifests/ of the repository the current directory is in, found from a subdirectory
+    line = _one_error(cli("build", "--variant", "nope", cwd=ROOT / "containerfiles"), 2)
     assert "unknown variant 'nope'" in line and "centos-stream9, fedora-40" in line
+    assert str(ROOT / "manifests") in line
+    line = _one_error(cli("build", "--variant", "fedora-40", cwd=tmp_path), 2)
+    assert "no manifests/ directory" in line and str(tmp_path) in line
 
 
 def test_arch_not_in_manifest(tmp_path: Path) -> None:
@@ -63,7 +67,7 @@ def test_usage_error_is_one_line() -> None:
 def test_unreachable_engine(tmp_path: Path) -> None:
     proc = cli(
         "build", "--arch", "amd64", "--engine", "unix:///nonexistent/podman.sock",
-        "--workdir", str(tmp_path / "w"), cwd=tmp_path,
+        "--workdir", str(tmp_path / "w"),
     )  # fmt: skip
     line = _one_error(proc, 1)
     assert "cannot reach the container engine at unix:///nonexistent/podman.sock" in line
@@ -79,7 +83,7 @@ def test_plain_http_refused_for_remote_registry(tmp_path: Path) -> None:
 
 def test_stage_alone_without_predecessor(tmp_path: Path) -> None:
     """`compress` before any `disk` says which stage to run; nothing is written."""
-    proc = cli("compress", "--arch", "amd64", "--workdir", str(tmp_path / "w"), cwd=tmp_path)
+    proc = cli("compress", "--arch", "amd64", "--workdir", str(tmp_path / "w"))
     line = _one_error(proc, 1)
     assert "no disk of fedora-40 for amd64" in line or "no build of fedora-40" in line
     assert "run `bootc-pipeline" in proc.stderr
