@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import UsageError
+from pipeline.errors import PipelineError, UsageError
 from pipeline.registry import OCI_INDEX, OCI_MANIFEST, BlobAction, RegistryClient
 from pipeline.registry.errors import RegistryError
 from tests.support.registry import RunningRegistry
@@ -155,8 +155,10 @@ def test_wrong_digest_is_never_published(client: RegistryClient, repository_name
 def test_size_mismatch_is_refused_before_sending(
     client: RegistryClient, repository_name: str
 ) -> None:
-    with pytest.raises(UsageError, match="expected 11"):
+    """The pipeline measured the file itself: a mismatch is a failure (exit 1), not bad input."""
+    with pytest.raises(PipelineError, match="expected 11") as raised:
         client.push_blob(repository_name, b"0123456789", sha256(b"0123456789"), 11)
+    assert not isinstance(raised.value, UsageError)
 
 
 def test_fetch_blob_to_file_verifies(
@@ -256,7 +258,7 @@ def test_manifest_over_4_mib_is_refused_before_sending(
 def test_manifest_under_wrong_digest_is_refused(
     client: RegistryClient, repository_name: str
 ) -> None:
-    with pytest.raises(UsageError, match="under digest"):
+    with pytest.raises(ValueError, match="under digest"):  # a caller's bug, not user input
         client.push_manifest(repository_name, sha256(b"x"), b"{}", OCI_MANIFEST)
 
 

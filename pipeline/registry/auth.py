@@ -168,8 +168,12 @@ class Authenticator:
             raise self.failure(scope, "bearer challenge without a realm")
         creds = self.credentials()
         if creds is not None and not self._realm_may_see_credentials(realm):
-            raise self.failure(
-                scope, f"refusing to send credentials to plain-HTTP token realm {redact_url(realm)}"
+            raise self.failure(  # this client's refusal, not the registry's answer
+                scope,
+                f"refusing to send credentials to plain-HTTP token realm {redact_url(realm)}",
+                status=None,
+                hint="credentials go only to an HTTPS (or loopback) token service, unless the "
+                "registry itself is plain HTTP",
             )
         params: list[tuple[str, str]] = []
         if "service" in challenge.params:
@@ -185,9 +189,13 @@ class Authenticator:
             headers["Authorization"] = creds.basic_header()
         reply = self._fetch_token(realm, params, headers)
         if reply.status_code != 200:
-            what = "credentials rejected by" if reply.status_code in (401, 403) else "error from"
+            refused = reply.status_code in (401, 403)
+            what = "credentials rejected by" if refused else "error from"
             raise self.failure(
-                scope, f"{what} token service {redact_url(realm)} ({describe_response(reply)})"
+                scope,
+                f"{what} token service {redact_url(realm)} ({describe_response(reply)})",
+                status=reply.status_code,
+                hint=None if refused else "the token service failed; try again later",
             )
         try:
             body = reply.json()
@@ -218,13 +226,19 @@ class Authenticator:
             f"log in (docker config.json, --registry-config) or set {ENV_USERNAME}/{ENV_PASSWORD}"
         )
 
-    def failure(self, scope: str, what: str) -> RegistryError:
-        """The one-line error for an authentication dead end, saying where credentials came from."""
-        origin, hint = self.origin()
+    def failure(
+        self, scope: str, what: str, *, status: int | None = 401, hint: str | None = None
+    ) -> RegistryError:
+        """The one-line error for an authentication dead end, saying where credentials came from.
+
+        `status` is the answer that ended it (the registry's 401, or the token service's own
+        status: a 5xx there is no refusal of access); None when this client refused.
+        """
+        origin, credentials_hint = self.origin()
         reason = f"{one_line(what)} ({origin})"
         return RegistryError(
             f"{where(self._registry)}: authentication failed for scope {scope}: {reason}",
-            status=401,
-            hint=hint,
+            status=status,
+            hint=hint or credentials_hint,
             reason=reason,
         )

@@ -17,7 +17,7 @@ from typing import Any, overload
 from urllib.parse import quote, urljoin
 
 from pipeline.digest import of_bytes
-from pipeline.errors import UsageError
+from pipeline.errors import PipelineError
 from pipeline.mediatypes import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
@@ -109,7 +109,7 @@ class RegistryClient:
         if chunk_size is None:
             chunk_size = chunk_size_from_env()
         if chunk_size < 1:
-            raise UsageError("chunk size must be positive")
+            raise ValueError("chunk size must be positive")  # $BOOTC_PIPELINE_CHUNK_SIZE is checked
         self.registry = registry
         self.chunks = ChunkSizing(chunk_size_for(registry, chunk_size))
         endpoint = Endpoint.choose(
@@ -253,7 +253,12 @@ class RegistryClient:
         validate_digest(digest)
         blob = BlobSource(source)
         if blob.size != size:
-            raise UsageError(f"blob {digest}: source has {blob.size} bytes, expected {size}")
+            # The pipeline measured this file itself: it changed since, or a bug. Not bad input.
+            raise PipelineError(
+                f"blob {digest}: {source if isinstance(source, Path) else 'the data'} has "
+                f"{blob.size} bytes, expected {size}",
+                hint="the file changed since it was measured; re-run the stage that made it",
+            )
         if self.blob_exists(repository, digest):
             log.info("registry %s: %s already in %s", self.registry, digest, repository)
             if journal is not None:
@@ -398,7 +403,7 @@ class RegistryClient:
             )
         _validate_manifest_reference(reference)
         if is_digest(reference) and reference != digest:
-            raise UsageError(f"{here}: pushing manifest {digest} under digest {reference}")
+            raise ValueError(f"{here}: pushing manifest {digest} under digest {reference}")
         url = self._t.url(f"/v2/{repository}/manifests/{quote(reference, safe=':')}")
         response = self._t.request(
             "PUT",

@@ -312,6 +312,7 @@ class TokenServer:
         self.workdir = workdir
         self.username = username
         self.password = password
+        self.fail_with: int | None = None  # answer every request with this status
         self.requests: list[tuple[list[str], bool]] = []
         self._lock = threading.Lock()
         self.rekey()
@@ -395,6 +396,8 @@ def _token_handler(server: TokenServer) -> type[http.server.BaseHTTPRequestHandl
             given = self.headers.get("Authorization")
             with server._lock:
                 server.requests.append((query.get("scope", []), given is not None))
+            if server.fail_with is not None:  # the token service itself is unwell
+                return self._answer(server.fail_with, {"details": "token service unavailable"})
             if given is not None and given != expected:
                 return self._answer(401, {"details": "bad credentials"})
             token = server.issue(query.get("scope", []), given is not None)
