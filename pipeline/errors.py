@@ -4,6 +4,7 @@ from __future__ import annotations
 
 EXIT_FAILURE = 1  # the job failed (engine, builder, registry)
 EXIT_USAGE = 2  # bad input: manifest, option, reference
+EXIT_TAG_RACE = 3  # another publisher took a release tag while this run was publishing
 
 
 class PipelineError(Exception):
@@ -27,3 +28,11 @@ class UsageError(PipelineError):
     """Bad input from the user (manifest, option, reference): exit status 2, nothing was done."""
 
     exit_code = EXIT_USAGE
+
+
+class TagRaceError(PipelineError):
+    """A release tag was taken by another publisher after this run began sending: its blobs,
+    manifests and index are in the registry (complete, by digest), its tags follow the winner.
+    Exit status 3, whichever check saw it first."""
+
+    exit_code = EXIT_TAG_RACE

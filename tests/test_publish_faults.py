@@ -32,6 +32,7 @@ import pytest
 
 from pipeline.arch import Arch
 from pipeline.mediatypes import EMPTY_JSON
+from pipeline.registry import RegistryClient
 from tests.factories import manifest_data, write_manifest
 from tests.support.faultproxy import FaultProxy, Rule
 from tests.support.published import Access, ReleaseState, snapshot
@@ -568,7 +569,9 @@ def test_racing_publishers_leave_every_tag_on_a_complete_index(
     fresh: Setup, tmp_path: Path, disks: DiskCache, figures: Figures
 ) -> None:
     """Three publishes of 40.1.0 at once, each with another `created` (so another index):
-    whoever wins, all tags end on one complete index, and the losers say so (exit 1 or 2)."""
+    whoever wins, all tags end on one complete index, and the losers say so: exit 2 "already
+    names" if the winner's tag was there before they sent anything, else exit 3 (TagRaceError)
+    whichever check saw it; never exit 2 once something was sent."""
     runs = []
     for i in range(3):
         work = make_workdir(tmp_path / f"work{i}", disks)
@@ -580,7 +583,13 @@ def test_racing_publishers_leave_every_tag_on_a_complete_index(
         stderr = (tmp_path / "logs" / f"run{i}.err").read_text()
         assert "Traceback" not in stderr
         if codes[-1] != 0:
-            assert codes[-1] in (1, 2) and len(error_lines(stderr)) == 1, stderr[-3000:]
+            (line,) = error_lines(stderr)
+            sent = "upload " in stderr or "layer " in stderr
+            if codes[-1] == 2:
+                assert "already names" in line and "immutable" in line and not sent, stderr
+            else:
+                assert codes[-1] == 3, stderr[-3000:]
+                assert "was tagged by another publisher while this one ran" in line
     figures.runs.append({"name": "race", "exits": codes})
     assert 0 in codes, codes
 
@@ -597,6 +606,43 @@ def test_racing_publishers_leave_every_tag_on_a_complete_index(
         if code == 0
     }
     assert tagged["40.1.0"].index in winners
+
+
+def test_release_tag_taken_after_sending_is_a_tag_race(
+    fresh: Setup, workdir: Workdir, figures: Figures
+) -> None:
+    """Another publisher tags 40.1.0 while this run pushes its index (after every blob and
+    manifest was sent): exit 3, TagRaceError's one line, never exit 2 ("nothing done"); the
+    index stays pushed by digest and no moving tag names it."""
+    host = fresh.registry.host
+
+    def other_publisher() -> None:
+        arch_manifest = next(
+            e.path.rsplit("/", 1)[1]
+            for e in fresh.proxy.log
+            if e.method == "PUT" and "/manifests/sha256:" in e.path
+        )
+        with RegistryClient(host, plain_http=True) as client:
+            theirs = client.get_manifest(REPO, arch_manifest)
+            client.push_manifest(REPO, "40.1.0", theirs.body, theirs.media_type)
+
+    rule = fresh.proxy.add(
+        "hook", method="PUT", path=r"/manifests/sha256:", skip=2, hook=other_publisher,
+        seconds=RULE_SECONDS, label="tag-race",
+    )  # fmt: skip
+    proc = run_push(push_argv(workdir, fresh.proxy.host), fresh.env())
+    figures.count_faults(fresh.proxy)
+    assert rule.injected == 1
+    assert proc.returncode == 3, proc.stderr[-4000:]
+    (line,) = error_lines(proc.stderr)
+    assert f"{fresh.proxy.host}/{REPO}:40.1.0 was tagged by another publisher" in line
+    assert "upload " in proc.stderr  # it had sent its layers
+    report_index = [e for e in fresh.proxy.log if e.method == "PUT" and e.status == 201]
+    assert len(report_index) >= 3  # two arch manifests and the index, by digest
+    with RegistryClient(host, plain_http=True) as client:
+        ours = report_index[2].path.rsplit("/", 1)[1]
+        assert client.manifest_digest(REPO, ours) == ours  # pushed, complete, by digest
+        assert all(client.manifest_digest(REPO, tag) != ours for tag in ("40", "latest"))
 
 
 # -- a failed chunk at any offset: docker-registry's ambiguous `Range: 0-0` -----------------------

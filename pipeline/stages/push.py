@@ -19,7 +19,7 @@ from pipeline import mediatypes as mt
 from pipeline import plan
 from pipeline.arch import Arch
 from pipeline.context import Context, Options, apply_overrides
-from pipeline.errors import PipelineError, UsageError
+from pipeline.errors import PipelineError, TagRaceError, UsageError
 from pipeline.plan import Document, Provenance
 from pipeline.reference import parse_reference
 from pipeline.registry.client import BlobAction, BlobPushResult, RegistryClient
@@ -75,10 +75,19 @@ def check_tags(client: RegistryClient, ctx: Context, index_digest: str) -> None:
         _check_release_tag(client, ctx, tag, index_digest)
 
 
-def _check_release_tag(client: RegistryClient, ctx: Context, tag: str, index_digest: str) -> None:
-    repo = ctx.target.repository
-    current = client.manifest_digest(repo, tag)
+def _taken(client: RegistryClient, ctx: Context, tag: str, index_digest: str) -> str | None:
+    """The index a release tag names if it is another than ours (and not --force), else None."""
+    current = client.manifest_digest(ctx.target.repository, tag)
     if current is None or ctx.options.force or current == index_digest:
+        return None
+    return current
+
+
+def _check_release_tag(client: RegistryClient, ctx: Context, tag: str, index_digest: str) -> None:
+    """Before anything is sent: a release tag naming another index is bad input (exit 2)."""
+    repo = ctx.target.repository
+    current = _taken(client, ctx, tag, index_digest)
+    if current is None:
         return
     raise UsageError(
         f"{ctx.target.registry}/{repo}:{tag} already names {current}, not this release "
@@ -173,7 +182,7 @@ def _follow_a_racing_winner(client: RegistryClient, ctx: Context, index: Documen
         for moving in ctx.release.moving_tags:
             if client.manifest_digest(repo, moving) == index.digest:
                 client.push_manifest(repo, moving, winner.body, winner.media_type)
-        raise PipelineError(
+        raise TagRaceError(
             f"{ctx.target.registry}/{repo}:{tag} was tagged by another publisher while this one "
             f"ran ({current}); the moving tags follow it, this release ({index.digest}) is "
             "left untagged",
@@ -224,15 +233,13 @@ def push(ctx: Context, provenance: Provenance) -> Published:
         )
     for tag in tags:
         release_tag = tag in ctx.release.tags
-        if release_tag:  # again: another publisher may have tagged since the first check
-            _check_release_tag(client, ctx, tag, index.digest)
+        # Again (another publisher may have tagged since the first check), and read back: a
+        # release tag lost either way ends the tagging; _follow_a_racing_winner says so.
+        if release_tag and _taken(client, ctx, tag, index.digest):
+            break
         client.push_manifest(repo, tag, index.body, index.media_type)
         if release_tag and client.manifest_digest(repo, tag) != index.digest:
-            raise PipelineError(
-                f"{ctx.target.registry}/{repo}:{tag} was tagged by another publisher while this "
-                f"one ran; its index is complete, this one ({index.digest}) is left untagged",
-                hint=RACE_HINT,
-            )
+            break
         ctx.reporter.info(f"    tagged {ctx.target.registry}/{repo}:{tag}")
     if tags:
         _follow_a_racing_winner(client, ctx, index)
