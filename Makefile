@@ -1,6 +1,7 @@
 # bootc-pipeline: build bootc images into Lima-ready qcow2 disks published as OCI artifacts.
 #   make publish ARCH=arm64,amd64 [VARIANT=fedora-40] [REGISTRY=host:port] [FLAGS=...]
-PYTHON   ?= python3
+# The venv scripts/setup-debian.sh makes; python3 where there is none (a developer's own Python).
+PYTHON   ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
 VARIANT  ?= fedora-40
 ARCH     ?=
 REGISTRY ?=

@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian 12 machine (as root) to run bootc-pipeline and its whole test suite:
-# the engine, registry and judging tools from Debian, the Python package with its test extras.
+# the engine, registry and judging tools from Debian, the Python package with its test extras
+# in a virtual environment, .venv (Debian's python3 has no pip and refuses system-wide
+# installs, PEP 668); the Makefile and .ci/run use .venv/bin/python.
+# PYTHON=/path/to/python3 picks the interpreter the venv is made from (default: python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
 packages=(
     podman runc uidmap fuse-overlayfs        # the engine (rootful, Docker-compatible API)
-    docker.io                                # Docker Engine works too (tested)
+    docker.io                                # Docker Engine works too (not end to end here)
     docker-registry apache2-utils openssl    # a real OCI registry for tests (htpasswd, TLS)
     skopeo curl zstd qemu-utils e2fsprogs    # clients that judge what was published
     qemu-user-static binfmt-support          # arm64 builds on amd64 (and the reverse)
     busybox-static debootstrap               # local stand-ins for bases and bootc-image-builder
     git make ca-certificates
+    python3 python3-venv                     # Debian's Python; the package goes into .venv
 )
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${packages[@]}"
@@ -23,5 +27,11 @@ if [ -z "$(ls -A /proc/sys/fs/binfmt_misc 2>/dev/null)" ]; then
 fi
 update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
 
-python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# A venv made by another interpreter (gone, or older than the package needs) is made again.
+python=${PYTHON:-python3}
+if ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    rm -rf .venv
+    "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 echo "setup done: run the tests with 'make test'"

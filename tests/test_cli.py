@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.factories import ROOT, manifest_data, write_manifest
 
@@ -89,17 +92,30 @@ def test_stage_alone_without_predecessor(tmp_path: Path) -> None:
     assert "run `bootc-pipeline" in proc.stderr
 
 
-def test_make_publish_passes_the_users_variables() -> None:
-    proc = subprocess.run(
-        ["make", "--no-print-directory", "-n", "publish", "ARCH=arm64,amd64",
-         "VARIANT=centos-stream9",
-         "REGISTRY=127.0.0.1:5000", "FLAGS=--plain-http"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
-    assert proc.stdout.split() == [
-        "python3", "-m", "pipeline", "publish", "--variant", "centos-stream9",
+@pytest.mark.parametrize("venv", [True, False], ids=["with-venv", "without-venv"])
+def test_make_passes_the_users_variables_to_the_venvs_python(venv: bool, tmp_path: Path) -> None:
+    """The Makefile runs .venv/bin/python (scripts/setup-debian.sh makes it), else python3."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    if venv:
+        (tmp_path / ".venv" / "bin").mkdir(parents=True)
+        (tmp_path / ".venv" / "bin" / "python").write_text("#!/bin/sh\n")
+        (tmp_path / ".venv" / "bin" / "python").chmod(0o755)
+    python = ".venv/bin/python" if venv else "python3"
+
+    def make(*args: str) -> list[str]:
+        return subprocess.run(
+            ["make", "--no-print-directory", "-n", *args],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True,
+        ).stdout.split()  # fmt: skip
+
+    assert make(
+        "publish", "ARCH=arm64,amd64", "VARIANT=centos-stream9", "REGISTRY=127.0.0.1:5000",
+        "FLAGS=--plain-http",
+    ) == [
+        python, "-m", "pipeline", "publish", "--variant", "centos-stream9",
         "--arch", "arm64,amd64", "--registry", "127.0.0.1:5000", "--plain-http",
     ]  # fmt: skip
+    assert make("test") == [python, "-m", "pytest"]
 
 
 def test_stages_that_do_not_publish_need_no_git(tmp_path: Path) -> None:
