@@ -181,7 +181,10 @@ def _run_stage(args: argparse.Namespace, reporter: Reporter) -> int:
         "compress": lambda: publish.run_compress(ctx),
         "push": lambda: publish.run_push(ctx, provenance()),
     }
-    stages[args.command]()
+    try:
+        stages[args.command]()
+    finally:
+        ctx.close()
     return 0
 
 

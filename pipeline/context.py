@@ -83,6 +83,7 @@ class Context:
     options: Options
     reporter: Reporter
     _engine: Engine | None = field(default=None, repr=False)
+    _registry: RegistryClient | None = field(default=None, repr=False)
 
     @property
     def archs(self) -> tuple[Arch, ...]:
@@ -116,6 +117,20 @@ class Context:
         return (
             f"localhost/bootc-pipeline/{self.release.variant}:{self.release.version}-{arch.value}"
         )
+
+    @property
+    def registry(self) -> RegistryClient:
+        """The run's one client of the target registry: made on first use, shared by every
+        stage (its tokens and connections with it), closed by `close()`."""
+        if self._registry is None:
+            self._registry = self.options.registry_client(self.target.registry)
+        return self._registry
+
+    def close(self) -> None:
+        """Release what the run opened (the registry client's connections)."""
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
 
     @property
     def engine(self) -> Engine:

@@ -11,11 +11,12 @@ from pipeline import lima_settings, report
 from pipeline import provenance as prov
 from pipeline.arch import Arch
 from pipeline.context import Context
+from pipeline.errors import PipelineError
 from pipeline.plan import Provenance
 from pipeline.stages.build import build, check_cross_arch
 from pipeline.stages.compress import compress
 from pipeline.stages.disk import builder_image, disk
-from pipeline.stages.push import Published, client_for, plan_tags_check, push
+from pipeline.stages.push import Published, plan_tags_check, push
 
 MIN_FREE_BYTES = 20 * 1024**3  # a bootc qcow2, its .zst and bib's scratch space, with room
 
@@ -41,7 +42,7 @@ def warnings(ctx: Context, provenance: Provenance) -> None:
 def preflight(ctx: Context, provenance: Provenance) -> None:
     """Everything that can fail in the first second instead of after a 20-minute build."""
     warnings(ctx, provenance)
-    client = client_for(ctx)  # the registry first: it needs no engine
+    client = ctx.registry  # the registry first: it needs no engine
     client.check_push_access(ctx.target.repository)
     plan_tags_check(client, ctx, provenance)
     for arch in ctx.archs:
@@ -84,7 +85,7 @@ def output_paths(ctx: Context) -> tuple[Path, Path]:
 
 def anonymous_access(ctx: Context, published: Published) -> dict[str, int]:
     """What Lima's downloader (plain HTTP(S), no registry token auth) gets for each layer."""
-    client = client_for(ctx)
+    client = ctx.registry
     found = {}
     for r in published.archs:
         status = client.anonymous_blob_status(ctx.target.repository, r.disk.compressed.digest)
@@ -99,9 +100,13 @@ def anonymous_access(ctx: Context, published: Published) -> dict[str, int]:
 
 
 def write_outputs(ctx: Context, published: Published, provenance: Provenance) -> None:
+    """The report and the Lima template, then (best-effort) the anonymous download check.
+
+    The release is tagged by now: a probe that fails must not cost it its report. The report
+    is written first and written again with the probe's answers, or with what went wrong.
+    """
     report_path, template_path = output_paths(ctx)
     body = report.release_report(ctx.release, published, provenance, ctx.reporter.timings)
-    body["limaAnonymousStatus"] = anonymous_access(ctx, published)
     report.write_report(report_path, body)
     template = report.lima_template(ctx.release, published, plain_http=ctx.options.plain_http)
     header = lima_settings.header(
@@ -112,6 +117,15 @@ def write_outputs(ctx: Context, published: Published, provenance: Provenance) ->
     report.write_lima_template(template_path, template, header=header)
     ctx.reporter.info(f"report: {report_path}")
     ctx.reporter.info(f"lima template: {template_path}")
+    try:
+        body["limaAnonymousStatus"] = anonymous_access(ctx, published)
+    except PipelineError as exc:
+        body["limaAnonymousStatus"] = {"error": exc.message}
+        ctx.reporter.info(
+            f"warning: could not check anonymous downloads ({exc.message}); the release is "
+            "published, check that Lima can download it"
+        )
+    report.write_report(report_path, body)
 
 
 def summary(ctx: Context, published: Published) -> Table:

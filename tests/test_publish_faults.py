@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from pipeline import cli
 from pipeline.arch import Arch
 from pipeline.mediatypes import EMPTY_JSON
 from pipeline.registry import RegistryClient
@@ -643,6 +644,65 @@ def test_release_tag_taken_after_sending_is_a_tag_race(
         ours = report_index[2].path.rsplit("/", 1)[1]
         assert client.manifest_digest(REPO, ours) == ours  # pushed, complete, by digest
         assert all(client.manifest_digest(REPO, tag) != ours for tag in ("40", "latest"))
+
+
+def test_one_registry_client_per_run_closed_at_the_end(
+    fresh: Setup, workdir: Workdir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The push stage, its checks and the anonymous probe share one client (its tokens and
+    connections), and the run closes it, also when it fails."""
+    made: list[RegistryClient] = []
+    closed: list[RegistryClient] = []
+    real_init, real_close = RegistryClient.__init__, RegistryClient.close
+
+    def counting_init(self: RegistryClient, *args: Any, **kwargs: Any) -> None:
+        made.append(self)
+        real_init(self, *args, **kwargs)
+
+    def counting_close(self: RegistryClient) -> None:
+        closed.append(self)
+        real_close(self)
+
+    monkeypatch.setattr(RegistryClient, "__init__", counting_init)
+    monkeypatch.setattr(RegistryClient, "close", counting_close)
+    for key, value in fresh.env().items():
+        monkeypatch.setenv(key, value)
+    argv = push_argv(workdir, fresh.registry.host)[3:]  # after `python -m pipeline`
+    assert cli.main(argv) == 0
+    assert len(made) == 1 and closed == made
+    made.clear()
+    closed.clear()
+    assert cli.main([*argv, "--created", "2026-05-05T00:00:00Z"]) == 2  # tag refused
+    assert len(made) == 1 and closed == made
+
+
+def test_outputs_are_written_before_the_anonymous_probe(
+    tmp_path: Path, disks: DiskCache, figures: Figures
+) -> None:
+    """The release is tagged when Lima's anonymous download is probed: a probe that gets no
+    answer (every HEAD reset, past the retries) costs a warning, not the report, the
+    template or exit 0."""
+    heads: list[int] = []
+    for name in ("count", "probe-fails"):
+        for setup in _setup(tmp_path / name):
+            work = make_workdir(tmp_path / name / "work", disks)
+            probes = len(work.disks)  # the probe HEADs each layer last
+            if heads:
+                setup.proxy.add(  # no answer at all: connections reset
+                    "reset", method="HEAD", path=BLOBS, skip=heads[0] - probes, fraction=0.0,
+                    times=100, seconds=RULE_SECONDS, label="probe-reset",
+                )  # fmt: skip
+            proc = run_push(push_argv(work, setup.proxy.host, "--retry-attempts", "2"), setup.env())
+            assert proc.returncode == 0, proc.stderr[-4000:]
+            heads.append(setup.proxy.count("HEAD", BLOBS))
+            report = json.loads(work.report_path.read_text())
+            template = work.variant_dir / "lima-fedora-40.yaml"
+            assert template.is_file()
+    figures.count_faults(setup.proxy)
+    assert "anonymous access" in report["limaAnonymousStatus"]["error"]
+    assert report["index"]["digest"]
+    assert "warning: could not check anonymous downloads" in proc.stderr
+    assert not error_lines(proc.stderr)
 
 
 # -- a failed chunk at any offset: docker-registry's ambiguous `Range: 0-0` -----------------------

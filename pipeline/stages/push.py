@@ -52,10 +52,6 @@ class Published:
     archs: tuple[ArchRelease, ...]
 
 
-def client_for(ctx: Context) -> RegistryClient:
-    return ctx.options.registry_client(ctx.target.registry)
-
-
 def plan_release(ctx: Context, provenance: Provenance) -> tuple[list[ArchRelease], Document]:
     """Every document of the release, from the earlier stages' outputs; nothing is sent."""
     releases = []
@@ -192,7 +188,7 @@ def _follow_a_racing_winner(client: RegistryClient, ctx: Context, index: Documen
 
 def push(ctx: Context, provenance: Provenance) -> Published:
     releases, index = plan_release(ctx, provenance)
-    client = client_for(ctx)
+    client = ctx.registry
     repo = ctx.target.repository
     tags = ctx.tags_to_move
     if tags:
