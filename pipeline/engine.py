@@ -127,11 +127,21 @@ class Engine:
         api = self.client.api
         try:
             response = api.get(f"{api.base_url}{LIBPOD_API}/manifests/{ref}/json", timeout=60)
-            listing = response.json() if response.status_code == 200 else None
+            if response.status_code == 404:
+                # Podman 4.3 answers 404 for a local image that is not a manifest list (it
+                # then looked for one remotely): a plain image. Anything else but 200 is a
+                # failure to report, not an answer.
+                return None
+            if response.status_code != 200:
+                raise PipelineError(
+                    f"{self.name} could not read manifest list {ref}: "
+                    f"{response.status_code} {_libpod_message(response)}"
+                )
+            listing = response.json()
         except (requests.RequestException, ValueError) as exc:
             raise PipelineError(f"{self.name} could not read manifest list {ref}: {exc}") from None
         if not isinstance(listing, dict):
-            return None  # not a manifest list: a plain image
+            raise PipelineError(f"{self.name} answered manifest list {ref} with no JSON object")
         for entry in listing.get("manifests") or []:
             platform = entry.get("platform") or {} if isinstance(entry, dict) else {}
             if (platform.get("os"), platform.get("architecture")) == ("linux", arch.value):
@@ -285,3 +295,14 @@ class Engine:
                 f"bootc-image-builder exited with status {status}: " + "\n  ".join(errors)
             )
         return lines
+
+
+def _libpod_message(response: requests.Response) -> str:
+    """The `message` of a libpod error body (one line, bounded), else the HTTP reason."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    message = body.get("message") if isinstance(body, dict) else None
+    text = str(message) if message else (response.reason or "")
+    return " ".join(text.split())[:300]

@@ -8,19 +8,26 @@ import re
 import subprocess
 from pathlib import Path
 
-from pipeline.errors import UsageError
+from pipeline.errors import PipelineError, UsageError
 from pipeline.plan import Provenance
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 
 
 def _git(root: Path, *args: str) -> str | None:
+    """git's output, None if git says no (not a checkout, no such revision); a PipelineError
+    if git itself cannot be run: that is no answer about the checkout."""
     try:
         proc = subprocess.run(
             ["git", "-C", str(root), *args], capture_output=True, text=True, check=False, timeout=30
         )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+    except FileNotFoundError:
+        raise PipelineError(
+            "cannot tell the source revision: git is not installed",
+            hint="install git (apt-get install git), or pass --revision REV and --created",
+        ) from None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PipelineError(f"cannot tell the source revision: running git failed: {exc}") from None
     return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
 
 
@@ -59,5 +66,8 @@ def resolve(root: Path, *, revision: str | None, created: str | None) -> Provena
 
 def uncommitted_changes(root: Path) -> bool:
     """Whether the checkout holding the release inputs has changes HEAD does not describe."""
-    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    try:
+        status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    except PipelineError:
+        return False  # only a warning depends on it
     return bool(status)

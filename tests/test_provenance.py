@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import provenance
-from pipeline.errors import UsageError
+from pipeline.errors import PipelineError, UsageError
 
 
 def _repo(path: Path) -> str:
@@ -57,3 +57,17 @@ def test_no_git_needs_revision(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not a git checkout") as info:
         provenance.resolve(tmp_path, revision=None, created=None)
     assert info.value.hint and "--revision" in info.value.hint
+
+
+def test_missing_git_binary_is_not_called_a_missing_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkout with no git on PATH: the error names git, not the checkout (exit 1)."""
+    _repo(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools-here"))
+    with pytest.raises(PipelineError) as caught:
+        provenance.resolve(tmp_path, revision=None, created=None)
+    assert not isinstance(caught.value, UsageError)
+    assert "git is not installed" in caught.value.message
+    assert "not a git checkout" not in caught.value.message
+    assert provenance.uncommitted_changes(tmp_path) is False  # only a warning needs it
