@@ -283,3 +283,51 @@ def test_malformed_index_entry(
     index["manifests"][0].update(change)
     reference = serve(proxy, release, "served", encode(index), mt.OCI_INDEX)
     assert_reported(validate(reference), expected)
+
+
+# -- --fetch-blobs: the blobs themselves, served wrong by a proxy in front of the registry ---------
+
+BLOB_UNKNOWN = encode({"errors": [{"code": "BLOB_UNKNOWN", "message": "blob unknown to registry"}]})
+
+
+def _blob_path(release: Release, digest: str) -> str:
+    return re.escape(f"/v2/{release.repository}/blobs/{digest}") + "$"
+
+
+def test_fetch_blobs_missing_layer(proxy: FaultProxy, release: Release) -> None:
+    layer = of_bytes(LAYER).digest
+    proxy.add(
+        "respond", path=_blob_path(release, layer), status=404,
+        headers={"Content-Type": "application/json"}, body=BLOB_UNKNOWN, times=100,
+    )  # fmt: skip
+    proc = validate(f"{proxy.host}/{release.repository}:good", "--fetch-blobs")
+    fails = assert_reported(proc, f"layer {layer}")
+    assert any(layer in line and "404" in line for line in fails), fails
+
+
+def test_fetch_blobs_missing_config_blob(proxy: FaultProxy, release: Release) -> None:
+    proxy.add(
+        "respond", path=_blob_path(release, mt.EMPTY_DIGEST), status=404,
+        headers={"Content-Type": "application/json"}, body=BLOB_UNKNOWN, times=100,
+    )  # fmt: skip
+    proc = validate(f"{proxy.host}/{release.repository}:good", "--fetch-blobs")
+    fails = assert_reported(proc, f"config blob {mt.EMPTY_DIGEST}")
+    assert f"layer {of_bytes(LAYER).digest}" not in "\n".join(fails)  # the layer is fine
+
+
+def test_fetch_blobs_layer_bytes_not_matching_its_digest(
+    proxy: FaultProxy, release: Release
+) -> None:
+    """Served with the right length but other bytes: only hashing them finds it."""
+    layer = of_bytes(LAYER).digest
+    other = b"X" + LAYER[1:]
+    proxy.add(
+        "respond", method="GET", path=_blob_path(release, layer), status=200,
+        headers={"Content-Type": "application/octet-stream", "Docker-Content-Digest": layer},
+        body=other, times=100,
+    )  # fmt: skip
+    proc = validate(f"{proxy.host}/{release.repository}:good", "--fetch-blobs")
+    fails = assert_reported(proc, f"layer {layer}")
+    assert any(layer in line and of_bytes(other).digest in line for line in fails), fails
+    # Without --fetch-blobs only presence is checked (HEAD): it passes.
+    assert validate(f"{proxy.host}/{release.repository}:good").returncode == 0
