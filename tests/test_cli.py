@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from pipeline import cli as cli_module
 from tests.factories import ROOT, manifest_data, write_manifest
+from tests.support.faultproxy import FaultProxy
+from tests.support.registry import RunningRegistry
 
 
 def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -126,3 +130,45 @@ def test_stages_that_do_not_publish_need_no_git(tmp_path: Path) -> None:
     assert "cannot reach the container engine" in line
     line = _one_error(cli("push", *common, cwd=tmp_path), 2)
     assert "not a git checkout" in line
+
+
+@pytest.mark.integration
+def test_interrupt_exits_130_and_says_how_to_resume(registry: RunningRegistry) -> None:
+    """SIGINT (Ctrl-C) while a request hangs: exit 130, one line, no traceback."""
+    with FaultProxy(registry.host) as proxy:
+        rule = proxy.add("stall", method="GET", path="/manifests/", delay=20.0, seconds=60.0)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "validate", f"{proxy.host}/some/repo:tag",
+             "--plain-http"],
+            cwd=ROOT, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(ROOT)},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert rule.fired.wait(60), "the request never reached the proxy"
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=60)
+        finally:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert "bootc-pipeline: interrupted; re-run to resume" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_unexpected_exception_is_one_internal_error_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A bug (not a PipelineError): exit 1, `internal error: Type: first line`, a hint to use
+    --debug, no traceback; with --debug the traceback is there."""
+
+    def broken(*_: object) -> int:
+        raise RuntimeError("the first line\nand a second one")
+
+    monkeypatch.setattr(cli_module, "_check", broken)
+    assert cli_module.main(["check", str(tmp_path / "m.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "bootc-pipeline: internal error: RuntimeError: the first line",
+        "bootc-pipeline: hint: re-run with --debug for the traceback",
+    ]
+    with pytest.raises(RuntimeError, match="the first line"):
+        cli_module.main(["check", str(tmp_path / "m.yaml"), "--debug"])
