@@ -317,6 +317,10 @@ def test_token_service_rejecting_credentials(
     message = str(caught.value)
     assert "credentials rejected by token service" in message
     assert token_registry.tokens.realm in message and "wrong-password" not in message
+    assert caught.value.status == 401  # a refusal: push access reads as such
+    with pytest.raises(RegistryError) as refused:
+        client.check_push_access(repository_name)
+    assert refused.value.status == 401 and "no push access" in refused.value.message
 
 
 @pytest.mark.parametrize("status", [500, 503])
@@ -338,17 +342,3 @@ def test_token_service_failing_is_not_a_refusal_of_access(
     assert "no push access" not in error.message and "rejected" not in error.message
     assert error.hint is not None and "try again later" in error.hint
     assert token_registry.tokens.password not in error.message
-
-
-def test_token_service_refusing_credentials_is_401(
-    token_registry: TokenRegistry, no_registry_login: Path, repository_name: str
-) -> None:
-    client = RegistryClient(
-        token_registry.registry.host,
-        plain_http=True,
-        credentials=Credentials("token-user", "wrong-password", "the test"),
-    )
-    with pytest.raises(RegistryError) as caught:
-        client.check_push_access(repository_name)
-    assert caught.value.status == 401
-    assert "no push access" in caught.value.message
