@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -77,15 +78,38 @@ def first(
     return run
 
 
-def test_progress_and_summary_are_shown(first: Run) -> None:
+def test_progress_and_summary_are_shown(first: Run, registry: RunningRegistry) -> None:
     err = first.proc.stderr
-    for stage in ("build", "disk", "compress"):
-        for arch in ("amd64", "arm64"):
-            assert f"<== {stage} {arch}" in err or f"<== {stage} localhost" in err, stage
+    lines = err.splitlines()
+    for arch in ("amd64", "arm64"):
+        for title in (
+            f"build localhost/bootc-pipeline/fedora-40:40.1.0-{arch}",
+            f"disk {arch} (bootc-image-builder)",
+            f"compress {arch} (zstd -10)",
+        ):
+            # its own line, done: a line naming both architectures would not do
+            done = [
+                line for line in lines if re.search(rf"\] <== {re.escape(title)}: done in", line)
+            ]
+            assert len(done) == 1, (title, done)
+            assert ("amd64" if arch == "arm64" else "arm64") not in done[0]
     for stage in ("container-deploy", "bootc.install-to-filesystem", "qemu"):
         assert f"org.osbuild.{stage}" in err  # bib's progress is streamed, real stage names
     assert "Build complete!" in err
-    assert "40.1.0" in first.proc.stdout + err  # summary table
+    # The summary table: its title, and one row per architecture with that architecture's
+    # manifest digest (as the report has it) and layer size; none of it is in a stage title.
+    table = first.proc.stdout + err
+    assert f"{registry.host}/{REPO} 40.1.0" in table
+    for arch in ("amd64", "arm64"):
+        entry = first.report["architectures"][arch]
+        row = [
+            line
+            for line in table.splitlines()
+            # rich may shorten the digest column to fit 80 columns: its first 15 characters
+            if entry["manifest"]["digest"][:15] in line and "<==" not in line
+        ]
+        assert len(row) == 1, (arch, row)
+        assert arch in row[0] and str(entry["layer"]["size"]) in row[0]
 
 
 def test_index_judged_by_skopeo_and_official_schema(first: Run, registry: RunningRegistry) -> None:
