@@ -1,9 +1,10 @@
-"""The command line: `bootc-pipeline {publish,build,disk,compress,push,validate,check}`."""
+"""The command line: `bootc-pipeline COMMAND` (publish and its stages, validate, pull, lima)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -99,6 +100,11 @@ def _release_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--force", action="store_true", help="move release tags that name other content")
 
 
+def _pull_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress, only errors")
+    p.add_argument("--json", action="store_true", help="a JSON line on stdout with the result")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bootc-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -116,6 +122,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="fetch a published index or manifest and check it whole")
     p.add_argument("reference", help="REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:...")
     p.add_argument("--fetch-blobs", action="store_true", help="download layers and check sha256")
+    _registry_options(p)
+    _common(p)
+    p = sub.add_parser("pull", help="download a release's disk, verified, decompressed")
+    p.add_argument("reference", help="REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:...")
+    p.add_argument("--platform", help="linux/ARCH to pull from an index (default: this host's)")
+    p.add_argument("-o", "--output", type=Path, help="file, or directory for the layer's title")
+    p.add_argument("--keep-compressed", action="store_true", help="keep the .zst, not the qcow2")
+    _pull_output_options(p)
+    _registry_options(p)
+    _common(p)
+    p = sub.add_parser("lima", help="pull into the cache and write a Lima template for it")
+    p.add_argument("reference", help="REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:...")
+    p.add_argument(
+        "--platform",
+        help="comma-separated linux/ARCH, or 'all' (default: this host's)",
+    )
+    p.add_argument("-o", "--output", type=Path, help="the template (default ./lima-REPO.yaml)")
+    p.add_argument("--start", action="store_true", help="then run `limactl start` on it")
+    _pull_output_options(p)
     _registry_options(p)
     _common(p)
     p = sub.add_parser("check", help="validate release manifests (no engine, no registry)")
@@ -197,6 +222,44 @@ def _validate(args: argparse.Namespace, reporter: Reporter) -> int:
     return 0 if result else EXIT_FAILURE
 
 
+def _pull(args: argparse.Namespace, reporter: Reporter) -> int:
+    import json
+
+    from pipeline import pull
+
+    arch = pull.parse_platform(args.platform) if args.platform else Arch.host()
+    pulled = pull.pull(
+        args.reference,
+        arch=arch,
+        output=args.output,
+        keep_compressed=args.keep_compressed,
+        options=_options(args),
+        reporter=reporter,
+    )
+    if args.json:
+        print(json.dumps(pulled.as_json()), flush=True)
+    return 0
+
+
+def _lima(args: argparse.Namespace, reporter: Reporter) -> int:
+    import json
+
+    from pipeline import lima
+
+    made = lima.make_template(
+        args.reference,
+        platforms=args.platform,
+        template=args.output,
+        options=_options(args),
+        reporter=reporter,
+    )
+    if args.json:
+        print(json.dumps(made.as_json()), flush=True)
+    if args.start:
+        lima.start(made.template, reporter)
+    return 0
+
+
 def _check(args: argparse.Namespace, reporter: Reporter) -> int:
     for path in args.manifests:
         release = releases.load(path)
@@ -215,8 +278,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(levelname)s %(name)s: %(message)s",
         )
         reporter = Reporter(verbose=args.verbose or args.debug)
+        if getattr(args, "quiet", False):
+            reporter = Reporter(stream=open(os.devnull, "w"), live=False)  # noqa: SIM115
         if args.command == "validate":
             return _validate(args, reporter)
+        if args.command == "pull":
+            return _pull(args, reporter)
+        if args.command == "lima":
+            return _lima(args, reporter)
         if args.command == "check":
             return _check(args, reporter)
         return _run_stage(args, reporter)

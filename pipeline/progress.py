@@ -86,13 +86,18 @@ class Reporter:
             return
         done = 0
         next_mark = 10
+        started = time.monotonic()
 
         def advance(n: int) -> None:
             nonlocal done, next_mark
             done += n
             percent = 100 * done // total if total else 100
+            if percent < next_mark or next_mark > 100:
+                return
+            elapsed = time.monotonic() - started
+            rate = f", {done / elapsed / 2**20:.1f} MiB/s" if elapsed > 0 else ""
             while percent >= next_mark and next_mark <= 100:
-                self.info(f"    {title}: {next_mark}% of {total} bytes")
+                self.info(f"    {title}: {next_mark}% of {total} bytes ({done} done{rate})")
                 next_mark += 10
 
         yield advance

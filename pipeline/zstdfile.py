@@ -77,3 +77,61 @@ def compress(
             f"{src} changed size while being compressed ({total} -> {uncompressed.size} bytes)"
         )
     return Compressed(dest, uncompressed, sink.digest.blob(), level)
+
+
+class _Discard:
+    """Where decompressed bytes go when only their digest is wanted (`pull --keep-compressed`)."""
+
+    def write(self, data: bytes | memoryview) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+class Decompressor:
+    """Streaming zstd decompression fed block by block, hashing both sides as they pass.
+
+    `out` receives the decompressed bytes (None: only hash them). Memory stays bounded by
+    zstd's window and its output buffer, whatever the ratio of a block (a run of zeros in a
+    disk expands a thousandfold). Bytes that are not zstd do not stop the compressed hash:
+    the caller checks the digest first (bad bytes are a digest mismatch), then `finish()`
+    reports the stream's problem, or checks the frame's declared content size.
+    """
+
+    def __init__(self, out: BinaryIO | None) -> None:
+        self.compressed = Sha256()
+        self._sink = _HashingWriter(out if out is not None else cast(BinaryIO, _Discard()))
+        self._writer = zstandard.ZstdDecompressor().stream_writer(
+            cast(BinaryIO, self._sink), closefd=False
+        )
+        self._head = b""
+        self._problem: str | None = None
+
+    def feed(self, block: bytes | memoryview) -> None:
+        self.compressed.update(block)
+        if self._problem is not None:
+            return
+        if len(self._head) < 18:  # a frame header is at most 18 bytes
+            self._head += bytes(block[: 18 - len(self._head)])
+        try:
+            self._writer.write(block)
+        except zstandard.ZstdError as exc:
+            self._problem = f"not a valid zstd stream ({exc})"
+
+    def finish(self) -> Blob:
+        """The decompressed bytes' digest and size; PipelineError if the stream was bad."""
+        if self._problem is None:
+            self._writer.flush()  # type: ignore[no-untyped-call]
+        if self._problem is not None:
+            raise PipelineError(self._problem)
+        plain = self._sink.digest.blob()
+        try:
+            declared = zstandard.frame_content_size(self._head) if self._head else -1
+        except zstandard.ZstdError:
+            declared = -1
+        if declared >= 0 and plain.size < declared:
+            raise PipelineError(
+                f"zstd stream ends early: {plain.size} of {declared} bytes decompressed"
+            )
+        return plain

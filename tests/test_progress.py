@@ -30,6 +30,8 @@ def test_transfer_reports_every_tenth_in_plain_mode() -> None:
     with reporter.transfer("upload", 1000) as advance:
         for _ in range(10):
             advance(100)
-    assert [line.split(": ", 1)[1] for line in out.getvalue().splitlines()] == [
+    lines = [line.split(": ", 1)[1] for line in out.getvalue().splitlines()]
+    assert [line.split(" (")[0] for line in lines] == [
         f"{p}% of 1000 bytes" for p in range(10, 101, 10)
     ]
+    assert all(f"({p * 100} done" in line for p, line in enumerate(lines, 1))

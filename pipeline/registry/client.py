@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
@@ -389,6 +389,14 @@ class RegistryClient:
         """
         validate_digest(digest)
         return downloads.fetch_blob(self._t, repository, digest, dest, size=size, progress=progress)
+
+    def iter_blob(
+        self, repository: str, digest: str, *, size: int | None, start: int = 0
+    ) -> Iterator[bytes]:
+        """A blob's bytes from `start` on, resumed with Range requests where a connection
+        breaks (see downloads.iter_blob). Unverified: the caller hashes them."""
+        validate_digest(digest)
+        return downloads.iter_blob(self._t, repository, digest, size=size, start=start)
 
     # -- manifests ------------------------------------------------------------------------------
 

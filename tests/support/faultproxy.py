@@ -23,6 +23,10 @@ it applies to the requests matching `method`, `path` (a regex searched in path+q
 - `rewrite`: forward, then change the answer as another registry would: its status to
   `answer_status` (if set), `headers` added, and with `stick_range` the `Range` of an upload
   session stuck at the first value it answered (tests/support/emulated.py uses these).
+- `corrupt-answer`: forward, then flip the answer's body byte at `fraction` of its length (a
+  blob whose bytes do not match its digest). `hold-answer`: forward, send the headers and
+  `fraction` of the answer's body, set `rule.fired`, then wait (at most `delay` seconds) for the
+  client to go away, and reset: a download a test kills midway.
 
 By default the proxy buffers each request body and forwards only complete requests, as nginx's
 `proxy_request_buffering on` (its default) does: a client killed mid-body never reaches the
@@ -52,7 +56,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ACTIONS = frozenset(
-    {"respond", "reset", "stall", "truncate", "reset-after", "corrupt", "hold", "hook", "rewrite"}
+    {
+        "respond",
+        "reset",
+        "stall",
+        "truncate",
+        "reset-after",
+        "corrupt",
+        "hold",
+        "hook",
+        "rewrite",
+        "corrupt-answer",
+        "hold-answer",
+    }  # fmt: skip
 )
 MAX_DELAY_SECONDS = 30.0
 UPSTREAM_TIMEOUT_SECONDS = 30.0
@@ -129,6 +145,8 @@ class Exchange:
     length: int  # the request's Content-Length
     received: int = 0  # request body bytes that actually arrived from the client
     status: int | None = None  # what the client was answered (None: no complete answer)
+    sent: int = 0  # answer body bytes written to the client (partial answers included)
+    range: str | None = None  # the request's Range header (a resumed download)
     fault: str | None = None  # the action applied
     label: str | None = None
     forwarded: bool = False
@@ -237,6 +255,16 @@ class FaultProxy:
                 if (method is None or e.method == method) and pattern.search(e.path)
             )
 
+    def bytes_sent(self, method: str | None = None, path: str = "") -> int:
+        """Answer body bytes sent to clients (cut-short answers included): what they downloaded."""
+        pattern = re.compile(path)
+        with self._lock:
+            return sum(
+                e.sent
+                for e in self.log
+                if (method is None or e.method == method) and pattern.search(e.path)
+            )
+
     def injected(self) -> dict[str, int]:
         """Faults injected so far, by rule label."""
         counts: collections.Counter[str] = collections.Counter()
@@ -271,11 +299,11 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             headers = {k.lower(): v for k, v in self.headers.items()}
             rule = proxy._choose(self.command, self.path, headers)
-            entry = Exchange(self.command, self.path, length)
+            entry = Exchange(self.command, self.path, length, range=self.headers.get("Range"))
             self._entry = entry
             if rule is not None:
                 entry.fault, entry.label = rule.action, rule.label
-                if rule.action != "hold":
+                if rule.action not in ("hold", "hold-answer"):
                     rule.fired.set()
             proxy._record(entry)
             try:
@@ -324,11 +352,25 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                 status, headers = self._rewrite(rule, status, headers)
             if rule is not None and action == "truncate":
                 raw = self._serialize(status, headers, answer)
-                self.wfile.write(raw[: int(len(raw) * rule.fraction)])
+                cut = int(len(raw) * rule.fraction)
+                self.wfile.write(raw[:cut])
                 self.wfile.flush()
+                entry.sent = max(0, cut - (len(raw) - len(answer)))
                 self.close_connection = True
                 return self._reset()
+            if rule is not None and action == "hold-answer":
+                raw = self._serialize(status, headers, answer)
+                entry.sent = int(len(answer) * rule.fraction)
+                self.wfile.write(raw[: len(raw) - len(answer) + entry.sent])
+                self.wfile.flush()
+                rule.fired.set()
+                self._wait_client_gone(entry, rule.delay)
+                return self._reset()
+            if rule is not None and action == "corrupt-answer" and answer:
+                at = min(len(answer) - 1, int(len(answer) * rule.fraction))
+                answer = answer[:at] + bytes([answer[at] ^ 0xFF]) + answer[at + 1 :]
             entry.status = status
+            entry.sent = len(answer) if self.command != "HEAD" else 0
             return self._reply(status, headers, answer)
 
         # -- request bodies --------------------------------------------------------------------

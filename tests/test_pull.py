@@ -1,0 +1,365 @@
+"""`bootc-pipeline pull`: the real CLI against a real docker-registry, through the fault proxy.
+
+A release of both architectures is published by the real CLI (`push` over a synthetic work
+directory, tests/support/workdirs.py), then pulled back through a loopback fault proxy
+(tests/support/faultproxy.py) that resets, truncates, answers 5xx and 429, corrupts a blob or
+holds a download for a test to kill. Every pull is judged by `sha256sum` against the
+uncompressed digest the publish recorded in its report; the proxy counts the bytes it served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.arch import Arch
+from tests.support.faultproxy import FaultProxy
+from tests.support.oci_push import push_manifest, push_seed_artifact, seed_manifest
+from tests.support.registry import RunningRegistry, start_registry
+from tests.support.workdirs import DiskCache, Workdir, cli_env, make_workdir, push_argv, run_push
+
+pytestmark = pytest.mark.integration
+
+REPO = "bootc-lima/fedora-bootc-lima"
+TAG = "40.1.0"
+BLOBS = "/blobs/sha256:"
+DISK_BYTES = 8 * 1024 * 1024 + 4321  # random bytes: the .zst is about as large
+CLI_TIMEOUT = 120.0
+FIGURES = Path(
+    os.environ.get("BOOTC_PIPELINE_PULL_FIGURES", "/tmp/bootc-pipeline-pull-figures.json")
+)
+
+
+@dataclass
+class Published:
+    registry: RunningRegistry
+    proxy: FaultProxy
+    work: Workdir
+    report: dict[str, Any]
+    home: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return cli_env(self.home, chunk_size=1 << 20, extra=extra)
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
+    directory = tmp_path_factory.mktemp("pull")
+    registry = start_registry(directory / "registry")
+    try:
+        with FaultProxy(registry.host) as proxy:
+            (directory / "disks").mkdir()
+            disks = DiskCache(directory / "disks")
+            work = make_workdir(directory / "work", disks, size=DISK_BYTES)
+            home = directory / "home"
+            proc = run_push(push_argv(work, registry.host), cli_env(home, chunk_size=1 << 20))
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            report = json.loads(work.report_path.read_text())
+            yield Published(registry, proxy, work, report, home)
+    finally:
+        registry.stop()
+
+
+@pytest.fixture
+def proxy(published: Published) -> Iterator[FaultProxy]:
+    published.proxy.clear_rules()
+    published.proxy.forget()
+    yield published.proxy
+    published.proxy.clear_rules()
+
+
+def pull(
+    published: Published, reference: str, *args: str, timeout: float = CLI_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "pipeline", "pull", reference, "--plain-http", *args]
+    return subprocess.run(
+        argv, env=published.env(), capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def sha256sum(path: Path) -> str:
+    """coreutils' sha256sum: a judge this project did not write."""
+    out = subprocess.run(["sha256sum", str(path)], capture_output=True, text=True, check=True)
+    return "sha256:" + out.stdout.split()[0]
+
+
+def recorded(published: Published, arch: Arch) -> dict[str, Any]:
+    entry: dict[str, Any] = published.report["architectures"][arch.value]
+    return entry
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+def figures(key: str, value: Any) -> None:
+    data = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
+    data[key] = value
+    FIGURES.write_text(json.dumps(data, indent=2) + "\n")
+
+
+# -- the release this project published --------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", [Arch("amd64"), Arch("arm64")])
+def test_pull_equals_what_publish_recorded(
+    published: Published, proxy: FaultProxy, tmp_path: Path, arch: Arch
+) -> None:
+    proc = pull(published, f"{proxy.host}/{REPO}:{TAG}", "--platform", arch.platform,
+                "-o", f"{tmp_path}/", "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    want = recorded(published, arch)
+    path = Path(result["path"])
+    assert path == tmp_path / want["layer"]["title"].removesuffix(".zst")
+    assert sha256sum(path) == want["uncompressed"]["digest"] == result["uncompressed"]["digest"]
+    assert path.stat().st_size == want["uncompressed"]["size"]
+    assert result["layer"] == {"digest": want["layer"]["digest"], "size": want["layer"]["size"]}
+    assert result["platform"] == arch.platform
+    assert result["manifest"] == want["manifest"]["digest"]
+    assert leftovers(tmp_path) == []
+    assert "MiB/s" in proc.stderr  # progress gives bytes and rate
+    qemu = subprocess.run(["qemu-img", "check", str(path)], capture_output=True, text=True)
+    assert qemu.returncode == 0, qemu.stdout + qemu.stderr
+
+
+def test_keep_compressed_keeps_the_layer_bytes(
+    published: Published, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    out = tmp_path / "disk.zst"
+    proc = pull(published, f"{proxy.host}/{REPO}:{TAG}", "--platform", "linux/amd64",
+                "-o", str(out), "--keep-compressed", "--quiet")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "" and proc.stdout == ""
+    want = recorded(published, Arch("amd64"))
+    assert sha256sum(out) == want["layer"]["digest"]
+    test = subprocess.run(["zstd", "-t", "-q", str(out)], capture_output=True)
+    assert test.returncode == 0
+    assert leftovers(tmp_path) == []
+
+
+def test_pull_by_digest_of_the_index(
+    published: Published, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    index = published.report["index"]["digest"]
+    proc = pull(published, f"{proxy.host}/{REPO}@{index}", "--platform", "arm64",
+                "-o", str(tmp_path / "x.qcow2"), "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        sha256sum(tmp_path / "x.qcow2")
+        == recorded(published, Arch("arm64"))["uncompressed"]["digest"]
+    )
+
+
+def test_missing_platform_names_what_the_index_has(
+    published: Published, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    proc = pull(published, f"{proxy.host}/{REPO}:{TAG}", "--platform", "linux/riscv64",
+                "-o", f"{tmp_path}/")  # fmt: skip
+    assert proc.returncode == 2
+    assert "riscv64" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+
+def test_pull_through_faults_resumes_and_ends_equal(
+    published: Published, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    arch = Arch("arm64")
+    want = recorded(published, arch)
+    size = want["layer"]["size"]
+    rules = [
+        proxy.add("respond", method="GET", path=BLOBS, status=503, label="5xx"),
+        proxy.add(
+            "respond",
+            method="GET",
+            path=BLOBS,
+            status=429,
+            label="429",
+            headers={"Retry-After": "1"},
+        ),  # fmt: skip
+        proxy.add("truncate", method="GET", path=BLOBS, fraction=0.4, label="truncated"),
+        proxy.add("respond", method="GET", path=BLOBS, status=502, label="5xx"),
+        proxy.add("truncate", method="GET", path=BLOBS, fraction=0.5, times=2, label="truncated"),
+        proxy.add("reset", method="GET", path=BLOBS, label="reset"),
+    ]
+    proc = pull(published, f"{proxy.host}/{REPO}:{TAG}", "--platform", arch.platform,
+                "-o", f"{tmp_path}/", "--json", "--retry-attempts", "12")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    for rule in rules:
+        assert rule.injected == rule.times, rule
+    path = Path(json.loads(proc.stdout)["path"])
+    assert sha256sum(path) == want["uncompressed"]["digest"]
+    assert leftovers(tmp_path) == []
+    served = proxy.bytes_sent("GET", BLOBS)
+    gets = [e for e in proxy.log if e.method == "GET" and BLOBS in e.path]
+    starts = [int(e.range.removeprefix("bytes=").rstrip("-")) if e.range else 0 for e in gets]
+    # Resumed with Range where it broke, never restarted from 0 once bytes had arrived.
+    assert starts == sorted(starts) and starts[-1] > 0, starts
+    assert gets[-1].status == 206 and gets[-1].sent == size - starts[-1]
+    figures("faults", {"injected": proxy.injected(), "served": served, "layer": size,
+                       "range_starts": starts})  # fmt: skip
+
+
+def test_corrupt_layer_is_refused_and_leaves_nothing(
+    published: Published, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    want = recorded(published, Arch("amd64"))
+    proxy.add("corrupt-answer", method="GET", path=BLOBS, fraction=0.7, times=1)
+    proc = pull(published, f"{proxy.host}/{REPO}:{TAG}", "--platform", "amd64",
+                "-o", f"{tmp_path}/")  # fmt: skip
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, proc.stderr
+    assert f"expected {want['layer']['digest']}" in errors[0]
+    assert "received sha256:" in errors[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_killed_pull_resumes_from_what_it_kept(
+    published: Published, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    arch = Arch("amd64")
+    want = recorded(published, arch)
+    size = want["layer"]["size"]
+    hold = proxy.add("hold-answer", method="GET", path=BLOBS, fraction=0.6, delay=20.0)
+    ref = f"{proxy.host}/{REPO}:{TAG}"
+    argv = [sys.executable, "-m", "pipeline", "pull", ref, "--plain-http",
+            "--platform", arch.platform, "-o", f"{tmp_path}/", "--json"]  # fmt: skip
+    first = subprocess.Popen(
+        argv, env=published.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert hold.fired.wait(30), "the download never reached the proxy"
+        partial = tmp_path / f".{want['layer']['digest'].split(':')[1]}.zst.partial"
+        deadline, last = time.monotonic() + 15, -1
+        while time.monotonic() < deadline:  # wait until what arrived is on disk
+            now = partial.stat().st_size if partial.exists() else 0
+            if now == last and now > 0:
+                break
+            last = now
+            time.sleep(0.5)
+        first.send_signal(signal.SIGKILL)
+    finally:
+        first.wait(30)
+    kept = partial.stat().st_size
+    assert 0 < kept < size
+    assert not (tmp_path / want["layer"]["title"].removesuffix(".zst")).exists()
+    served_before = proxy.bytes_sent("GET", BLOBS)
+    proxy.forget()
+    proc = pull(published, f"{proxy.host}/{REPO}:{TAG}", "--platform", arch.platform,
+                "-o", f"{tmp_path}/", "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    again = proxy.bytes_sent("GET", BLOBS)
+    assert result["resumedFrom"] == kept
+    assert again == size - kept == result["downloaded"]
+    ranged = [e for e in proxy.log if e.method == "GET" and BLOBS in e.path]
+    assert [e.status for e in ranged] == [206]
+    assert sha256sum(Path(result["path"])) == want["uncompressed"]["digest"]
+    assert leftovers(tmp_path) == []
+    figures(
+        "kill",
+        {
+            "layer": size,
+            "served_before_kill": served_before,
+            "kept_after_kill": kept,
+            "re_downloaded": again,
+            "lost_in_flight": served_before - kept,
+        },
+    )
+
+
+# -- artifacts this project did not publish ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seed_layer(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
+    """A qcow2 compressed by the zstd CLI, as the seed's publisher did (`zstd`, then oras)."""
+    directory = tmp_path_factory.mktemp("seed")
+    from tests.support.workdirs import make_qcow2
+
+    qcow2 = make_qcow2(directory / "seed.qcow2", seed=7, size=2 * 1024 * 1024)
+    subprocess.run(["zstd", "-q", "-19", str(qcow2)], check=True)
+    return qcow2.read_bytes(), (directory / "seed.qcow2.zst").read_bytes()
+
+
+def test_seed_shaped_artifact_pulls(
+    published: Published, proxy: FaultProxy, tmp_path: Path, seed_layer: tuple[bytes, bytes]
+) -> None:
+    plain, layer = seed_layer
+    repo = "centos/fedora-bootc-cloud-disk"
+    push_seed_artifact(
+        published.registry.host, repo, "eln", layer, "fedora-bootc-cloud-eln.qcow2.zst"
+    )
+    proc = pull(published, f"{proxy.host}/{repo}:eln", "-o", f"{tmp_path}/", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["path"] == str(tmp_path / "fedora-bootc-cloud-eln.qcow2")
+    assert result["platform"] is None
+    assert sha256sum(Path(result["path"])) == "sha256:" + hashlib.sha256(plain).hexdigest()
+    assert leftovers(tmp_path) == []
+
+
+def test_plain_manifest_without_title_gets_a_name(
+    published: Published, proxy: FaultProxy, tmp_path: Path, seed_layer: tuple[bytes, bytes]
+) -> None:
+    plain, layer = seed_layer
+    repo = "someone/untitled"
+    push_seed_artifact(published.registry.host, repo, "v1", layer, None)
+    proc = pull(published, f"{proxy.host}/{repo}:v1", "--platform", "arm64", "-o", f"{tmp_path}/")
+    assert proc.returncode == 0, proc.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["untitled.qcow2"]
+    assert sha256sum(tmp_path / "untitled.qcow2") == "sha256:" + hashlib.sha256(plain).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "title", ["../escape.qcow2.zst", "/tmp/abs.qcow2.zst", "a/b.qcow2.zst", "..", ".hidden.zst"]
+)
+def test_unsafe_titles_are_refused(
+    published: Published,
+    proxy: FaultProxy,
+    tmp_path: Path,
+    seed_layer: tuple[bytes, bytes],
+    title: str,
+) -> None:
+    _, layer = seed_layer
+    repo = "evil/titles"
+    tag = "t" + hashlib.sha256(title.encode()).hexdigest()[:8]
+    push_seed_artifact(published.registry.host, repo, tag, layer, title)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = pull(published, f"{proxy.host}/{repo}:{tag}", "-o", f"{out}/")
+    assert proc.returncode == 1
+    assert "refusing layer title" in proc.stderr
+    assert list(out.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert proxy.count("GET", BLOBS) == 0  # refused before a byte of the layer was fetched
+
+
+def test_wrong_uncompressed_annotation_is_refused(
+    published: Published, proxy: FaultProxy, tmp_path: Path, seed_layer: tuple[bytes, bytes]
+) -> None:
+    _, layer = seed_layer
+    repo = "someone/annotated"
+    push_seed_artifact(published.registry.host, repo, "base", layer, "d.qcow2.zst")
+    document = seed_manifest(layer, "sha256:" + hashlib.sha256(layer).hexdigest(), "d.qcow2.zst")
+    lie = "sha256:" + "0" * 64
+    document["layers"][0]["annotations"]["org.bootc-pipeline.disk.uncompressed-digest"] = lie
+    push_manifest(published.registry.host, repo, "lie", document)
+    proc = pull(published, f"{proxy.host}/{repo}:lie", "-o", f"{tmp_path}/")
+    assert proc.returncode == 1
+    assert f"expected {lie}, received sha256:" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
