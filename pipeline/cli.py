@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pull", help="download a release's disk, verified, decompressed")
     p.add_argument("reference", help="REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:...")
     p.add_argument("--platform", help="linux/ARCH to pull from an index (default: this host's)")
-    p.add_argument("-o", "--output", type=Path, help="file, or directory for the layer's title")
+    p.add_argument("-o", "--output", help="file, or directory (existing, or ending in /)")
     p.add_argument("--keep-compressed", action="store_true", help="keep the .zst, not the qcow2")
     _pull_output_options(p)
     _registry_options(p)

@@ -220,7 +220,7 @@ def pull(
     reference: str,
     *,
     arch: Arch,
-    output: Path | None,
+    output: str | None,
     keep_compressed: bool,
     options: Options,
     reporter: Reporter,

@@ -158,10 +158,11 @@ def compressed_name(layer: Layer, repository: str, arch: Arch | None, where: str
     return title if title.endswith(".zst") else title + ".zst"
 
 
-def output_path(output: Path | None, name: str) -> Path:
+def output_path(output: str | None, name: str) -> Path:
     """`-o`: a directory (existing, or written with a trailing /) gets `name`; else the file."""
     if output is None:
         return Path.cwd() / name
-    if output.is_dir() or str(output).endswith("/"):
-        return output / name
-    return output
+    path = Path(output)
+    if path.is_dir() or output.endswith("/"):
+        return path / name
+    return path

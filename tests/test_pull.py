@@ -9,6 +9,7 @@ uncompressed digest the publish recorded in its report; the proxy counts the byt
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from pipeline.arch import Arch
+from tests.support.ecosystem import GHCR, QUAY, Profile, RegistryFront
 from tests.support.faultproxy import FaultProxy
 from tests.support.oci_push import push_manifest, push_seed_artifact, seed_manifest
 from tests.support.registry import RunningRegistry, start_registry
@@ -80,11 +82,20 @@ def proxy(published: Published) -> Iterator[FaultProxy]:
 
 
 def pull(
-    published: Published, reference: str, *args: str, timeout: float = CLI_TIMEOUT
+    published: Published,
+    reference: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = CLI_TIMEOUT,
 ) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "pipeline", "pull", reference, "--plain-http", *args]
     return subprocess.run(
-        argv, env=published.env(), capture_output=True, text=True, timeout=timeout, check=False
+        argv,
+        env=env or published.env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -363,3 +374,76 @@ def test_wrong_uncompressed_annotation_is_refused(
     assert proc.returncode == 1
     assert f"expected {lie}, received sha256:" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# -- registries as users meet them: anonymous tokens, credentials, redirects to blob storage ----
+
+
+@pytest.fixture(params=[GHCR, QUAY], ids=lambda p: p.name)
+def front(published: Published, request: pytest.FixtureRequest) -> Iterator[RegistryFront]:
+    """ghcr.io or quay.io emulated (tests/support/ecosystem.py) in front of the release."""
+    profile: Profile = request.param
+    emulated = RegistryFront(
+        published.registry.host, profile, username="octocat", password="ghp_" + "s3cr3t" * 6
+    )
+    try:
+        yield emulated
+    finally:
+        emulated.close()
+
+
+def test_public_image_pulls_with_an_anonymous_token(
+    published: Published, front: RegistryFront, tmp_path: Path
+) -> None:
+    front.public.add(REPO)
+    proc = pull(published, f"{front.host}/{REPO}:{TAG}", "--platform", "arm64",
+                "-o", f"{tmp_path}/", "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    path = Path(json.loads(proc.stdout)["path"])
+    assert sha256sum(path) == recorded(published, Arch("arm64"))["uncompressed"]["digest"]
+    assert front.token_requests, "no token was asked for"
+    for query, authenticated in front.token_requests:
+        assert not authenticated
+        assert query["service"] == [front.profile.service]
+        assert query["scope"] == [f"repository:{REPO}:pull"]
+    assert front.store.seen, "the blob was not fetched from blob storage"
+    assert all(seen.authorization is None for seen in front.store.seen)
+
+
+def test_private_image_needs_credentials_and_they_stay_with_the_registry(
+    published: Published, front: RegistryFront, tmp_path: Path
+) -> None:
+    ref = f"{front.host}/{REPO}:{TAG}"
+    anonymous = pull(published, ref, "--platform", "amd64", "-o", f"{tmp_path}/")
+    assert anonymous.returncode == 1
+    assert "authentication failed" in anonymous.stderr and "401" in anonymous.stderr
+    assert list(tmp_path.iterdir()) == []
+
+    env = cli_env(tmp_path / "home", chunk_size=1 << 20, extra={
+        "BOOTC_PIPELINE_REGISTRY_USERNAME": front.username,
+        "BOOTC_PIPELINE_REGISTRY_PASSWORD": front.password,
+    })  # fmt: skip
+    out = tmp_path / "out"
+    proc = pull(published, ref, "--platform", "amd64", "-o", f"{out}/", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        sha256sum(Path(json.loads(proc.stdout)["path"]))
+        == recorded(published, Arch("amd64"))["uncompressed"]["digest"]
+    )
+    assert any(authenticated for _, authenticated in front.token_requests)
+    assert front.store.seen and all(seen.authorization is None for seen in front.store.seen)
+    assert front.password not in proc.stdout + proc.stderr + anonymous.stderr
+
+
+def test_credentials_from_docker_config_as_for_push(
+    published: Published, front: RegistryFront, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    env = cli_env(home, chunk_size=1 << 20)
+    auth = base64.b64encode(f"{front.username}:{front.password}".encode()).decode()
+    config = {"auths": {front.host: {"auth": auth}}}
+    (Path(env["DOCKER_CONFIG"]) / "config.json").write_text(json.dumps(config))
+    proc = pull(published, f"{front.host}/{REPO}:{TAG}", "--platform", "amd64",
+                "-o", f"{tmp_path}/", env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert any(authenticated for _, authenticated in front.token_requests)

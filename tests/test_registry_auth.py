@@ -13,11 +13,14 @@ import logging
 import re
 import secrets
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from pipeline.errors import UsageError
+from pipeline.mediatypes import EMPTY_DIGEST, EMPTY_JSON
 from pipeline.registry import OCI_MANIFEST, BlobAction, RegistryClient
 from pipeline.registry.credentials import Credentials, find_credentials
 from pipeline.registry.errors import RegistryError
@@ -342,3 +345,55 @@ def test_token_service_failing_is_not_a_refusal_of_access(
     assert "no push access" not in error.message and "rejected" not in error.message
     assert error.hint is not None and "try again later" in error.hint
     assert token_registry.tokens.password not in error.message
+
+
+def test_pull_from_a_token_registry_anonymous_when_public_else_with_credentials(
+    token_registry: TokenRegistry, no_registry_login: Path, repository_name: str, tmp_path: Path
+) -> None:
+    """`pull` through docker-registry's own token auth: an anonymous token reads a public
+    repository (ghcr.io/quay.io public images); a private one needs the credentials."""
+    from pipeline import zstdfile
+    from tests.support.oci_push import seed_manifest
+    from tests.support.workdirs import cli_env
+
+    qcow2 = tmp_path / "d.qcow2"
+    qcow2.write_bytes(DATA)
+    layer = zstdfile.compress(qcow2, tmp_path / "d.qcow2.zst", level=3)
+    body = (tmp_path / "d.qcow2.zst").read_bytes()
+    client = token_client(token_registry)
+    client.push_blob(repository_name, EMPTY_JSON, EMPTY_DIGEST, len(EMPTY_JSON))
+    client.push_blob(repository_name, body, layer.compressed.digest, len(body))
+    document = json.dumps(seed_manifest(body, layer.compressed.digest, "d.qcow2.zst")).encode()
+    client.push_manifest(repository_name, "v1", document, OCI_MANIFEST)
+    reg = token_registry.registry
+    ref = f"{reg.host}/{repository_name}:v1"
+
+    def pull(out: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "pipeline", "pull", ref, "--plain-http", "-o", f"{out}/"]
+        env = cli_env(tmp_path / "home", chunk_size=1 << 20, extra=extra)
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+
+    before = len(token_registry.tokens.requests)
+    refused = pull(tmp_path / "a")
+    assert refused.returncode == 1 and "authentication failed" in refused.stderr
+
+    token_registry.tokens.public.add(repository_name)
+    try:
+        anonymous = pull(tmp_path / "b")
+    finally:
+        token_registry.tokens.public.discard(repository_name)
+    assert anonymous.returncode == 0, anonymous.stderr
+    assert (tmp_path / "b" / "d.qcow2").read_bytes() == DATA
+    asked = token_registry.tokens.requests[before:]
+    assert asked and not any(authenticated for _, authenticated in asked)
+
+    assert reg.username and reg.password
+    creds = {
+        "BOOTC_PIPELINE_REGISTRY_USERNAME": reg.username,
+        "BOOTC_PIPELINE_REGISTRY_PASSWORD": reg.password,
+    }
+    private = pull(tmp_path / "c", **creds)
+    assert private.returncode == 0, private.stderr
+    assert (tmp_path / "c" / "d.qcow2").read_bytes() == DATA
+    assert token_registry.tokens.requests[-1][1]  # the last token was asked for with credentials
+    assert reg.password not in private.stdout + private.stderr

@@ -302,7 +302,9 @@ class TokenServer:
 
     It signs RS256 JWTs with `openssl dgst` under a self-signed certificate that the registry
     trusts (`rootcertbundle`), and grants every requested action to `username`/`password`;
-    anonymous requests get a token with no access. `requests` records (scopes, authenticated).
+    anonymous requests get a token with no access, or with pull access to `public` repositories
+    (what ghcr.io and quay.io grant anonymous users of public images). `requests` records
+    (scopes, authenticated).
     """
 
     service = "bootc-test-registry"
@@ -314,6 +316,7 @@ class TokenServer:
         self.password = password
         self.fail_with: int | None = None  # answer every request with this status
         self.requests: list[tuple[list[str], bool]] = []
+        self.public: set[str] = set()  # repositories anonymous tokens may pull (public images)
         self._lock = threading.Lock()
         self.rekey()
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _token_handler(self))
@@ -352,10 +355,13 @@ class TokenServer:
 
     def issue(self, scopes: list[str], authenticated: bool) -> str:
         access = []
-        for scope in scopes if authenticated else []:
+        for scope in scopes:
             kind, _, rest = scope.partition(":")
             name, _, actions = rest.rpartition(":")
-            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+            if authenticated:
+                access.append({"type": kind, "name": name, "actions": actions.split(",")})
+            elif name in self.public and "pull" in actions.split(","):
+                access.append({"type": kind, "name": name, "actions": ["pull"]})
         now = int(time.time())
         claims = {
             "iss": self.issuer, "sub": self.username if authenticated else "", "aud": self.service,

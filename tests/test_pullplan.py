@@ -1,0 +1,132 @@
+"""Choosing what to pull (pipeline/pullplan.py): pure functions over fetched documents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline import mediatypes as mt
+from pipeline.arch import Arch
+from pipeline.errors import PipelineError
+from pipeline.pull import parse_platform
+from pipeline.pullplan import (
+    LAYER_MEDIA_TYPE,
+    choose_layer,
+    choose_manifest,
+    compressed_name,
+    output_path,
+    safe_title,
+)
+
+D1, D2, D3 = ("sha256:" + c * 64 for c in "123")
+
+
+def entry(arch: str, digest: str, artifact_type: str | None = None) -> dict[str, Any]:
+    e: dict[str, Any] = {
+        "mediaType": mt.OCI_MANIFEST,
+        "digest": digest,
+        "size": 500,
+        "platform": {"os": "linux", "architecture": arch},
+    }
+    if artifact_type:
+        e["artifactType"] = artifact_type
+    return e
+
+
+def test_manifest_is_chosen_by_platform() -> None:
+    index = {"manifests": [entry("amd64", D1), entry("arm64", D2)]}
+    assert choose_manifest(index, Arch("arm64"), "i") == (D2, 500)
+    assert choose_manifest(index, Arch("amd64"), "i") == (D1, 500)
+
+
+def test_several_matches_are_narrowed_by_this_projects_artifact_type() -> None:
+    index = {"manifests": [entry("arm64", D1, "other/type"), entry("arm64", D2, mt.ARTIFACT_TYPE)]}
+    assert choose_manifest(index, Arch("arm64"), "i")[0] == D2
+    both = {"manifests": [entry("arm64", D1), entry("arm64", D3)]}
+    with pytest.raises(PipelineError, match="2 linux/arm64 manifests"):
+        choose_manifest(both, Arch("arm64"), "i")
+
+
+def test_missing_platform_lists_what_is_there() -> None:
+    with pytest.raises(PipelineError, match=r"no linux/arm64 manifest \(it has linux/amd64\)"):
+        choose_manifest({"manifests": [entry("amd64", D1)]}, Arch("arm64"), "i")
+
+
+@pytest.mark.parametrize("index", [[], {"manifests": "x"}, {"manifests": [{"digest": "nope"}]}])
+def test_garbage_index_is_one_error(index: Any) -> None:
+    with pytest.raises(PipelineError):
+        choose_manifest(index, Arch("amd64"), "i")
+
+
+def manifest(*layers: dict[str, Any]) -> dict[str, Any]:
+    return {"layers": list(layers)}
+
+
+def layer(media_type: str = LAYER_MEDIA_TYPE, **annotations: str) -> dict[str, Any]:
+    return {"mediaType": media_type, "digest": D1, "size": 10, "annotations": annotations}
+
+
+def test_layer_with_uncompressed_annotations() -> None:
+    chosen = choose_layer(
+        manifest(
+            layer(
+                **{
+                    mt.ANN_TITLE: "x.qcow2.zst",
+                    mt.ANN_UNCOMPRESSED_DIGEST: D2,
+                    mt.ANN_UNCOMPRESSED_SIZE: "42",
+                }
+            )  # fmt: skip
+        ),
+        "m",
+    )
+    assert chosen.blob.digest == D1 and chosen.blob.size == 10
+    assert chosen.title == "x.qcow2.zst"
+    assert chosen.uncompressed is not None and chosen.uncompressed.size == 42
+    assert chosen.uncompressed_digest == D2
+
+
+def test_seed_layer_has_no_uncompressed_facts() -> None:
+    chosen = choose_layer(
+        manifest(layer(**{mt.ANN_TITLE: "fedora-bootc-cloud-eln.qcow2.zst"})), "m"
+    )
+    assert chosen.uncompressed is None and chosen.uncompressed_digest is None
+
+
+def test_one_disk_layer_is_required() -> None:
+    with pytest.raises(PipelineError, match="0 layers of type"):
+        choose_layer(manifest(layer("application/vnd.oci.image.layer.v1.tar")), "m")
+    with pytest.raises(PipelineError, match="2 layers of type"):
+        choose_layer(manifest(layer(), layer()), "m")
+
+
+@pytest.mark.parametrize(
+    "title",
+    ["", ".", "..", "../x.zst", "/etc/passwd", "a/b.zst", "a\\b.zst", ".bashrc", "-rf",
+     "a\0b", "line\nbreak", "x" * 300],
+)  # fmt: skip
+def test_unsafe_titles(title: str) -> None:
+    with pytest.raises(PipelineError, match="refusing layer title"):
+        safe_title(title, "m")
+
+
+def test_names_come_from_the_title_or_the_repository() -> None:
+    titled = choose_layer(manifest(layer(**{mt.ANN_TITLE: "disk.qcow2"})), "m")
+    assert compressed_name(titled, "a/b", Arch("arm64"), "m") == "disk.qcow2.zst"
+    untitled = choose_layer(manifest(layer()), "m")
+    assert compressed_name(untitled, "org/fedora", Arch("arm64"), "m") == "fedora-arm64.qcow2.zst"
+    assert compressed_name(untitled, "org/fedora", None, "m") == "fedora.qcow2.zst"
+
+
+def test_output_path(tmp_path: Path) -> None:
+    assert output_path(str(tmp_path), "n") == tmp_path / "n"
+    assert output_path(f"{tmp_path}/new/", "n") == tmp_path / "new" / "n"
+    assert output_path(str(tmp_path / "file.qcow2"), "n") == tmp_path / "file.qcow2"
+
+
+def test_platforms() -> None:
+    assert parse_platform("linux/arm64") is Arch.ARM64
+    assert parse_platform("x86_64") is Arch.AMD64
+    with pytest.raises(PipelineError):
+        parse_platform("darwin/arm64")
