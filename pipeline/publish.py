@@ -93,39 +93,75 @@ def anonymous_access(ctx: Context, published: Published) -> dict[str, int]:
         if status != 200:
             ctx.reporter.info(
                 f"warning: {r.arch.value} layer answers {status} without credentials: Lima's "
-                "downloader has no registry token auth, so the Lima template's location will "
-                "not download as is (make the repository public, or serve the blob over HTTPS)"
+                "downloader has no registry token auth, so the Lima template's blob URL "
+                "will not download"
             )
     return found
+
+
+def lima_command(ctx: Context, published: Published) -> str:
+    """The command that gets a release into Lima from any registry (tokens, redirects)."""
+    version = ctx.release.version
+    ref = (
+        f"{published.repository}:{version}"
+        if version in published.tags
+        else f"{published.repository}@{published.index.digest}"
+    )
+    flags = " --plain-http" if ctx.options.plain_http else ""
+    return f"bootc-pipeline lima {ref} --platform all{flags} --start"
 
 
 def write_outputs(ctx: Context, published: Published, provenance: Provenance) -> None:
     """The report and the Lima template, then (best-effort) the anonymous download check.
 
     The release is tagged by now: a probe that fails must not cost it its report. The report
-    is written first and written again with the probe's answers, or with what went wrong.
+    is written first and written again with the probe's answers, or with what went wrong. When
+    the probe shows that Lima cannot download the blob URLs, the template is written again as a
+    working file that says so and names the `bootc-pipeline lima` command that works.
     """
     report_path, template_path = output_paths(ctx)
     body = report.release_report(ctx.release, published, provenance, ctx.reporter.timings)
+    command = lima_command(ctx, published)
+    body["limaCommand"] = command
     report.write_report(report_path, body)
     template = report.lima_template(ctx.release, published, plain_http=ctx.options.plain_http)
-    header = lima_settings.header(
-        f"Lima template for {ctx.release.name} {ctx.release.version}, made by bootc-pipeline.",
-        f"Index {published.repository}@{published.index.digest}",
-        f"Start it with: limactl start {template_path.name}",
-    )
-    report.write_lima_template(template_path, template, header=header)
+
+    def write_template(*start: str) -> None:
+        header = lima_settings.header(
+            f"Lima template for {ctx.release.name} {ctx.release.version}, made by bootc-pipeline.",
+            f"Index {published.repository}@{published.index.digest}",
+            *start,
+        )
+        report.write_lima_template(template_path, template, header=header)
+
+    write_template(f"Start it with: limactl start {template_path.name}")
     ctx.reporter.info(f"report: {report_path}")
     ctx.reporter.info(f"lima template: {template_path}")
     try:
-        body["limaAnonymousStatus"] = anonymous_access(ctx, published)
+        anonymous = anonymous_access(ctx, published)
     except PipelineError as exc:
         body["limaAnonymousStatus"] = {"error": exc.message}
         ctx.reporter.info(
             f"warning: could not check anonymous downloads ({exc.message}); the release is "
-            "published, check that Lima can download it"
+            f"published, check that Lima can download it, or use: {command}"
         )
+        report.write_report(report_path, body)
+        return
+    body["limaAnonymousStatus"] = anonymous
+    works = all(status == 200 for status in anonymous.values())
+    body["limaTemplateDownloads"] = works
     report.write_report(report_path, body)
+    if not works:
+        statuses = ", ".join(sorted({str(s) for s in anonymous.values()}))
+        write_template(
+            f"WORKING FILE: its blob URLs answered {statuses} without credentials, so Lima "
+            "cannot download them.",
+            f"Use instead: {command}",
+        )
+        ctx.reporter.info(
+            f"the Lima template {template_path.name} will not download from "
+            f"{ctx.target.registry} (no anonymous access); for Lima, run: {command}"
+        )
 
 
 def summary(ctx: Context, published: Published) -> Table:

@@ -176,7 +176,14 @@ def test_htpasswd_credentials_from_docker_config_never_leak(
     assert report.is_file() and lima.is_file()
     # Lima's downloader has no token auth: the user is told the template will not download.
     assert "layer answers 401 without credentials" in proc.stderr
-    assert json.loads(report.read_text())["limaAnonymousStatus"] == {"amd64": 401, "arm64": 401}
+    written = json.loads(report.read_text())
+    assert written["limaAnonymousStatus"] == {"amd64": 401, "arm64": 401}
+    # ... and is given the command that does work (registry auth, then a local verified file)
+    assert written["limaTemplateDownloads"] is False
+    command = f"bootc-pipeline lima {proxy.host}/{REPO}:40.1.0 --platform all"
+    assert written["limaCommand"].startswith(command)
+    assert f"for Lima, run: {command}" in proc.stderr
+    assert f"Use instead: {command}" in lima.read_text()
     texts |= {"stdout": proc.stdout, "stderr": proc.stderr}
     searched = assert_nothing_contains(secrets_of(reg), texts, workdir.root)
     assert searched >= 6  # stamps, report, template at least

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from pipeline.arch import Arch
 from tests.support.ecosystem import GHCR, QUAY, Profile, RegistryFront
@@ -447,3 +448,87 @@ def test_credentials_from_docker_config_as_for_push(
                 "-o", f"{tmp_path}/", env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert any(authenticated for _, authenticated in front.token_requests)
+
+
+# -- lima REF: a verified local copy and a template around it ----------------------------------
+
+
+def lima(
+    published: Published, reference: str, *args: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "pipeline", "lima", reference, "--plain-http", *args]
+    return subprocess.run(
+        argv, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False
+    )
+
+
+def test_lima_template_lists_both_architectures_from_a_verified_cache(
+    published: Published, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    env = cli_env(
+        tmp_path / "home", chunk_size=1 << 20, extra={"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    )
+    template = tmp_path / "fedora.yaml"
+    ref = f"{proxy.host}/{REPO}:{TAG}"
+    proc = lima(published, ref, "--platform", "all", "-o", str(template), "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    document = yaml.safe_load(template.read_text())
+    by_arch = {image["arch"]: image for image in document["images"]}
+    assert sorted(by_arch) == ["aarch64", "x86_64"]
+    for arch in (Arch("amd64"), Arch("arm64")):
+        image = by_arch[arch.lima]
+        location = Path(image["location"])
+        assert location.parent == tmp_path / "cache" / "bootc-pipeline" / "disks"
+        want = recorded(published, arch)["uncompressed"]["digest"]
+        assert image["digest"] == want == sha256sum(location)  # what Lima checks, on that file
+    # The same settings as the publish-time template: one function makes both.
+    published_template = yaml.safe_load(
+        (published.work.variant_dir / "lima-fedora-40.yaml").read_text()
+    )
+    assert {k: v for k, v in document.items() if k != "images"} == {
+        k: v for k, v in published_template.items() if k != "images"
+    }
+    assert "limactl start" in template.read_text()
+
+    proxy.forget()
+    again = lima(published, ref, "--platform", "all", "-o", str(template), "--json", env=env)
+    assert again.returncode == 0, again.stderr
+    assert [i["downloaded"] for i in json.loads(again.stdout)["images"]] == [0, 0]
+    assert proxy.count("GET", BLOBS) == 0  # the cache answered
+
+
+def test_lima_start_says_how_to_install_lima_when_missing(
+    published: Published, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    env = cli_env(
+        tmp_path / "home", chunk_size=1 << 20, extra={"XDG_CACHE_HOME": str(tmp_path / "c")}
+    )
+    template = tmp_path / "t.yaml"
+    proc = lima(published, f"{proxy.host}/{REPO}:{TAG}", "--platform", "amd64",
+                "-o", str(template), "--start", env=env)  # fmt: skip
+    assert proc.returncode == 1
+    assert "limactl is not on PATH" in proc.stderr
+    assert "install Lima (https://lima-vm.io/docs/installation/" in proc.stderr
+    assert f"limactl start {template}" in proc.stderr
+    assert template.is_file()
+
+
+def test_lima_start_runs_limactl_on_the_template(
+    published: Published, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """limactl is not installed here: a recording stand-in on PATH shows what would run."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "limactl.args"
+    fake = bin_dir / "limactl"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\n')
+    fake.chmod(0o755)
+    env = cli_env(
+        tmp_path / "home", chunk_size=1 << 20, extra={"XDG_CACHE_HOME": str(tmp_path / "c")}
+    )
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    template = tmp_path / "t.yaml"
+    proc = lima(published, f"{proxy.host}/{REPO}:{TAG}", "--platform", "amd64",
+                "-o", str(template), "--start", env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert record.read_text().split() == ["start", str(template)]
