@@ -34,3 +34,4 @@ lint:
 
 bench:
 	$(PYTHON) benchmarks/compress.py
+	$(PYTHON) benchmarks/pull.py

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.arch import Arch
 from pipeline.bib import DEFAULT_BUILDER_IMAGE
-from pipeline.engine import Engine
 from pipeline.errors import UsageError
 from pipeline.progress import Reporter
 from pipeline.reference import Reference, parse_reference
@@ -16,6 +16,9 @@ from pipeline.registry.client import RegistryClient
 from pipeline.registry.retry import RetryPolicy, Timeouts
 from pipeline.release import Release
 from pipeline.state import ArchDir, arch_dir
+
+if TYPE_CHECKING:  # the Docker SDK is imported only by commands that use an engine
+    from pipeline.engine import Engine
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,8 @@ class Context:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
+            from pipeline.engine import Engine
+
             self._engine = Engine.connect(self.options.engine_url)
             self.reporter.info(f"engine: {self._engine.describe()}")
         return self._engine

@@ -15,7 +15,7 @@ packages=(
     skopeo curl zstd qemu-utils e2fsprogs    # clients that judge what was published
     qemu-user-static binfmt-support          # arm64 builds on amd64 (and the reverse)
     busybox-static debootstrap               # local stand-ins for bases and bootc-image-builder
-    git make ca-certificates
+    git make ca-certificates time            # time: peak memory in `make bench`
     python3 python3-venv                     # Debian's Python; the package goes into .venv
 )
 apt-get update -qq
