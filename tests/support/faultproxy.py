@@ -236,34 +236,26 @@ class FaultProxy:
 
     # -- what went through -------------------------------------------------------------------
 
-    def count(self, method: str | None = None, path: str = "") -> int:
+    def matching(self, method: str | None = None, path: str = "") -> list[Exchange]:
+        """The logged requests of `method` (any if None) whose path+query matches `path`."""
         pattern = re.compile(path)
         with self._lock:
-            return sum(
-                1
+            return [
+                e
                 for e in self.log
                 if (method is None or e.method == method) and pattern.search(e.path)
-            )
+            ]
+
+    def count(self, method: str | None = None, path: str = "") -> int:
+        return len(self.matching(method, path))
 
     def bytes_received(self, method: str | None = None, path: str = "") -> int:
         """Request body bytes that arrived from clients (partial bodies included)."""
-        pattern = re.compile(path)
-        with self._lock:
-            return sum(
-                e.received
-                for e in self.log
-                if (method is None or e.method == method) and pattern.search(e.path)
-            )
+        return sum(e.received for e in self.matching(method, path))
 
     def bytes_sent(self, method: str | None = None, path: str = "") -> int:
         """Answer body bytes sent to clients (cut-short answers included): what they downloaded."""
-        pattern = re.compile(path)
-        with self._lock:
-            return sum(
-                e.sent
-                for e in self.log
-                if (method is None or e.method == method) and pattern.search(e.path)
-            )
+        return sum(e.sent for e in self.matching(method, path))
 
     def injected(self) -> dict[str, int]:
         """Faults injected so far, by rule label."""
