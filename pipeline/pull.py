@@ -152,6 +152,11 @@ def download(
             part.flush()
             os.fsync(part.fileno())
             plain = _verify(chosen, decompressor)
+    except OSError as exc:  # the partial .zst (the qcow2's own errors come as PipelineError)
+        raise PipelineError(
+            f"cannot write {partial}: {exc.strerror}",
+            hint=f"free space in {dest.parent} and re-run: the bytes already there are kept",
+        ) from None
     except PipelineError as exc:
         if isinstance(exc, _Refused) or not partial.exists():
             partial.unlink(missing_ok=True)
