@@ -23,6 +23,7 @@ import pytest
 
 from pipeline import bib as pipeline_bib
 from tests.standins.bib import bootc_image_builder as bib
+from tests.support import judges
 from tests.support.images import FLAVOURS, FakeBases
 from tests.support.podman import PodmanService, run_checked
 
@@ -539,7 +540,7 @@ def test_bib_standin_refuses_like_bib(
 
 
 def _debugfs(raw: Path, request: str) -> subprocess.CompletedProcess[bytes]:
-    return run_checked(["debugfs", "-R", request, str(raw)], timeout=60)
+    return run_checked(["debugfs", "-R", request, judges.root_partition(raw)], timeout=60)
 
 
 def ext4_read(raw: Path, path: str) -> bytes | None:

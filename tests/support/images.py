@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,16 @@ SOURCE_LABEL = "org.bootc-pipeline.test.source-hash"
 ARCHS = ("amd64", "arm64")
 BIB_STANDIN_IMAGE = "localhost/test/bootc-image-builder:standin"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
-BIB_PACKAGES = ("python3", "e2fsprogs", "qemu-utils", "skopeo", "containernetworking-plugins")
+BIB_PACKAGES = (
+    "python3",
+    "e2fsprogs",
+    "qemu-utils",
+    "skopeo",
+    "containernetworking-plugins",
+    "fdisk",
+    "dosfstools",
+    "mtools",
+)
 BUILD_TIMEOUT = 900.0
 
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -357,56 +367,63 @@ def fake_bases(podman: PodmanService, binfmt_arm64: Path) -> FakeBases:
 # --- the bootc-image-builder stand-in -----------------------------------------------------------
 
 
-def _bib_rootfs_tarball() -> Path:
-    """A Debian bookworm rootfs with what the stand-in runs (debootstrap once, then cached)."""
-    params = f"bookworm minbase {','.join(BIB_PACKAGES)} {DEBIAN_MIRROR}"
+def debootstrap_tarball(
+    cache_name: str, stem: str, packages: Sequence[str], *, arch: str | None = None
+) -> Path:
+    """A Debian bookworm minbase tree with PACKAGES as a .tar.zst under the test root's cache
+    (debootstrap once, then reused). A foreign ARCH runs its second stage through
+    qemu-user-static."""
+    params = f"bookworm minbase {','.join(packages)} {DEBIAN_MIRROR}"
     key = hashlib.sha256(params.encode()).hexdigest()[:16]
-    cache = cache_dir("bib-standin")
-    tarball = cache / f"rootfs-bookworm-{key}.tar.zst"
+    cache = cache_dir(cache_name)
+    tarball = cache / f"{stem}-{key}.tar.zst"
     if tarball.exists():
         return tarball
     for tool, package in (("debootstrap", "debootstrap"), ("zstd", "zstd")):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} not found: apt-get install -y {package} (.ci/run must install it)")
+    foreign = arch is not None and arch != _dpkg_arch()
     with tempfile.TemporaryDirectory(prefix="debootstrap-", dir=cache) as tmp:
         target = Path(tmp) / "rootfs"
-        run_checked(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                f"--include={','.join(BIB_PACKAGES)}",
-                "bookworm",
-                str(target),
-                DEBIAN_MIRROR,
-            ],
-            timeout=BUILD_TIMEOUT,
-        )
+        argv = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}"]
+        argv += [f"--arch={arch}"] if arch else []
+        argv += ["--foreign"] if foreign else []
+        run_checked([*argv, "bookworm", str(target), DEBIAN_MIRROR], timeout=BUILD_TIMEOUT * 2)
+        emulator = target / "usr/libexec/qemu-binfmt/aarch64-binfmt-P"
+        if foreign:
+            # binfmt_misc without the F flag looks the interpreter up inside the chroot
+            static = shutil.which("qemu-aarch64-static")
+            if static is None:
+                pytest.fail("qemu-aarch64-static not found: apt-get install -y qemu-user-static")
+            emulator.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(static, emulator)
+            second = ["chroot", str(target), "/debootstrap/debootstrap", "--second-stage"]
+            try:
+                run_checked(second, timeout=BUILD_TIMEOUT * 3)
+            finally:  # a second stage cut short leaves /proc and /sys mounted in the tree
+                for mount in ("proc", "sys"):
+                    if os.path.ismount(target / mount):
+                        run_checked(["umount", "-l", str(target / mount)], timeout=60)
+            shutil.rmtree(emulator.parent)
         for junk in (
             "var/cache/apt/archives",
             "var/lib/apt/lists",
             "usr/share/doc",
             "usr/share/man",
-            "usr/share/locale",
             "usr/share/info",
+            "usr/share/locale",
         ):
             shutil.rmtree(target / junk, ignore_errors=True)
         partial = Path(tmp) / "rootfs.tar.zst"
-        run_checked(
-            [
-                "tar",
-                "--numeric-owner",
-                "--xattrs",
-                "--zstd",
-                "-C",
-                str(target),
-                "-cf",
-                str(partial),
-                ".",
-            ],
-            timeout=BUILD_TIMEOUT,
-        )
+        tar = ["tar", "--numeric-owner", "--xattrs", "--zstd", "-C", str(target)]
+        run_checked([*tar, "-cf", str(partial), "."], timeout=BUILD_TIMEOUT)
         partial.rename(tarball)
     return tarball
+
+
+def _bib_rootfs_tarball() -> Path:
+    """A Debian bookworm rootfs with what the stand-in runs."""
+    return debootstrap_tarball("bib-standin", "rootfs-bookworm", BIB_PACKAGES)
 
 
 def bib_sources_hash() -> str:

@@ -58,9 +58,17 @@ def qcow2_to_raw(path: Path, dest: Path) -> Path:
     return dest
 
 
+def root_partition(raw: Path) -> str:
+    """The root filesystem of a partitioned raw disk (the last GPT partition, as bib lays it out),
+    named the way e2fsprogs opens a filesystem at an offset: `DISK?offset=BYTES`."""
+    table = json.loads(_run(["sfdisk", "--json", str(raw)]).stdout)["partitiontable"]
+    sector = int(table.get("sectorsize", 512))
+    return f"{raw}?offset={int(table['partitions'][-1]['start']) * sector}"
+
+
 def debugfs(raw: Path, request: str) -> bytes:
-    """Read from the ext4 filesystem inside a raw disk with e2fsprogs' debugfs (read-only)."""
-    proc = _run(["debugfs", "-R", request, str(raw)])
+    """Read from the root filesystem inside a raw disk with e2fsprogs' debugfs (read-only)."""
+    proc = _run(["debugfs", "-R", request, root_partition(raw)])
     return proc.stdout
 
 

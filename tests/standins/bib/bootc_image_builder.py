@@ -14,14 +14,19 @@ with a stderr line `<YYYY/MM/DD HH:MM:SS> error: MESSAGE`, osbuild stage names o
 What it really does: reads the image out of the containers-storage mounted at
 /var/lib/containers/storage with skopeo, unpacks its layers in order (OCI whiteouts honoured),
 applies the config (users with password hash and ssh key, kernel arguments in /etc/kernel/cmdline)
-and writes a real disk image: ONE PLAIN EXT4 FILESYSTEM, LABEL "root", WITHOUT A PARTITION TABLE,
-bootloader or /boot, converted with qemu-img. Whatever --rootfs says, the filesystem is ext4; the
+and writes a real disk image in bib's qcow2 partition layout: GPT, a BIOS boot partition on x86_64,
+an EFI System Partition holding systemd-boot from the image (EFI/BOOT/BOOTX64.EFI or BOOTAA64.EFI)
+with a loader entry for the image's kernel and initrd, an ext4 /boot, and the root filesystem
+(LABEL "root") last, built without loop devices (sfdisk on a raw file, mkfs.vfat + mcopy, mke2fs -d,
+dd) and converted with qemu-img. An image without systemd-boot or a kernel gets the same layout
+without a boot loader (and a warning). Whatever --rootfs says, the root filesystem is ext4; the
 requested type is recorded in the manifest (stage org.osbuild.mkfs.<type>, metadata.rootfs).
 Filesystem customizations other than "/" (whose minsize sets the filesystem size) are only recorded.
 Nothing in the image is executed, so cross-architecture builds need no emulator here, but like bib
 it refuses --target-arch when the host has no qemu-user-static binfmt handler for it.
 
-Standalone: Python 3.11 standard library, skopeo, mkfs.ext4 (e2fsprogs) and qemu-img (qemu-utils).
+Standalone: Python 3.11 standard library, skopeo, mkfs.ext4 (e2fsprogs), qemu-img (qemu-utils),
+sfdisk (fdisk), mkfs.vfat (dosfstools) and mtools.
 """
 
 from __future__ import annotations
@@ -784,6 +789,150 @@ def run_tool(argv: list[str], debug: bool) -> None:
         raise BibError(f"{argv[0]} failed (exit status {proc.returncode}): {proc.stderr.strip()}")
 
 
+# --- the partitioned disk -----------------------------------------------------------------------
+# bib's qcow2 layout (osbuild/images partition tables for bootc disks): GPT; on x86_64 a 1 MiB BIOS
+# boot partition first; a 501 MiB EFI System Partition; a 1 GiB /boot; the root filesystem last (so
+# cloud-init's growpart can grow it). The stand-in boots with systemd-boot taken from the image
+# (EFI/BOOT/BOOTX64.EFI or BOOTAA64.EFI) and a loader entry for the image's kernel and initrd.
+
+MIB = 1 << 20
+ESP_MIB, BOOT_MIB, BIOS_BOOT_MIB = 501, 1024, 1
+GPT_TYPES = {
+    "bios": "21686148-6449-6E6F-744E-656564454649",
+    "esp": "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+    "boot": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+    "root-x86_64": "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709",
+    "root-aarch64": "B921B045-1DF0-41C3-AF44-4C6F280D3FAE",
+}
+EFI_NAMES = {"x86_64": ("x64", "BOOTX64.EFI"), "aarch64": ("aa64", "BOOTAA64.EFI")}
+
+
+def root_image(raw: Path) -> Path:
+    """Where the root filesystem is made before it is laid into the disk."""
+    return raw.with_name("root.img")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    version: str
+    vmlinuz: Path
+    initrd: Path
+
+
+def find_kernel(root: Path) -> Kernel | None:
+    """The image's kernel and initrd: bootc's /usr/lib/modules/V/{vmlinuz,initramfs.img}, else a
+    Debian-style /boot/vmlinuz-V with /boot/initrd.img-V (the test bases are Debian inside)."""
+    modules = resolve_in_root(root, "/usr/lib/modules")
+    for vmlinuz in sorted(modules.glob("*/vmlinuz")) if modules.is_dir() else []:
+        initrd = vmlinuz.with_name("initramfs.img")
+        if initrd.is_file():
+            return Kernel(vmlinuz.parent.name, vmlinuz, initrd)
+    boot = resolve_in_root(root, "/boot")
+    for vmlinuz in sorted(boot.glob("vmlinuz-*")) if boot.is_dir() else []:
+        version = vmlinuz.name[len("vmlinuz-") :]
+        initrd = boot / f"initrd.img-{version}"
+        if initrd.is_file():
+            return Kernel(version, vmlinuz, initrd)
+    return None
+
+
+def _vfat_image(path: Path, size: int, files: dict[str, Path | bytes], debug: bool) -> None:
+    """A FAT32 ESP with FILES (ESP path -> source file or content), made with mtools (no mount)."""
+    with path.open("wb") as f:
+        f.truncate(size)
+    run_tool(["mkfs.vfat", "-F", "32", "-n", "ESP", str(path)], debug)
+    made: set[str] = set()
+    staging = path.with_name(path.name + ".d")
+    staging.mkdir(exist_ok=True)
+    for dest, source in sorted(files.items()):
+        parts = dest.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            directory = "/".join(parts[:i])
+            if directory not in made:
+                run_tool(["mmd", "-i", str(path), f"::{directory}"], debug)
+                made.add(directory)
+        if isinstance(source, bytes):
+            tmp = staging / dest.replace("/", "_")
+            tmp.write_bytes(source)
+            source = tmp
+        run_tool(["mcopy", "-i", str(path), str(source), f"::{dest}"], debug)
+    shutil.rmtree(staging)
+
+
+def write_partitioned_disk(
+    rootfs: Path, root_fs: Path, raw: Path, arch: str, cmdline: str, progress: Progress
+) -> list[str]:
+    """Lay ROOT_FS into RAW under bib's GPT layout, with a boot loader when the image has one."""
+    debug, notes = progress.debug, []
+    short, efi_name = EFI_NAMES[arch]
+    loader = resolve_in_root(rootfs, f"/usr/lib/systemd/boot/efi/systemd-boot{short}.efi")
+    kernel = find_kernel(rootfs)
+    esp_files: dict[str, Path | bytes] = {}
+    boot_dir = raw.with_name("boot.d")
+    boot_dir.mkdir()
+    if loader.is_file() and kernel is not None:
+        entry = (
+            f"title {kernel.version}\nlinux /vmlinuz-{kernel.version}\n"
+            f"initrd /initrd.img-{kernel.version}\noptions {cmdline}\n"
+        )
+        esp_files = {
+            f"EFI/BOOT/{efi_name}": loader,
+            f"EFI/systemd/systemd-boot{short}.efi": loader,
+            "loader/loader.conf": b"default bootc.conf\ntimeout 0\n",
+            "loader/entries/bootc.conf": entry.encode(),
+            f"vmlinuz-{kernel.version}": kernel.vmlinuz,
+            f"initrd.img-{kernel.version}": kernel.initrd,
+        }
+        for name, source in (("vmlinuz", kernel.vmlinuz), ("initrd.img", kernel.initrd)):
+            shutil.copyfile(source, boot_dir / f"{name}-{kernel.version}")
+        notes.append(f"boot loader: systemd-boot ({efi_name}), kernel {kernel.version}")
+    else:
+        missing = "systemd-boot" if not loader.is_file() else "a kernel and initrd"
+        log_warning(f"the image has no {missing}: the disk is written without a boot loader")
+    esp = raw.with_name("esp.img")
+    _vfat_image(esp, ESP_MIB * MIB, esp_files, debug)
+    boot = raw.with_name("boot.img")
+    with boot.open("wb") as f:
+        f.truncate(BOOT_MIB * MIB)
+    run_tool(["mkfs.ext4", "-q", "-F", "-L", "boot", "-d", str(boot_dir), str(boot)], debug)
+    shutil.rmtree(boot_dir)
+
+    root_mib = (root_fs.stat().st_size + MIB - 1) // MIB
+    parts: list[tuple[str, int, Path | None]] = []
+    if arch == "x86_64":
+        parts.append(("bios", BIOS_BOOT_MIB, None))
+    parts += [("esp", ESP_MIB, esp), ("boot", BOOT_MIB, boot), (f"root-{arch}", root_mib, root_fs)]
+    total_mib = 1 + sum(size for _, size, _ in parts) + 1  # GPT at both ends
+    with raw.open("wb") as f:
+        f.truncate(total_mib * MIB)
+    script, start = ["label: gpt"], 1
+    placed: list[tuple[int, Path]] = []
+    for kind, size, image in parts:
+        name = kind.split("-")[0]
+        script.append(
+            f"start={start * 2048}, size={size * 2048}, type={GPT_TYPES[kind]}, name={name}"
+        )
+        if image is not None:
+            placed.append((start, image))
+        start += size
+    sfdisk = subprocess.run(
+        ["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(raw)],
+        input="\n".join(script) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+    )
+    if sfdisk.returncode != 0:
+        raise BibError(f"sfdisk failed: {sfdisk.stderr.strip()}")
+    for start, image in placed:
+        dd = ["dd", f"if={image}", f"of={raw}", "bs=1M", f"seek={start}", "conv=notrunc,sparse"]
+        run_tool([*dd, "status=none"], debug)
+        image.unlink()
+    notes.append(f"disk: GPT, {', '.join(k for k, _, _ in parts)}; {total_mib} MiB")
+    return notes
+
+
 # --- progress and manifest ----------------------------------------------------------------------
 
 
@@ -971,7 +1120,7 @@ def build(opts: Options) -> None:
             "arch": UNAME[target],
             "rootfs": rootfs,
             "filesystem_written": "ext4",
-            "partition_table": None,
+            "partition_table": "gpt",
             "image_types": list(opts.types),
             "exports": {t: f"{IMAGE_TYPES[t][0]}/{IMAGE_TYPES[t][1]}" for t in opts.types},
             "kernel_cmdline": cmdline,
@@ -990,7 +1139,9 @@ def build(opts: Options) -> None:
         progress.detail("starting -")
 
         raw = work / "disk.raw"
-        ctx = BuildContext(rootfs_dir, raw, opts.output, config, cmdline, unpacked, progress)
+        ctx = BuildContext(
+            rootfs_dir, raw, opts.output, config, cmdline, unpacked, progress, UNAME[target]
+        )
         count = len(pipelines)
         for index, pipeline in enumerate(pipelines, 1):
             progress.pipeline(pipeline, index, count)
@@ -1030,6 +1181,7 @@ class BuildContext:
     cmdline: str
     unpacked: list[int]  # entries per layer
     progress: Progress
+    arch: str  # uname -m of the target
 
 
 def _run_stage(ctx: BuildContext, pipeline: Pipeline, stage: Stage) -> None:
@@ -1041,9 +1193,9 @@ def _run_stage(ctx: BuildContext, pipeline: Pipeline, stage: Stage) -> None:
             progress.detail(f"layer {i}/{len(unpacked)}: {n} entries")
     elif kind == "org.osbuild.truncate":
         size = int(stage.options["size"])
-        with raw.open("wb") as f:
+        with root_image(raw).open("wb") as f:
             f.truncate(size)
-        progress.detail(f"disk.raw: {size} bytes")
+        progress.detail(f"root filesystem: {size} bytes")
     elif kind == "org.osbuild.bootc.install-to-filesystem":
         # The stand-in writes one ext4 filesystem in one go (mkfs.ext4 -d), so what bib's later
         # stages do on the deployed tree (users, mounts) is applied to the tree here, first.
@@ -1056,10 +1208,14 @@ def _run_stage(ctx: BuildContext, pipeline: Pipeline, stage: Stage) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as fstab:
             fstab.write("LABEL=root / ext4 defaults 0 1\n")
+            fstab.write("LABEL=boot /boot ext4 defaults,nofail 0 2\n")
+        root = root_image(raw)
         _, inodes = tree_usage(rootfs_dir)
-        inode_count = max(raw.stat().st_size // 16384, inodes * 2 + 1024)
+        inode_count = max(root.stat().st_size // 16384, inodes * 2 + 1024)
         mkfs = "mkfs.ext4 -q -F -b 4096 -I 256 -L root".split()
-        run_tool([*mkfs, "-N", str(inode_count), "-d", str(rootfs_dir), str(raw)], progress.debug)
+        run_tool([*mkfs, "-N", str(inode_count), "-d", str(rootfs_dir), str(root)], progress.debug)
+        for note in write_partitioned_disk(rootfs_dir, root, raw, ctx.arch, ctx.cmdline, progress):
+            progress.detail(note)
     elif kind == "org.osbuild.qemu":
         subdir = pipeline.name
         filename = str(stage.options["filename"])
@@ -1071,8 +1227,8 @@ def _run_stage(ctx: BuildContext, pipeline: Pipeline, stage: Stage) -> None:
             ["qemu-img", "convert", "-f", "raw", "-O", fmt, str(raw), str(tmp)], progress.debug
         )
         tmp.replace(dest_dir / filename)
-    # sfdisk, mkfs.*, systemd.unit.create, systemd, mkdir, users, selinux: nothing more to do in
-    # a plain ext4 stand-in (install-to-filesystem wrote the one filesystem, users included).
+    # sfdisk, mkfs.*, systemd.unit.create, systemd, mkdir, users, selinux: nothing more to do
+    # (install-to-filesystem wrote the partitioned disk, users included).
 
 
 def main(argv: list[str] | None = None) -> int:
