@@ -10,9 +10,9 @@ FLAGS    ?=
 PIPELINE = $(PYTHON) -m pipeline
 STAGE_ARGS = --variant $(VARIANT) $(if $(ARCH),--arch $(ARCH)) $(if $(REGISTRY),--registry $(REGISTRY)) $(FLAGS)
 
-.PHONY: publish build disk compress push validate check setup test test-fast lint bench
+.PHONY: publish build disk compress boot push validate check setup test test-fast boot-test lint bench
 
-publish build disk compress push:
+publish build disk compress boot push:
 	$(PIPELINE) $@ $(STAGE_ARGS)
 
 check:
@@ -26,6 +26,10 @@ test:
 
 test-fast:
 	$(PYTHON) -m pytest -m "not integration"
+
+# The boot tests for one architecture (ARCH=arm64 boots under TCG: slow, see README).
+boot-test:
+	BOOT_TEST_ARCH=$(or $(ARCH),amd64) $(PYTHON) -m pytest tests/test_boot_e2e.py
 
 lint:
 	$(PYTHON) -m ruff check .

@@ -1,4 +1,4 @@
-"""The command line: `bootc-pipeline COMMAND` (publish and its stages, validate, pull, lima)."""
+"""The command line: `bootc-pipeline COMMAND` (publish and its stages, boot, validate, pull, lima)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pipeline.context import Context, Options, apply_overrides
 from pipeline.errors import EXIT_FAILURE, PipelineError, UsageError
 from pipeline.plan import Provenance
 from pipeline.progress import Reporter
+from pipeline.release import Release
 
 
 class _Parser(argparse.ArgumentParser):
@@ -119,6 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
         _release_options(p)
         _registry_options(p)
         _common(p)
+    publish_parser = sub.choices["publish"]
+    publish_parser.add_argument(
+        "--skip-boot", action="store_true", help="do not boot the disks before tags move"
+    )
+    p = sub.add_parser(
+        "boot", help="boot the work directory's disks (or a published REF) and check Lima's needs"
+    )
+    p.add_argument("reference", nargs="?", help="a published release: REGISTRY/REPO:TAG|@DIGEST")
+    p.add_argument("--platform", help="with REFERENCE: linux/ARCH (default: this host's)")
+    _release_options(p)
+    _registry_options(p)
+    _common(p)
     p = sub.add_parser("validate", help="fetch a published index or manifest and check it whole")
     p.add_argument("reference", help="REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:...")
     p.add_argument("--fetch-blobs", action="store_true", help="download layers and check sha256")
@@ -166,6 +179,7 @@ def _options(args: argparse.Namespace) -> Options:
         revision=a.revision,
         created=a.created,
         force=a.force,
+        skip_boot=bool(getattr(a, "skip_boot", False)),
         archs=tuple(Arch.parse_list(a.arch)) if a.arch else None,
         retry_attempts=int(a.retry_attempts),
         retry_seconds=a.retry_seconds,
@@ -205,6 +219,7 @@ def _run_stage(args: argparse.Namespace, reporter: Reporter) -> int:
         "disk": lambda: publish.run_disk(ctx),
         "compress": lambda: publish.run_compress(ctx),
         "push": lambda: publish.run_push(ctx, provenance()),
+        "boot": lambda: publish.run_boot(ctx),
     }
     try:
         stages[args.command]()
@@ -260,6 +275,32 @@ def _lima(args: argparse.Namespace, reporter: Reporter) -> int:
     return 0
 
 
+def _boot_published(args: argparse.Namespace, reporter: Reporter) -> int:
+    from pipeline.boot.published import fetch_disk
+    from pipeline.stages.boot import boot_compressed, fail_if_bad
+
+    platform = args.platform or Arch.host().platform
+    os_name, _, arch_name = platform.partition("/")
+    if os_name != "linux" or not arch_name:
+        raise UsageError(f"--platform {platform}: expected linux/ARCH")
+    arch = Arch.parse(arch_name)
+    options = _options(args)
+    work = options.workdir / "boot-published" / arch.value
+    with reporter.stage(f"boot:{arch.value}", f"boot {args.reference} ({arch.platform})"):
+        disk = fetch_disk(options, args.reference, arch, work, reporter)
+        result = boot_compressed(
+            disk.path,
+            arch,
+            work / "boot",
+            install_prefix=Release.guest_install_prefix,
+            reporter=reporter,
+            expect=(disk.compressed, disk.uncompressed),
+        )
+        disk.path.unlink(missing_ok=True)
+        fail_if_bad(result, reporter)
+    return 0
+
+
 def _check(args: argparse.Namespace, reporter: Reporter) -> int:
     for path in args.manifests:
         release = releases.load(path)
@@ -288,6 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _lima(args, reporter)
         if args.command == "check":
             return _check(args, reporter)
+        if args.command == "boot" and args.reference:
+            return _boot_published(args, reporter)
         return _run_stage(args, reporter)
     except PipelineError as exc:
         if args is not None and getattr(args, "debug", False):

@@ -38,6 +38,7 @@ class Options:
     revision: str | None = None
     created: str | None = None
     force: bool = False
+    skip_boot: bool = False
     archs: tuple[Arch, ...] | None = None
     retry_attempts: int = 5
     retry_seconds: float = 300.0

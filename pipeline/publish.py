@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 
@@ -13,6 +14,7 @@ from pipeline.arch import Arch
 from pipeline.context import Context
 from pipeline.errors import PipelineError
 from pipeline.plan import Provenance
+from pipeline.stages.boot import boot, recorded
 from pipeline.stages.build import build, check_cross_arch
 from pipeline.stages.compress import compress
 from pipeline.stages.disk import builder_image, disk
@@ -69,6 +71,23 @@ def run_compress(ctx: Context) -> None:
             compress(ctx, arch)
 
 
+def run_boot(ctx: Context) -> None:
+    """The boot check of every architecture; the first failure stops the run before any push."""
+    for arch in ctx.archs:
+        with ctx.reporter.stage(f"boot:{arch.value}", f"boot {arch.value} (QEMU + UEFI, ssh)"):
+            boot(ctx, arch)
+
+
+def boot_records(ctx: Context) -> dict[str, dict[str, Any]]:
+    """Per architecture, the boot check recorded for the disk being pushed (or why none)."""
+    if ctx.options.skip_boot:
+        return {arch.value: {"skipped": True, "reason": "--skip-boot"} for arch in ctx.archs}
+    return {
+        arch.value: recorded(ctx, arch) or {"skipped": True, "reason": "not run"}
+        for arch in ctx.archs
+    }
+
+
 def run_push(ctx: Context, provenance: Provenance) -> Published:
     with ctx.reporter.stage("push", f"push {ctx.release.repository}"):
         published = push(ctx, provenance)
@@ -123,6 +142,7 @@ def write_outputs(ctx: Context, published: Published, provenance: Provenance) ->
     body = report.release_report(ctx.release, published, provenance, ctx.reporter.timings)
     command = lima_command(ctx, published)
     body["limaCommand"] = command
+    body["boot"] = boot_records(ctx)
     report.write_report(report_path, body)
     template = report.lima_template(ctx.release, published, plain_http=ctx.options.plain_http)
 
@@ -166,8 +186,17 @@ def write_outputs(ctx: Context, published: Published, provenance: Provenance) ->
 
 def summary(ctx: Context, published: Published) -> Table:
     table = Table(title=f"{published.repository} {ctx.release.version}")
-    for column in ("arch", "manifest", "layer bytes", "disk bytes", "sent bytes", "seconds"):
+    for column in (
+        "arch",
+        "manifest",
+        "layer bytes",
+        "disk bytes",
+        "sent bytes",
+        "boot",
+        "seconds",
+    ):
         table.add_column(column)
+    boots = boot_records(ctx)
     for r in published.archs:
         seconds = sum(v for k, v in ctx.reporter.timings.items() if k.endswith(f":{r.arch.value}"))
         table.add_row(
@@ -176,10 +205,19 @@ def summary(ctx: Context, published: Published) -> Table:
             str(r.disk.compressed.size),
             str(r.disk.uncompressed.size),
             str(r.bytes_sent),
+            boot_cell(boots.get(r.arch.value, {})),
             f"{seconds:.1f}",
         )
     table.caption = f"index {published.index.digest}  tags: {', '.join(published.tags)}"
     return table
+
+
+def boot_cell(record: dict[str, Any]) -> str:
+    if record.get("skipped"):
+        return "skipped"  # why is in the report
+    if not record.get("ok"):
+        return "FAILED"
+    return f"ok, ssh {record.get('secondsToSsh')} s ({record.get('accelerator')})"
 
 
 def publish(ctx: Context, provenance: Provenance) -> Published:
@@ -187,6 +225,10 @@ def publish(ctx: Context, provenance: Provenance) -> Published:
     run_build(ctx)
     run_disk(ctx)
     run_compress(ctx)
+    if ctx.options.skip_boot:
+        ctx.reporter.info("boot check skipped (--skip-boot): the report records it")
+    else:
+        run_boot(ctx)  # before anything is pushed: a failure moves no tag
     published = run_push(ctx, provenance)
     ctx.reporter.console.print(summary(ctx, published))
     return published

@@ -135,3 +135,31 @@ class Decompressor:
                 f"zstd stream ends early: {plain.size} of {declared} bytes decompressed"
             )
         return plain
+
+
+def decompress(src: Path, dest: Path, *, compressed: Blob, uncompressed: Blob | None) -> Blob:
+    """Decompress `src` into `dest` (atomically), checking the .zst against `compressed` and the
+    output against `uncompressed` when known; returns what was written. A mismatch is an error:
+    the bytes are not the ones recorded (or published)."""
+    try:
+        source = src.open("rb")
+    except OSError as exc:
+        raise PipelineError(f"cannot read {src}: {exc.strerror}") from None
+    with source, atomic_output(dest) as out:
+        unpack = Decompressor(out)
+        while block := source.read(CHUNK):
+            unpack.feed(block)
+        packed = unpack.compressed.blob()
+        if packed != compressed:
+            raise _not_recorded(src.name, compressed, packed)
+        plain = unpack.finish()
+        if uncompressed is not None and plain != uncompressed:
+            raise _not_recorded(dest.name, uncompressed, plain)
+    return plain
+
+
+def _not_recorded(name: str, want: Blob, got: Blob) -> PipelineError:
+    return PipelineError(
+        f"{name} is not the recorded bytes: {got.digest} ({got.size} bytes), "
+        f"expected {want.digest} ({want.size} bytes)"
+    )

@@ -15,6 +15,10 @@ packages=(
     skopeo curl zstd qemu-utils e2fsprogs    # clients that judge what was published
     qemu-user-static binfmt-support          # arm64 builds on amd64 (and the reverse)
     busybox-static debootstrap               # local stand-ins for bases and bootc-image-builder
+    qemu-system-x86 qemu-system-arm          # the boot check: QEMU for amd64 and arm64 guests,
+    ovmf qemu-efi-aarch64                    #   UEFI firmware (OVMF, AAVMF),
+    genisoimage openssh-client openssh-sftp-server  # the cidata seed, ssh, reverse sshfs
+    cloud-image-utils fdisk                  # tests: their own guest's seed, partition tables
     git make ca-certificates time            # time: peak memory in `make bench`
     python3 python3-venv                     # Debian's Python; the package goes into .venv
 )

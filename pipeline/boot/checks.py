@@ -1,0 +1,131 @@
+"""What Lima needs from a booted guest, as shell commands run over ssh and how each is judged.
+
+Sources: lima-vm/lima pkg/cidata/cidata.TEMPLATE.d (user-data; boot.Linux/30-install-packages.sh
+tests for every tool in LIMA_TOOLS and installs it with dnf when missing, which cannot work on a
+read-only /usr), and Lima's reverse-sshfs mounts (sshocker: the host's sftp-server connected
+through the ssh session to `sshfs -o slave` in the guest).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from pipeline.boot.seed import BOOT_MARKER
+
+# What 30-install-packages.sh looks for on a dnf-based guest (`command -v NAME`, or `-e PATH`).
+LIMA_TOOLS = (
+    "sudo",
+    "tar",
+    "rsync",
+    "sshfs",
+    "newuidmap",
+    "newgidmap",
+    "mount.fuse3",
+    "/usr/bin/fusermount",
+    "/usr/sbin/iptables",
+)
+GROWN_FRACTION = 0.9  # of the VM's disk, less what the ESP and /boot take (bib: ~1.5 GiB)
+NON_ROOT_BYTES = 2 * 1024**3
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    what: str  # what it proves, for the report
+    command: str  # run over ssh as the seed's user
+    required: bool = True  # False: reported, but does not fail the boot check
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    required: bool = True
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "ok": self.ok, "required": self.required, "detail": self.detail}
+
+
+def tools_script() -> str:
+    """Prints each missing tool's name; run as root, as Lima's boot scripts are (sbin in PATH)."""
+    tests = []
+    for tool in LIMA_TOOLS:
+        test = f"[ -e {tool} ]" if tool.startswith("/") else f"command -v {tool} >/dev/null"
+        tests.append(f"{test} || echo {tool}")
+    return "; ".join(tests)
+
+
+def guest_checks(uid: int, install_prefix: str) -> list[Check]:
+    """Every check, in order; `install_prefix` is the Lima template's guestInstallPrefix."""
+    prefix = shlex.quote(install_prefix)
+    probe = shlex.quote(f"{install_prefix}/.bootc-pipeline-probe")
+    return [
+        Check(
+            "cloud-init",
+            "`cloud-init status` reports done without errors",
+            "cloud-init status --wait --long; s=$?; exit $s",
+        ),
+        Check(
+            "user",
+            f"the seed's user exists with uid {uid} and passwordless sudo",
+            f'test "$(id -u)" = {uid} && sudo -n true && echo "uid $(id -u), sudo -n ok"',
+        ),
+        Check(
+            "usr-local",
+            "/usr/local resolves into the writable prefix and guestInstallPrefix is writable",
+            f"p=$(readlink -f {prefix}); l=$(readlink -f /usr/local); "
+            f'echo "/usr/local -> $l, guestInstallPrefix -> $p"; '
+            f'case "$l" in "$p"|"$p"/*) ;; *) echo "/usr/local is not under {install_prefix}"; '
+            f"exit 1;; esac; sudo -n touch {probe} && sudo -n rm -f {probe}",
+        ),
+        Check(
+            "lima-tools",
+            "every tool Lima's boot scripts look for is present",
+            f"m=$(sudo -n sh -c {shlex.quote(tools_script())}); "
+            'if [ -n "$m" ]; then echo "missing:" $m; exit 1; fi; echo all present',
+        ),
+        Check(
+            "lima-boot-hook",
+            "cloud-init ran Lima's per-boot script, which mounted the cidata seed and ran boot.sh",
+            f"cat {BOOT_MARKER}",
+        ),
+        Check(
+            "disk-grown",
+            "the root filesystem grew to the disk the VM was given",
+            "findmnt -bno SIZE,SOURCE /",
+            required=False,
+        ),
+    ]
+
+
+def judge_cloud_init(status: int, output: str) -> tuple[bool, str]:
+    """Done without errors: exit 0, or (cloud-init 23.4+) exit 2 "degraded done" whose only
+    problems are recoverable warnings (`errors: []`), such as the deprecated key names Lima's own
+    user-data uses."""
+    first = next((line for line in output.splitlines() if line.startswith("status:")), "")
+    done = first.strip() == "status: done"
+    if done and status == 0:
+        return True, "status: done"
+    if done and status == 2 and "errors: []" in output:
+        return True, "status: done (degraded: recoverable warnings only)"
+    errors = [line.strip() for line in output.splitlines() if "error" in line.lower()]
+    detail = "; ".join([first.strip(), *errors[:3]]).strip("; ")
+    return False, detail or output.strip()[-300:] or f"exit status {status}"
+
+
+def judge_grown(output: str, disk_bytes: int) -> tuple[bool, str]:
+    fields = output.split()
+    try:
+        size = int(fields[0])
+    except (IndexError, ValueError):
+        return False, f"cannot read the root filesystem size: {output.strip()!r}"
+    want = int((disk_bytes - NON_ROOT_BYTES) * GROWN_FRACTION)
+    gib = 1024**3
+    if size >= want:
+        return True, f"/ is {size / gib:.1f} GiB of a {disk_bytes / gib:.0f} GiB disk"
+    return False, (
+        f"the root filesystem did not grow: {size / gib:.1f} GiB of a "
+        f"{disk_bytes / gib:.0f} GiB disk"
+    )

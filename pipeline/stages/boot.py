@@ -1,0 +1,94 @@
+"""Boot stage: boot each architecture's disk exactly as it will be published, before tags move.
+
+`boot(ctx, arch)` takes the compress stage's .zst, decompresses it checking both digests the
+compress stage recorded (so the guest runs the bytes that get pushed), and boots it under QEMU
+with UEFI firmware and a Lima-shaped seed (pipeline/boot). A failing boot raises PipelineError
+naming what failed; the guest's console log stays in the work directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline import zstdfile
+from pipeline.arch import Arch
+from pipeline.boot.guest import BootResult, boot_disk, console_tail
+from pipeline.context import Context
+from pipeline.digest import Blob
+from pipeline.errors import PipelineError
+from pipeline.progress import Reporter
+from pipeline.stages.compress import compressed_disk
+from pipeline.state import inputs_key
+
+
+def boot_work(ctx: Context, arch: Arch) -> Path:
+    return ctx.arch_dir(arch).root / "boot"
+
+
+def boot_compressed(
+    compressed: zstdfile.Compressed | Path,
+    arch: Arch,
+    work: Path,
+    *,
+    install_prefix: str,
+    reporter: Reporter,
+    expect: tuple[Blob, Blob | None] | None = None,
+) -> BootResult:
+    """Decompress a .zst disk (checked against its digests) next to WORK and boot it."""
+    if isinstance(compressed, zstdfile.Compressed):
+        source, expect = compressed.path, (compressed.compressed, compressed.uncompressed)
+    else:
+        source = compressed
+    if expect is None:
+        raise PipelineError(f"no recorded digest to check {source} against")
+    disk = work.parent / "boot-disk.qcow2"
+    reporter.info(
+        f"    {arch.value}: decompressing {source.name} (checking {expect[0].digest[:19]})"
+    )
+    zstdfile.decompress(source, disk, compressed=expect[0], uncompressed=expect[1])
+    try:
+        return boot_disk(disk, arch, work, install_prefix=install_prefix, reporter=reporter)
+    finally:
+        disk.unlink(missing_ok=True)
+
+
+def fail_if_bad(result: BootResult, reporter: Reporter) -> BootResult:
+    """Raise the boot failure as one line, with the console's last lines in the log first."""
+    if result.ok:
+        return result
+    lines = console_tail(result.console_log)
+    if lines:
+        reporter.info(f"    last {len(lines)} lines of the {result.arch.value} guest console:")
+        for line in lines:
+            reporter.info(f"      | {line}")
+    raise PipelineError(
+        f"boot check failed for {result.arch.value}: {result.failure()}",
+        hint=f"the guest console log is {result.console_log}",
+    )
+
+
+def _key(ctx: Context, arch: Arch) -> str:
+    return inputs_key({"compress": ctx.arch_dir(arch).key_of("compress")})
+
+
+def boot(ctx: Context, arch: Arch) -> BootResult:
+    """Boot ARCH's compressed disk from the work directory; PipelineError if it fails. The result
+    is recorded (stamp `boot`, chained to the compress stage) for the release report."""
+    result = boot_compressed(
+        compressed_disk(ctx, arch),
+        arch,
+        boot_work(ctx, arch),
+        install_prefix=ctx.release.guest_install_prefix,
+        reporter=ctx.reporter,
+    )
+    directory = ctx.arch_dir(arch)
+    directory.save_stamp(
+        "boot", _key(ctx, arch), result.to_dict(), after=directory.key_of("compress")
+    )
+    return fail_if_bad(result, ctx.reporter)
+
+
+def recorded(ctx: Context, arch: Arch) -> dict[str, Any] | None:
+    """The boot check recorded for ARCH's current compressed disk, if one ran."""
+    return ctx.arch_dir(arch).load_stamp("boot", _key(ctx, arch))
