@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.support.podman",
     "tests.support.images",
+    "tests.support.bootable",
     "tests.support.registry",
     "tests.support.docker",
 ]

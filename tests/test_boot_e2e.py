@@ -1,0 +1,200 @@
+"""The boot stage end to end: `bootc-pipeline publish` with the boot check on, on a fake bootc base
+that really boots (tests/support/bootable.py) and the bib stand-in's GPT disk, under QEMU + OVMF.
+
+Judged by the registry (tags exist only after a passing boot; none after a failing one) and by the
+guest itself: the test boots the published layer again with its own QEMU, seed and ssh key
+(tests/support/vm.py) and asks the guest. Negative cases: an image whose Containerfile disables
+sshd, and one that removes sshfs after setup.sh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support import judges, vm
+from tests.support.podman import PodmanService
+from tests.support.published import Access, tags
+from tests.support.registry import RunningRegistry
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parent.parent
+ARCH = os.environ.get("BOOT_TEST_ARCH", "amd64")
+LIMA_CHECKS = [
+    "cloud-init",
+    "user",
+    "usr-local",
+    "lima-tools",
+    "lima-boot-hook",
+    "disk-grown",
+    "reverse-sshfs",
+]
+
+
+@dataclass
+class Run:
+    proc: subprocess.CompletedProcess[str]
+    workdir: Path
+    variant: str
+    repository: str
+
+    @property
+    def report(self) -> dict[str, Any]:
+        path = self.workdir / self.variant / "release-report.json"
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+
+    @property
+    def errors(self) -> list[str]:
+        return [line for line in self.proc.stderr.splitlines() if "error:" in line]
+
+
+def _manifest(directory: Path, variant: str, containerfile: Path) -> tuple[Path, str]:
+    """fedora-40's release manifest for one architecture, at zstd level 3, in its own repository."""
+    doc = yaml.safe_load((ROOT / "manifests" / "fedora-40.yaml").read_text())
+    repository = f"bootc-lima/{variant}"
+    doc |= {
+        "name": variant,
+        "containerfile": str(containerfile),
+        "repository": f"ghcr.io/{repository}",
+        "architectures": [ARCH],
+    }
+    doc["compression"]["level"] = 3
+    path = directory / "manifests" / f"{variant}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc))
+    return path, repository
+
+
+def _containerfile(directory: Path, extra: str) -> Path:
+    """containerfiles/ copied (setup.sh and all), fedora.Containerfile with EXTRA appended."""
+    copy = directory / "containerfiles"
+    shutil.copytree(ROOT / "containerfiles", copy)
+    path = copy / "fedora.Containerfile"
+    path.write_text(path.read_text() + extra)
+    return path
+
+
+def publish(
+    podman: PodmanService,
+    base: str,
+    builder: str,
+    registry: RunningRegistry,
+    directory: Path,
+    variant: str,
+    extra: str = "",
+) -> Run:
+    manifest, repository = _manifest(directory, variant, _containerfile(directory, extra))
+    workdir = directory / "work"
+    args = [
+        "publish", "--manifest", str(manifest), "--engine", podman.url,
+        "--workdir", str(workdir), "--base-image", base, "--builder-image", builder,
+        "--registry", registry.host, "--plain-http",
+        "--revision", "0" * 40, "--created", "2026-01-01T00:00:00Z",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=2400, env=env,
+    )  # fmt: skip
+    return Run(proc, workdir, variant, repository)
+
+
+@pytest.fixture(scope="module")
+def good(
+    podman: PodmanService,
+    bootable_base: Callable[[str], str],
+    bib_standin: str,
+    registry: RunningRegistry,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Run:
+    directory = tmp_path_factory.mktemp("boot-ok")
+    run = publish(podman, bootable_base(ARCH), bib_standin, registry, directory, "boot-ok")
+    assert run.proc.returncode == 0, run.proc.stderr[-8000:]
+    return run
+
+
+def test_publish_boots_the_disk_before_tagging(good: Run, registry: RunningRegistry) -> None:
+    err = good.proc.stderr
+    assert err.index(f"<== compress {ARCH}") < err.index(f"==> boot {ARCH}") < err.index("==> push")
+    boot = good.report["boot"][ARCH]
+    assert boot["booted"] and boot["ok"], boot
+    assert boot["firmware"] == ("OVMF" if ARCH == "amd64" else "AAVMF")
+    assert boot["accelerator"] in ("kvm", "tcg")
+    assert 0 < boot["secondsToSsh"] < 900
+    assert [c["name"] for c in boot["checks"]] == LIMA_CHECKS
+    failed = [c for c in boot["checks"] if c["required"] and not c["ok"]]
+    assert failed == [], failed
+    assert "boot" in good.proc.stdout + err  # the summary table's boot column
+    assert tags(Access(registry.host), good.repository) == sorted(["40", "40.1.0", "latest"])
+    print(f"\nboot figures ({ARCH}): {json.dumps(boot, indent=1)}")
+
+
+def test_the_published_disk_answers_for_itself(
+    good: Run, registry: RunningRegistry, tmp_path: Path
+) -> None:
+    """Boot the layer the registry serves with the test's own QEMU and seed, and ask the guest."""
+    digest = good.report["architectures"][ARCH]["manifest"]["digest"]
+    manifest = json.loads(judges.skopeo_raw(registry.host, f"{good.repository}@{digest}"))
+    (layer,) = manifest["layers"]
+    url = f"{registry.url}/v2/{good.repository}/blobs/{layer['digest']}"
+    blob = judges.curl_get(url, tmp_path / "layer.zst")
+    disk = judges.zstd_test_and_decompress(blob, tmp_path / "disk.qcow2")
+    blob.unlink()
+    with vm.booted(disk, ARCH, tmp_path / "vm") as guest:
+        status = guest.run("cloud-init status --wait")
+        assert status.returncode == 0 and "status: done" in status.stdout, status
+        assert guest.run("sudo -n true").returncode == 0
+        tools = guest.run("sudo -n sh -c 'command -v sshfs rsync tar newuidmap mount.fuse3'")
+        assert tools.returncode == 0 and len(tools.stdout.split()) == 5, tools
+        usr_local = guest.run("readlink -f /usr/local").stdout.strip()
+        assert usr_local == "/var/usrlocal"
+        size = int(guest.run("findmnt -bno SIZE /").stdout.strip())
+        assert size > 15 * 1024**3, f"root filesystem did not grow to the 20 GiB disk: {size}"
+        share = tmp_path / "share"
+        share.mkdir()
+        token = secrets.token_hex(8)
+        (share / "hello").write_text(token)
+        assert vm.reverse_sshfs_reads(guest, share, "/mnt/judge").strip() == token
+
+
+@pytest.mark.parametrize(
+    ("case", "extra", "named"),
+    [
+        ("no-sshd", "RUN systemctl disable sshd.service\n", "sshd"),
+        ("no-sshfs", "RUN rm -f /usr/bin/sshfs\n", "sshfs"),
+    ],
+)
+def test_a_guest_lima_cannot_use_fails_the_boot_and_moves_no_tag(
+    podman: PodmanService,
+    bootable_base: Callable[[str], str],
+    bib_standin: str,
+    registry: RunningRegistry,
+    tmp_path: Path,
+    case: str,
+    extra: str,
+    named: str,
+) -> None:
+    run = publish(
+        podman, bootable_base(ARCH), bib_standin, registry, tmp_path, f"boot-{case}", extra
+    )
+    assert run.proc.returncode == 1, run.proc.stderr[-4000:]
+    (line, *_) = run.errors
+    assert line.startswith(f"bootc-pipeline: error: boot check failed for {ARCH}:"), line
+    assert named in line, line
+    assert "guest console" in run.proc.stderr  # its last lines are in the log
+    console = run.workdir / run.variant / ARCH / "boot" / "console.log"
+    assert console.stat().st_size > 0
+    assert "==> push" not in run.proc.stderr
+    assert tags(Access(registry.host), run.repository) == []
