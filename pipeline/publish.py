@@ -11,6 +11,7 @@ from rich.table import Table
 from pipeline import lima_settings, report
 from pipeline import provenance as prov
 from pipeline.arch import Arch
+from pipeline.boot import tools as boot_tools
 from pipeline.context import Context
 from pipeline.errors import PipelineError
 from pipeline.plan import Provenance
@@ -49,6 +50,8 @@ def preflight(ctx: Context, provenance: Provenance) -> None:
     plan_tags_check(client, ctx, provenance)
     for arch in ctx.archs:
         check_cross_arch(arch, Arch.host())
+        if not ctx.options.skip_boot:
+            boot_tools.require_for(arch)  # QEMU, firmware, seed and ssh tools, before the build
     ctx.reporter.info(f"builder: {ctx.options.builder_image} ({builder_image(ctx).id[:19]})")
 
 

@@ -20,10 +20,10 @@ from pipeline.arch import Arch
 from pipeline.boot import checks as lima
 from pipeline.boot import seed, tools
 from pipeline.boot.machine import DISK_BYTES, MACHINES, BootPlan, kvm_usable, qemu_argv
+from pipeline.boot.tools import SFTP_SERVER
 from pipeline.errors import PipelineError
 from pipeline.progress import Reporter
 
-SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 GUEST_MOUNT = "/mnt/bootc-pipeline-host"
 COMMAND_SECONDS = 180.0  # one check over ssh
 KVM_GRACE = 10.0  # a KVM start that dies this fast is retried under TCG
@@ -139,11 +139,6 @@ def console_tail(path: Path | None, lines: int = CONSOLE_TAIL) -> list[str]:
     text = path.read_bytes().decode("utf-8", "replace").replace("\r", "")
     clean = [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", line) for line in text.splitlines()]
     return [line for line in clean if line.strip()][-lines:]
-
-
-def required_tools(arch: Arch) -> list[str]:
-    m = MACHINES[arch]
-    return [m.qemu, "qemu-img", "genisoimage", "ssh", "ssh-keygen", SFTP_SERVER]
 
 
 def _prepare(disk: Path, work: Path, arch: Arch) -> tuple[Ssh, BootPlan, seed.SeedUser]:
@@ -333,7 +328,7 @@ def boot_disk(
     """Boot DISK (qcow2, left untouched) for ARCH with WORK as scratch; never raises on a guest
     failure: the result says what failed."""
     machine = MACHINES[arch]
-    tools.require([*required_tools(arch), str(machine.firmware.code), str(machine.firmware.vars)])
+    tools.require_for(arch)
     ssh, plan, user = _prepare(disk, work, arch)
     result = BootResult(arch, machine.firmware.name, console_log=plan.console)
     accels = ["kvm", "tcg"] if kvm_usable(arch, Arch.host()) else ["tcg"]

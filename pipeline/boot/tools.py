@@ -6,7 +6,11 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+from pipeline.arch import Arch
+from pipeline.boot.machine import MACHINES
 from pipeline.errors import PipelineError
+
+SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 
 # program (or absolute path) -> Debian package
 PACKAGES: dict[str, str] = {
@@ -42,3 +46,10 @@ def require(needed: Iterable[str]) -> None:
             f"the boot check needs {', '.join(absent)}, not found on this host",
             hint=f"install them: apt-get install -y {' '.join(packages)}",
         )
+
+
+def require_for(arch: Arch) -> None:
+    """Everything booting ARCH's disk needs on this host, or one error naming the packages."""
+    m = MACHINES[arch]
+    needed = [m.qemu, "qemu-img", "genisoimage", "ssh", "ssh-keygen", SFTP_SERVER]
+    require([*needed, str(m.firmware.code), str(m.firmware.vars)])
