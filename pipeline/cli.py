@@ -1,4 +1,4 @@
-"""The command line: `bootc-pipeline COMMAND` (publish and its stages, boot, validate, pull, lima)."""
+"""The command line: `bootc-pipeline COMMAND` (publish, its stages, boot, validate, pull, lima)."""
 
 from __future__ import annotations
 
