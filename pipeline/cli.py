@@ -276,27 +276,33 @@ def _lima(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def _boot_published(args: argparse.Namespace, reporter: Reporter) -> int:
-    from pipeline.boot.published import fetch_disk
-    from pipeline.stages.boot import boot_compressed, fail_if_bad
+    """Pull a published disk (verified as `pull` verifies it) and boot it as publish would."""
+    from pipeline import pull
+    from pipeline.boot.guest import boot_disk
+    from pipeline.stages.boot import fail_if_bad
 
-    platform = args.platform or Arch.host().platform
-    os_name, _, arch_name = platform.partition("/")
-    if os_name != "linux" or not arch_name:
-        raise UsageError(f"--platform {platform}: expected linux/ARCH")
-    arch = Arch.parse(arch_name)
+    arch = pull.parse_platform(args.platform) if args.platform else Arch.host()
     options = _options(args)
     work = options.workdir / "boot-published" / arch.value
     with reporter.stage(f"boot:{arch.value}", f"boot {args.reference} ({arch.platform})"):
-        disk = fetch_disk(options, args.reference, arch, work, reporter)
-        result = boot_compressed(
-            disk.path,
-            arch,
-            work / "boot",
-            install_prefix=Release.guest_install_prefix,
+        pulled = pull.pull(
+            args.reference,
+            arch=arch,
+            output=f"{work}/",
+            keep_compressed=False,
+            options=options,
             reporter=reporter,
-            expect=(disk.compressed, disk.uncompressed),
         )
-        disk.path.unlink(missing_ok=True)
+        try:
+            result = boot_disk(
+                pulled.path,
+                arch,
+                work / "boot",
+                install_prefix=Release.guest_install_prefix,
+                reporter=reporter,
+            )
+        finally:
+            pulled.path.unlink(missing_ok=True)
         fail_if_bad(result, reporter)
     return 0
 

@@ -216,4 +216,4 @@ def test_boot_of_a_published_ref_finds_the_platform_in_the_index(
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
-    assert f"has no linux/{other} disk (it has linux/{ARCH})" in proc.stderr
+    assert f"has no linux/{other} manifest (it has linux/{ARCH})" in proc.stderr

@@ -125,4 +125,4 @@ def test_boot_of_a_published_ref_wants_a_linux_platform() -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode == 2
-    assert "--platform windows/amd64: expected linux/ARCH" in proc.stderr
+    assert "platform 'windows/amd64': only linux/<arch> disks are published" in proc.stderr
