@@ -7,16 +7,18 @@ from pathlib import Path
 
 from rich.table import Table
 
-from pipeline import lima_settings, report
+from pipeline import lima_settings, plan, report
 from pipeline import provenance as prov
 from pipeline.arch import Arch
 from pipeline.context import Context
 from pipeline.errors import PipelineError
 from pipeline.plan import Provenance
+from pipeline.published import Published
 from pipeline.stages.build import build, check_cross_arch
 from pipeline.stages.compress import compress
 from pipeline.stages.disk import builder_image, disk
-from pipeline.stages.push import Published, plan_tags_check, push
+from pipeline.stages.push import push
+from pipeline.tags import TagPolicy
 
 MIN_FREE_BYTES = 20 * 1024**3  # a bootc qcow2, its .zst and bib's scratch space, with room
 
@@ -44,7 +46,8 @@ def preflight(ctx: Context, provenance: Provenance) -> None:
     warnings(ctx, provenance)
     client = ctx.registry  # the registry first: it needs no engine
     client.check_push_access(ctx.target.repository)
-    plan_tags_check(client, ctx, provenance)
+    if ctx.tags_to_move:
+        TagPolicy.of(ctx, client).preflight(plan.release_annotations(ctx.release, provenance))
     for arch in ctx.archs:
         check_cross_arch(arch, Arch.host())
     ctx.reporter.info(f"builder: {ctx.options.builder_image} ({builder_image(ctx).id[:19]})")
@@ -88,7 +91,7 @@ def anonymous_access(ctx: Context, published: Published) -> dict[str, int]:
     client = ctx.registry
     found = {}
     for r in published.archs:
-        status = client.anonymous_blob_status(ctx.target.repository, r.disk.compressed.digest)
+        status = client.anonymous_blob_status(ctx.target.repository, r.layer.digest)
         found[r.arch.value] = status
         if status != 200:
             ctx.reporter.info(
@@ -137,8 +140,8 @@ def summary(ctx: Context, published: Published) -> Table:
         table.add_row(
             r.arch.value,
             r.manifest.digest[:19],
-            str(r.disk.compressed.size),
-            str(r.disk.uncompressed.size),
+            str(r.layer.size),
+            str(r.uncompressed.size),
             str(r.bytes_sent),
             f"{seconds:.1f}",
         )
