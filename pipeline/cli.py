@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pipeline import provenance as prov
 from pipeline import release as releases
+from pipeline import versions
 from pipeline.arch import Arch
 from pipeline.context import Context, Options, apply_overrides
 from pipeline.errors import EXIT_FAILURE, PipelineError, UsageError
@@ -97,6 +98,11 @@ def _release_options(p: argparse.ArgumentParser) -> None:
         "--created", help="RFC 3339 creation time (default: SOURCE_DATE_EPOCH or commit)"
     )
     g.add_argument("--force", action="store_true", help="move release tags that name other content")
+    g.add_argument(
+        "--version",
+        dest="release_version",
+        help="the resolved version of a templated release manifest (default: resolved now)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
         _release_options(p)
         _registry_options(p)
         _common(p)
+    p = sub.add_parser("index", help="make the release of per-architecture result files")
+    p.add_argument("results", nargs="+", type=Path, help="result-<arch>.json of each run")
+    _release_options(p)
+    _registry_options(p)
+    _common(p)
     p = sub.add_parser("validate", help="fetch a published index or manifest and check it whole")
     p.add_argument("reference", help="REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:...")
     p.add_argument("--fetch-blobs", action="store_true", help="download layers and check sha256")
@@ -162,7 +173,17 @@ def _context(args: argparse.Namespace, reporter: Reporter) -> Context:
     options = _options(args)
     path = args.manifest or releases.find(args.variant, args.manifests_dir)
     release = apply_overrides(releases.load(path), options)
-    return Context(release=release, options=options, reporter=reporter)
+    pinned = getattr(args, "release_version", None)
+    if release.version_template is not None and pinned:
+        release = release.with_version(pinned)
+    elif pinned:
+        raise UsageError(f"--version: {path} has a fixed version ({release.version})")
+    ctx = Context(release=release, options=options, reporter=reporter)
+    if release.templated and args.command != "index":
+        client = options.registry_client(ctx.target.registry)
+        ctx.release = versions.resolve_in_registry(release, client, ctx.target.repository)
+        reporter.info(f"version: {ctx.release.version} (from {release.version_template})")
+    return ctx
 
 
 def _run_stage(args: argparse.Namespace, reporter: Reporter) -> int:
@@ -180,6 +201,7 @@ def _run_stage(args: argparse.Namespace, reporter: Reporter) -> int:
         "disk": lambda: publish.run_disk(ctx),
         "compress": lambda: publish.run_compress(ctx),
         "push": lambda: publish.run_push(ctx, provenance()),
+        "index": lambda: publish.run_index(ctx, args.results),
     }
     try:
         stages[args.command]()

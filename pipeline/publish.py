@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.table import Table
 
-from pipeline import lima_settings, plan, report
+from pipeline import lima_settings, plan, report, results
 from pipeline import provenance as prov
 from pipeline.arch import Arch
 from pipeline.context import Context
 from pipeline.errors import PipelineError
 from pipeline.plan import Provenance
 from pipeline.published import Published
+from pipeline.stages import index as index_stage
 from pipeline.stages.build import build, check_cross_arch
 from pipeline.stages.compress import compress
 from pipeline.stages.disk import builder_image, disk
@@ -75,8 +77,38 @@ def run_compress(ctx: Context) -> None:
 def run_push(ctx: Context, provenance: Provenance) -> Published:
     with ctx.reporter.stage("push", f"push {ctx.release.repository}"):
         published = push(ctx, provenance)
+    write_results(ctx, published, provenance)
     write_outputs(ctx, published, provenance)
     return published
+
+
+def run_index(ctx: Context, paths: Sequence[Path]) -> Published:
+    """The join: result files of per-architecture runs (any machines) into the release."""
+    ctx, found = index_stage.resolve(ctx, paths)
+    provenance = index_stage.provenance_of(found[0])
+    archs = ", ".join(r.release.arch.value for r in found)
+    with ctx.reporter.stage("index", f"index {ctx.release.version} of {archs}"):
+        published = index_stage.index(ctx, found)
+    write_outputs(ctx, published, provenance)
+    ctx.reporter.console.print(summary(ctx, published))
+    return published
+
+
+def arch_timings(ctx: Context, arch: Arch) -> dict[str, float]:
+    suffix = f":{arch.value}"
+    return {k[: -len(suffix)]: v for k, v in ctx.reporter.timings.items() if k.endswith(suffix)}
+
+
+def write_results(ctx: Context, published: Published, provenance: Provenance) -> None:
+    """One result file per architecture: what `bootc-pipeline index` makes the release of."""
+    annotations = plan.release_annotations(ctx.release, provenance)
+    for r in published.archs:
+        path = ctx.variant_dir / results.file_name(r.arch)
+        found = results.ArchResult(
+            ctx.release.variant, published.repository, annotations, r, arch_timings(ctx, r.arch)
+        )
+        results.write(path, found)
+        ctx.reporter.info(f"result: {path}")
 
 
 def output_paths(ctx: Context) -> tuple[Path, Path]:
@@ -136,7 +168,7 @@ def summary(ctx: Context, published: Published) -> Table:
     for column in ("arch", "manifest", "layer bytes", "disk bytes", "sent bytes", "seconds"):
         table.add_column(column)
     for r in published.archs:
-        seconds = sum(v for k, v in ctx.reporter.timings.items() if k.endswith(f":{r.arch.value}"))
+        seconds = sum(arch_timings(ctx, r.arch).values())
         table.add_row(
             r.arch.value,
             r.manifest.digest[:19],
