@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
         _release_options(p)
         _registry_options(p)
         _common(p)
+    p = sub.add_parser("version", help="print the version this run would publish (resolved)")
+    _release_options(p)
+    _registry_options(p)
+    _common(p)
     p = sub.add_parser("index", help="make the release of per-architecture result files")
     p.add_argument("results", nargs="+", type=Path, help="result-<arch>.json of each run")
     _release_options(p)
@@ -202,6 +206,7 @@ def _run_stage(args: argparse.Namespace, reporter: Reporter) -> int:
         "compress": lambda: publish.run_compress(ctx),
         "push": lambda: publish.run_push(ctx, provenance()),
         "index": lambda: publish.run_index(ctx, args.results),
+        "version": lambda: print(ctx.release.version),
     }
     try:
         stages[args.command]()
