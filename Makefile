@@ -45,3 +45,4 @@ lint:
 
 bench:
 	$(PYTHON) benchmarks/compress.py
+	$(PYTHON) benchmarks/concurrency.py

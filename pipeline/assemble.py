@@ -58,7 +58,8 @@ def release(
     if tags:
         policy.check(index.digest)
     verify_children(client, ctx, archs)
-    client.push_manifest(repo, index.digest, index.body, index.media_type)
+    if client.manifest_digest(repo, index.digest) != index.digest:
+        client.push_manifest(repo, index.digest, index.body, index.media_type)
     if not tags:
         ctx.reporter.info(
             f"    partial release ({', '.join(a.value for a in ctx.archs)} of "

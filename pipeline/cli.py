@@ -99,6 +99,17 @@ def _release_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--force", action="store_true", help="move release tags that name other content")
     g.add_argument(
+        "--jobs",
+        type=_positive(int),
+        default=Options.jobs,
+        help="architectures built, compressed and uploaded at the same time (default %(default)s)",
+    )
+    g.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="build and publish even when the current release was made from the same inputs",
+    )
+    g.add_argument(
         "--version",
         dest="release_version",
         help="the resolved version of a templated release manifest (default: resolved now)",
@@ -156,6 +167,8 @@ def _options(args: argparse.Namespace) -> Options:
         revision=a.revision,
         created=a.created,
         force=a.force,
+        rebuild=a.rebuild,
+        jobs=int(a.jobs),
         archs=tuple(Arch.parse_list(a.arch)) if a.arch else None,
         retry_attempts=int(a.retry_attempts),
         retry_seconds=a.retry_seconds,

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from rich.table import Table
 
-from pipeline import lima_settings, plan, report, results
+from pipeline import assemble, inputs, lima_settings, plan, report, results
+from pipeline import mediatypes as mt
 from pipeline import provenance as prov
 from pipeline.arch import Arch
 from pipeline.context import Context
+from pipeline.digest import Blob
 from pipeline.errors import PipelineError
 from pipeline.plan import Provenance
-from pipeline.published import Published
+from pipeline.published import ArchRelease, Published
 from pipeline.stages import index as index_stage
 from pipeline.stages.build import build, check_cross_arch
 from pipeline.stages.compress import compress
 from pipeline.stages.disk import builder_image, disk
-from pipeline.stages.push import push
+from pipeline.stages.push import push, push_arch, sibling_repositories
 from pipeline.tags import TagPolicy
 
 MIN_FREE_BYTES = 20 * 1024**3  # a bootc qcow2, its .zst and bib's scratch space, with room
@@ -74,7 +78,50 @@ def run_compress(ctx: Context) -> None:
             compress(ctx, arch)
 
 
+def arch_pipeline(
+    ctx: Context, arch: Arch, provenance: Provenance, siblings: tuple[str, ...]
+) -> ArchRelease:
+    """One architecture from source to registry: build, disk, compress, upload (by digest)."""
+    level = ctx.release.zstd_level
+    with ctx.reporter.stage(f"build:{arch.value}", f"build {ctx.image_tag(arch)}"):
+        build(ctx, arch)
+    with ctx.reporter.stage(f"disk:{arch.value}", f"disk {arch.value} (bootc-image-builder)"):
+        disk(ctx, arch)
+    with ctx.reporter.stage(f"compress:{arch.value}", f"compress {arch.value} (zstd -{level})"):
+        compress(ctx, arch)
+    # The boot check (pipeline/stages/boot.py, `boot(ctx, arch)`) goes here: after compress,
+    # before this architecture's upload and long before any tag moves.
+    with ctx.reporter.stage(f"upload:{arch.value}", f"upload {arch.value}"):
+        return push_arch(ctx, arch, provenance, siblings)
+
+
+def run_arch_pipelines(ctx: Context, provenance: Provenance) -> list[ArchRelease]:
+    """Each architecture's pipeline, at most --jobs at a time, joined before the index.
+
+    A failing architecture fails the publish once the others running have finished (their
+    stages are stamped, so the re-run reuses them); no index or tag is pushed.
+    """
+    siblings = sibling_repositories(ctx)
+    jobs = max(1, min(ctx.options.jobs, len(ctx.archs)))
+    if jobs == 1:
+        return [arch_pipeline(ctx, arch, provenance, siblings) for arch in ctx.archs]
+    ctx.reporter.info(f"{len(ctx.archs)} architectures, {jobs} at a time")
+    with ctx.reporter.plain(), ThreadPoolExecutor(jobs, thread_name_prefix="arch") as pool:
+        futures = [
+            pool.submit(arch_pipeline, ctx.for_thread(), arch, provenance, siblings)
+            for arch in ctx.archs
+        ]
+        done, running = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in done if f.exception() is not None]
+        if failed and running:
+            ctx.reporter.info("an architecture failed: waiting for the others (kept for a re-run)")
+        return [f.result() for f in futures]  # the first failure, in architecture order
+
+
 def run_push(ctx: Context, provenance: Provenance) -> Published:
+    if provenance.inputs is None:  # `push` alone: the inputs `publish` recorded, if any
+        found = inputs.saved(ctx)
+        provenance = dataclasses.replace(provenance, inputs=found[0] if found else None)
     with ctx.reporter.stage("push", f"push {ctx.release.repository}"):
         published = push(ctx, provenance)
     write_results(ctx, published, provenance)
@@ -142,6 +189,9 @@ def write_outputs(ctx: Context, published: Published, provenance: Provenance) ->
     """
     report_path, template_path = output_paths(ctx)
     body = report.release_report(ctx.release, published, provenance, ctx.reporter.timings)
+    found = inputs.saved(ctx)
+    if found and found[0] == published.index.json()["annotations"].get(mt.ANN_INPUTS):
+        body["inputs"] = {"digest": found[0]} | found[1]
     report.write_report(report_path, body)
     template = report.lima_template(ctx.release, published, plain_http=ctx.options.plain_http)
     header = lima_settings.header(
@@ -181,11 +231,70 @@ def summary(ctx: Context, published: Published) -> Table:
     return table
 
 
-def publish(ctx: Context, provenance: Provenance) -> Published:
+def up_to_date(ctx: Context, provenance: Provenance) -> bool:
+    """Whether the release the first moving tag names was made from these very inputs, for
+    every architecture of this run. Then each one's result file is written from the registry
+    (so a join makes the same index again) and nothing is built or sent."""
+    tags = ctx.release.moving_tags or ctx.release.tags
+    client = ctx.registry
+    repo = ctx.target.repository
+    current = client.manifest_digest(repo, tags[0])
+    if current is None:
+        return False
+    index = client.get_manifest(repo, current).json()
+    annotations: dict[str, str] = index.get("annotations") or {}
+    if annotations.get(mt.ANN_INPUTS) != provenance.inputs:
+        ctx.reporter.info(f"inputs changed since {ctx.target.name}:{tags[0]}: building")
+        return False
+    children = {
+        entry.get("platform", {}).get("architecture"): entry["digest"]
+        for entry in index.get("manifests") or []
+    }
+    if any(arch.value not in children for arch in ctx.archs):
+        return False
+    version = annotations.get(mt.ANN_VERSION, "?")
+    ctx.reporter.info(
+        f"up to date: {ctx.target.name}:{tags[0]} is release {version} ({current}), made from "
+        "the same inputs; nothing to build or send (--rebuild builds anyway)"
+    )
+    for arch in ctx.archs:
+        fetched = client.get_manifest(repo, children[arch.value])
+        manifest = plan.Document(fetched.media_type or mt.OCI_MANIFEST, fetched.body)
+        body = manifest.json()
+        layer = body["layers"][0]
+        arch_release = ArchRelease(
+            arch,
+            Blob(layer["digest"], layer["size"]),
+            Blob(
+                body["annotations"][mt.ANN_UNCOMPRESSED_DIGEST],
+                int(body["annotations"][mt.ANN_UNCOMPRESSED_SIZE]),
+            ),
+            0,
+            manifest,
+            0,
+        )
+        found = results.ArchResult(
+            ctx.release.variant, ctx.target.name, annotations, arch_release, {}
+        )
+        path = ctx.variant_dir / results.file_name(arch)
+        results.write(path, found)
+        ctx.reporter.info(f"result: {path} (the published {arch.value} manifest)")
+    return True
+
+
+def publish(ctx: Context, provenance: Provenance) -> Published | None:
+    with ctx.reporter.stage("inputs", "inputs: base digests from the registry, build context"):
+        record = inputs.record(ctx)
+    provenance = dataclasses.replace(provenance, inputs=inputs.digest_of(record))
+    if not ctx.options.rebuild and up_to_date(ctx, provenance):
+        return None
+    inputs.save(ctx, record)
     preflight(ctx, provenance)
-    run_build(ctx)
-    run_disk(ctx)
-    run_compress(ctx)
-    published = run_push(ctx, provenance)
+    sent = run_arch_pipelines(ctx, provenance)
+    with ctx.reporter.stage("push", f"index and tags {ctx.release.repository}"):
+        index = assemble.plan_index(ctx, sent, provenance)
+        published = assemble.release(ctx, ctx.registry, sent, index)
+    write_results(ctx, published, provenance)
+    write_outputs(ctx, published, provenance)
     ctx.reporter.console.print(summary(ctx, published))
     return published

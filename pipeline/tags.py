@@ -106,6 +106,9 @@ class TagPolicy:
             # release tag lost either way ends the tagging; _follow_a_racing_winner says so.
             if release_tag and self._taken(tag, index.digest):
                 break
+            if self.client.manifest_digest(self.repository, tag) == index.digest:
+                on_tag(tag)  # already there: nothing to send
+                continue
             self.client.push_manifest(self.repository, tag, index.body, index.media_type)
             if release_tag and self.client.manifest_digest(self.repository, tag) != index.digest:
                 break

@@ -50,13 +50,17 @@ def _index_argv(registry: str, manifest: Path, workdir: Path, *results: Path) ->
     ]  # fmt: skip
 
 
+def _parts(registry: RunningRegistry, tmp_path: Path) -> tuple[DiskCache, Access, dict[str, str]]:
+    """Synthetic disks, the judges' access to the registry, and the CLI's environment."""
+    cache = DiskCache(tmp_path / "disks")
+    cache.directory.mkdir()
+    return cache, Access(registry.host), cli_env(tmp_path / "home", chunk_size=1 << 20)
+
+
 def test_two_runners_and_a_join_make_the_single_machine_release(
     registry: RunningRegistry, tmp_path: Path
 ) -> None:
-    cache = DiskCache(tmp_path / "disks")
-    cache.directory.mkdir()
-    access = Access(registry.host)
-    env = cli_env(tmp_path / "home", chunk_size=1 << 20)
+    cache, access, env = _parts(registry, tmp_path)
     repo, single_repo = "joined/fedora-bootc-lima", "single/fedora-bootc-lima"
     manifest, single_manifest = _manifest(tmp_path, repo), _manifest(tmp_path, single_repo)
 
@@ -102,10 +106,7 @@ def test_two_runners_and_a_join_make_the_single_machine_release(
 def test_join_refuses_results_that_do_not_belong_together(
     registry: RunningRegistry, tmp_path: Path
 ) -> None:
-    cache = DiskCache(tmp_path / "disks")
-    cache.directory.mkdir()
-    access = Access(registry.host)
-    env = cli_env(tmp_path / "home", chunk_size=1 << 20)
+    cache, access, env = _parts(registry, tmp_path)
     repo = "refused/fedora-bootc-lima"
     manifest = _manifest(tmp_path, repo)
     amd = make_workdir(tmp_path / "a", cache, archs=(AMD64,), seeds=SEEDS)

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from pipeline.arch import Arch
 from tests.factories import ROOT
+from tests.support import workflows
 from tests.support.published import Access, snapshot
 from tests.support.registry import RunningRegistry
 from tests.support.workdirs import CREATED, REVISION, DiskCache, cli_env, make_workdir, run_push
@@ -60,50 +60,40 @@ def test_actionlint_is_a_real_judge(tmp_path: Path) -> None:
     assert any("nope" in line for line in _actionlint([bad]))
 
 
-def _workflow(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())
-    return data
-
-
-def _steps(workflow: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    return [(job, step) for job, body in workflow["jobs"].items() for step in body["steps"]]
-
-
 RUN = re.compile(r"^(sudo (--preserve-env=\S+ )?)?(make |bootc-pipeline |\.ci/run$)")
 
 
 def test_every_step_is_make_or_the_cli_and_actions_are_pinned() -> None:
     for path in WORKFLOWS:
-        workflow = _workflow(path.name)
-        for job, step in _steps(workflow):
+        workflow = workflows.workflow(path.name)
+        for job, step in workflows.steps(workflow):
             if "uses" in step:
                 assert re.search(r"@[0-9a-f]{40}$", step["uses"]), (path.name, job, step["uses"])
             else:
                 assert RUN.match(step["run"]), (path.name, job, step["run"])
-    assert [s["run"] for _, s in _steps(_workflow("ci.yml")) if "run" in s] == ["sudo .ci/run"]
+    assert [s["run"] for _, s in workflows.steps(workflows.workflow("ci.yml")) if "run" in s] == [
+        "sudo .ci/run"
+    ]
     assert "bash scripts/setup-debian.sh" in (ROOT / ".ci" / "run").read_text()
 
 
 def test_nightly_workflow_shape() -> None:
-    nightly: dict[Any, Any] = _workflow("nightly.yml")
+    nightly: dict[Any, Any] = workflows.workflow("nightly.yml")
     triggers = nightly[True]  # YAML 1.1 reads the key `on` as True
     assert "schedule" in triggers and "workflow_dispatch" in triggers
     assert nightly["permissions"] == {"contents": "read", "packages": "write"}
     assert nightly["concurrency"]["cancel-in-progress"] is False
-    assert nightly["env"]["BOOTC_PIPELINE_REGISTRY_PASSWORD"] == "${{ secrets.GITHUB_TOKEN }}"
+    assert "env" not in nightly  # the token only reaches the steps that use the registry
+    for job in ("plan", "publish", "index"):
+        (step,) = [s for j, s in workflows.steps(nightly) if j == job and "env" in s]
+        assert step["env"]["BOOTC_PIPELINE_REGISTRY_PASSWORD"] == "${{ secrets.GITHUB_TOKEN }}"
+        assert step["env"]["BOOTC_PIPELINE_REGISTRY_USERNAME"] == "${{ github.actor }}"
     matrix = nightly["jobs"]["publish"]["strategy"]["matrix"]
     runners = {i["arch"]: i["runner"] for i in matrix["include"]}
     assert runners == {"amd64": "ubuntu-24.04", "arm64": "ubuntu-24.04-arm"}
     for variant in matrix["variant"]:
         assert (ROOT / "manifests" / f"{variant}.yaml").is_file()
     assert nightly["jobs"]["index"]["needs"] == ["plan", "publish"]
-
-
-def _command(job: str, name_start: str, values: dict[str, str]) -> str:
-    """A step's `run:` from nightly.yml with its ${{ }} expressions filled in from `values`."""
-    (step,) = [s for j, s in _steps(_workflow("nightly.yml"))
-               if j == job and s.get("name", "").startswith(name_start)]  # fmt: skip
-    return re.sub(r"\$\{\{\s*([^}]+?)\s*\}\}", lambda m: values[m.group(1)], step["run"])
 
 
 def _sh(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -129,15 +119,13 @@ def test_nightly_plan_and_join_commands_from_the_yaml(
     }
     repo = "bootc-lima/fedora-bootc-lima-nightly"
 
-    def machine(name: str) -> Path:  # an empty checkout-shaped directory: the Makefile only
-        root = tmp_path / name
-        root.mkdir()
-        (root / "Makefile").symlink_to(ROOT / "Makefile")
-        (root / "manifests").symlink_to(ROOT / "manifests")
-        return root
+    def machine(name: str) -> Path:
+        return workflows.machine(tmp_path / name)
 
     def plan() -> dict[str, str]:
-        command = _command("plan", "resolve versions", {}).replace(' >> "$GITHUB_OUTPUT"', "")
+        command = workflows.command("nightly.yml", "plan", "resolve versions", {}).replace(
+            ' >> "$GITHUB_OUTPUT"', ""
+        )
         proc = _sh(command, machine(f"plan-{len(list(tmp_path.glob('plan-*')))}"), env)
         assert proc.returncode == 0, proc.stderr[-2000:]
         return dict(line.split("=", 1) for line in proc.stdout.splitlines())
@@ -162,7 +150,7 @@ def test_nightly_plan_and_join_commands_from_the_yaml(
 
     values = {"matrix.variant": "fedora-40-nightly",
               "needs.plan.outputs[matrix.variant]": version}  # fmt: skip
-    proc = _sh(_command("index", "index", values), join, env)
+    proc = _sh(workflows.command("nightly.yml", "index", "index", values), join, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((join / ".work" / "fedora-40-nightly" / "release-report.json").read_text())
     state = snapshot(access, repo)

@@ -72,7 +72,8 @@ def resolve(ctx: Context, paths: Sequence[Path]) -> tuple[Context, list[results.
 
 
 def provenance_of(result: results.ArchResult) -> Provenance:
-    return Provenance(result.annotations[mt.ANN_CREATED], result.annotations[mt.ANN_REVISION])
+    ann = result.annotations
+    return Provenance(ann[mt.ANN_CREATED], ann[mt.ANN_REVISION], ann.get(mt.ANN_INPUTS))
 
 
 def index(ctx: Context, found: Sequence[results.ArchResult]) -> Published:
