@@ -1,7 +1,9 @@
 """Nightlies on real parts, as the workflow runs them: the nightly workflow's own commands, read
 from .github/workflows/nightly.yml, run as separate processes in separate empty directories
 (the plan job, two per-architecture "runners", the join) against a real Podman service and a
-real registry. The fake base is pushed to that registry, so it has a registry digest.
+real registry, through a counting loopback proxy (tests/support/faultproxy.py, no faults) that
+tells what the clients sent. The fake base is pushed to that registry, so it has a registry
+digest.
 
 1. The first nightly: a dated release, judged by skopeo, curl + sha256sum and the schemas.
 2. The same inputs again, empty work directories: "up to date", nothing built or sent, the
@@ -18,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from pipeline import mediatypes as mt
 from pipeline import schemas
 from tests.factories import ROOT
 from tests.support import oci_official, workflows
+from tests.support.faultproxy import FaultProxy
 from tests.support.images import FakeBases
 from tests.support.podman import PodmanService
 from tests.support.published import Access, ReleaseState, judge_index, skopeo_raw, snapshot
@@ -49,6 +53,7 @@ class Nightly:
     results: dict[str, dict[str, Any]]
     report: dict[str, Any]
     seconds: float
+    runner_seconds: dict[str, float]
 
 
 @dataclass
@@ -58,6 +63,7 @@ class Setup:
     access: Access
     base: str
     podman: PodmanService
+    proxy: FaultProxy
     rounds: int = 0
 
     def sh(self, command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -82,12 +88,15 @@ class Setup:
         (join / "results").mkdir()
         runners: dict[str, subprocess.CompletedProcess[str]] = {}
         results: dict[str, dict[str, Any]] = {}
+        runner_seconds: dict[str, float] = {}
         for arch in ARCHS:
             runner = workflows.machine(root / f"runner-{arch}")
             command = workflows.command(
                 "nightly.yml", "publish", "publish", values | {"matrix.arch": arch}
             )
+            begin = time.monotonic()
             runners[arch] = proc = self.sh(command, runner)
+            runner_seconds[arch] = time.monotonic() - begin
             assert proc.returncode == 0, proc.stderr[-6000:]
             result = runner / ".work" / VARIANT / f"result-{arch}.json"  # what the job uploads
             shutil.copy(result, join / "results")
@@ -95,12 +104,16 @@ class Setup:
         proc = self.sh(workflows.command("nightly.yml", "index", "index", values), join)
         assert proc.returncode == 0, proc.stderr[-4000:]
         report = json.loads((join / ".work" / VARIANT / "release-report.json").read_text())
-        return Nightly(version, runners, proc, results, report, time.monotonic() - start)
+        seconds = time.monotonic() - start
+        return Nightly(version, runners, proc, results, report, seconds, runner_seconds)
 
     def push_base(self, *extra: str) -> None:
+        """The local list to the registry (straight: podman sends chunked bodies the proxy does
+        not take), where the pipeline reads it through the proxy under the same repository."""
+        direct = self.base.replace(self.proxy.host, self.proxy.upstream, 1)
         self.podman.cli(
             "manifest", "push", "--all", "--tls-verify=false", *extra, self.base,
-            f"docker://{self.base}",
+            f"docker://{direct}",
         )  # fmt: skip
 
 
@@ -111,10 +124,12 @@ def setup(
     bib_standin: str,
     registry: RunningRegistry,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Setup:
+) -> Iterator[Setup]:
+    proxy = FaultProxy(registry.host)
+    host = proxy.host  # the pipeline reaches the registry through it; the judges go straight
     # The fake base under a registry name: a local manifest list (what the build uses, it
     # never pulls) pushed to the registry (what the inputs are resolved from).
-    base = f"{registry.host}/fake/fedora-bootc:40"
+    base = f"{host}/fake/fedora-bootc:40"
     podman.cli("manifest", "rm", base, check=False)
     podman.cli("manifest", "create", base)
     for arch in ARCHS:
@@ -122,16 +137,18 @@ def setup(
         podman.cli("manifest", "add", base, f"containers-storage:{instance}")
     flags = (
         f"--engine {podman.url} --base-image {base} --builder-image {bib_standin} "
-        f"--registry {registry.host} --plain-http --revision {REVISION} --created {CREATED}"
+        f"--registry {host} --plain-http --revision {REVISION} --created {CREATED}"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
     env |= {
         "PYTHON": sys.executable, "PYTHONPATH": str(ROOT), "FLAGS": flags,
         "BOOTC_PIPELINE_BUILD_DATE": DATE,
     }  # fmt: skip
-    found = Setup(tmp_path_factory.mktemp("nightly"), env, Access(registry.host), base, podman)
+    tmp = tmp_path_factory.mktemp("nightly")
+    found = Setup(tmp, env, Access(registry.host), base, podman, proxy)
     found.push_base()
-    return found
+    yield found
+    proxy.close()
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +190,11 @@ def test_first_nightly_is_a_dated_release(setup: Setup, first: Nightly) -> None:
 
 def test_unchanged_nightly_builds_and_sends_nothing(setup: Setup, first: Nightly) -> None:
     before = snapshot(setup.access, REPO)
+    seen = len(setup.proxy.log)
     again = setup.nightly()
+    sent = setup.proxy.log[seen:]  # everything plan, runners and join asked of the registry
+    assert {e.method for e in sent} <= {"GET", "HEAD"}, {(e.method, e.path) for e in sent}
+    assert sum(e.received for e in sent) == 0
     for arch in ARCHS:
         err = again.runners[arch].stderr
         assert "up to date: " in err and "==> build" not in err and "upload" not in err, err
@@ -181,7 +202,11 @@ def test_unchanged_nightly_builds_and_sends_nothing(setup: Setup, first: Nightly
     assert again.report["index"]["digest"] == first.report["index"]["digest"]
     assert again.report["version"] == first.version  # the release it is, not the plan's next
     assert snapshot(setup.access, REPO) == before
-    print(f"\nno-change nightly (plan, 2 runners, join; empty work dirs): {again.seconds:.1f}s")
+    runners = ", ".join(f"{a} {t:.1f}s" for a, t in again.runner_seconds.items())
+    print(
+        f"\nno-change nightly (empty work dirs): plan + 2 runners + join {again.seconds:.1f}s "
+        f"(runners: {runners}); {len(sent)} requests, all GET/HEAD, 0 request body bytes"
+    )
 
 
 def test_changed_base_makes_a_new_dated_release(setup: Setup, first: Nightly) -> None:
