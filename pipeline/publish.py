@@ -50,8 +50,7 @@ def warnings(ctx: Context, provenance: Provenance) -> None:
 def preflight(ctx: Context, provenance: Provenance) -> None:
     """Everything that can fail in the first second instead of after a 20-minute build."""
     warnings(ctx, provenance)
-    client = ctx.registry  # the registry first: it needs no engine
-    client.check_push_access(ctx.target.repository)
+    client = ctx.registry  # push access was checked first thing (publish)
     if ctx.tags_to_move:
         TagPolicy.of(ctx, client).preflight(plan.release_annotations(ctx.release, provenance))
     for arch in ctx.archs:
@@ -283,6 +282,7 @@ def up_to_date(ctx: Context, provenance: Provenance) -> bool:
 
 
 def publish(ctx: Context, provenance: Provenance) -> Published | None:
+    ctx.registry.check_push_access(ctx.target.repository)  # first: it needs nothing else
     with ctx.reporter.stage("inputs", "inputs: base digests from the registry, build context"):
         record = inputs.record(ctx)
     provenance = dataclasses.replace(provenance, inputs=inputs.digest_of(record))

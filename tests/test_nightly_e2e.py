@@ -193,7 +193,9 @@ def test_unchanged_nightly_builds_and_sends_nothing(setup: Setup, first: Nightly
     seen = len(setup.proxy.log)
     again = setup.nightly()
     sent = setup.proxy.log[seen:]  # everything plan, runners and join asked of the registry
-    assert {e.method for e in sent} <= {"GET", "HEAD"}, {(e.method, e.path) for e in sent}
+    # reads, and each runner's push-rights probe (an upload session opened and cancelled)
+    writes = [(e.method, e.path) for e in sent if e.method in ("PUT", "PATCH")]
+    assert writes == [] and {e.method for e in sent} <= {"GET", "HEAD", "POST", "DELETE"}
     assert sum(e.received for e in sent) == 0
     for arch in ARCHS:
         err = again.runners[arch].stderr
@@ -205,7 +207,7 @@ def test_unchanged_nightly_builds_and_sends_nothing(setup: Setup, first: Nightly
     runners = ", ".join(f"{a} {t:.1f}s" for a, t in again.runner_seconds.items())
     print(
         f"\nno-change nightly (empty work dirs): plan + 2 runners + join {again.seconds:.1f}s "
-        f"(runners: {runners}); {len(sent)} requests, all GET/HEAD, 0 request body bytes"
+        f"(runners: {runners}); {len(sent)} requests, no PUT/PATCH, 0 request body bytes"
     )
 
 

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from pipeline.arch import Arch
 from tests.factories import ROOT
 from tests.support import workflows
 from tests.support.published import Access, snapshot
-from tests.support.registry import RunningRegistry
+from tests.support.registry import RunningRegistry, start_registry
 from tests.support.workdirs import CREATED, REVISION, DiskCache, cli_env, make_workdir, run_push
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -102,19 +103,27 @@ def _sh(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedPro
     )
 
 
+@pytest.fixture
+def own_registry(tmp_path: Path) -> Iterator[RunningRegistry]:
+    """A registry of this test's own: the nightly repository's tags must be only its own."""
+    registry = start_registry(tmp_path / "registry")
+    yield registry
+    registry.stop()
+
+
 @pytest.mark.integration
 def test_nightly_plan_and_join_commands_from_the_yaml(
-    registry: RunningRegistry, tmp_path: Path
+    own_registry: RunningRegistry, tmp_path: Path
 ) -> None:
     """The plan job's and the join's own commands, each in an empty directory of its own; the
     per-architecture runs push synthetic disks (the build needs an engine: see the e2e test)."""
-    access = Access(registry.host)
+    access = Access(own_registry.host)
     env = cli_env(tmp_path / "home", chunk_size=1 << 20)
-    flags = f"--registry {registry.host} --plain-http --revision {REVISION} --created {CREATED}"
+    flags = f"--registry {own_registry.host} --plain-http --revision {REVISION} --created {CREATED}"
     env |= {
         "PYTHON": sys.executable,
         "FLAGS": flags,
-        "BOOTC_PIPELINE_BUILD_DATE": "20261129",
+        "BOOTC_PIPELINE_BUILD_DATE": "20260315",
         "GITHUB_OUTPUT": "/dev/null",
     }
     repo = "bootc-lima/fedora-bootc-lima-nightly"
@@ -131,7 +140,7 @@ def test_nightly_plan_and_join_commands_from_the_yaml(
         return dict(line.split("=", 1) for line in proc.stdout.splitlines())
 
     version = plan()["fedora-40-nightly"]
-    assert version == "40.20261129.1"
+    assert version == "40.20260315.1"
     cache = DiskCache(tmp_path / "disks")
     cache.directory.mkdir()
     join = machine("join")
@@ -159,4 +168,4 @@ def test_nightly_plan_and_join_commands_from_the_yaml(
     assert report["version"] == version
     assert list(state[version].manifests) == ["linux/amd64", "linux/arm64"]
     # The next nightly of the same day gets the next counter; the first release tag stays.
-    assert plan()["fedora-40-nightly"] == "40.20261129.2"
+    assert plan()["fedora-40-nightly"] == "40.20260315.2"
