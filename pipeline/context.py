@@ -122,8 +122,8 @@ class Context:
 
     def for_thread(self) -> Context:
         """This context for another thread: the same release, options and reporter, an engine
-        connection of its own."""
-        return dataclasses.replace(self, _engine=None)
+        connection and a registry client of its own (closed by `close()`)."""
+        return dataclasses.replace(self, _engine=None, _registry=None)
 
     @property
     def registry(self) -> RegistryClient:

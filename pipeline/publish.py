@@ -94,6 +94,15 @@ def arch_pipeline(
         return push_arch(ctx, arch, provenance, siblings)
 
 
+def _in_thread(
+    ctx: Context, arch: Arch, provenance: Provenance, siblings: tuple[str, ...]
+) -> ArchRelease:
+    try:
+        return arch_pipeline(ctx, arch, provenance, siblings)
+    finally:
+        ctx.close()
+
+
 def run_arch_pipelines(ctx: Context, provenance: Provenance) -> list[ArchRelease]:
     """Each architecture's pipeline, at most --jobs at a time, joined before the index.
 
@@ -107,7 +116,7 @@ def run_arch_pipelines(ctx: Context, provenance: Provenance) -> list[ArchRelease
     ctx.reporter.info(f"{len(ctx.archs)} architectures, {jobs} at a time")
     with ctx.reporter.plain(), ThreadPoolExecutor(jobs, thread_name_prefix="arch") as pool:
         futures = [
-            pool.submit(arch_pipeline, ctx.for_thread(), arch, provenance, siblings)
+            pool.submit(_in_thread, ctx.for_thread(), arch, provenance, siblings)
             for arch in ctx.archs
         ]
         done, running = wait(futures, return_when=FIRST_EXCEPTION)
