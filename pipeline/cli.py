@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pipeline import provenance as prov
 from pipeline import release as releases
+from pipeline import versions
 from pipeline.arch import Arch
 from pipeline.context import Context, Options, apply_overrides
 from pipeline.errors import EXIT_FAILURE, PipelineError, UsageError
@@ -99,6 +100,22 @@ def _release_options(p: argparse.ArgumentParser) -> None:
         "--created", help="RFC 3339 creation time (default: SOURCE_DATE_EPOCH or commit)"
     )
     g.add_argument("--force", action="store_true", help="move release tags that name other content")
+    g.add_argument(
+        "--jobs",
+        type=_positive(int),
+        default=Options.jobs,
+        help="architectures built, compressed and uploaded at the same time (default %(default)s)",
+    )
+    g.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="build and publish even when the current release was made from the same inputs",
+    )
+    g.add_argument(
+        "--version",
+        dest="release_version",
+        help="the resolved version of a templated release manifest (default: resolved now)",
+    )
 
 
 def _pull_output_options(p: argparse.ArgumentParser) -> None:
@@ -110,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bootc-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, text in (
-        ("publish", "all stages: build, disk, compress, push"),
+        ("publish", "all stages: build, disk, compress, boot, push"),
         ("build", "build the bootc image per architecture"),
         ("disk", "run bootc-image-builder on the built images"),
         ("compress", "zstd-compress the disks"),
@@ -129,6 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("reference", nargs="?", help="a published release: REGISTRY/REPO:TAG|@DIGEST")
     p.add_argument("--platform", help="with REFERENCE: linux/ARCH (default: this host's)")
+    _release_options(p)
+    _registry_options(p)
+    _common(p)
+    p = sub.add_parser("version", help="print the version this run would publish (resolved)")
+    _release_options(p)
+    _registry_options(p)
+    _common(p)
+    p = sub.add_parser("index", help="make the release of per-architecture result files")
+    p.add_argument("results", nargs="+", type=Path, help="result-<arch>.json of each run")
     _release_options(p)
     _registry_options(p)
     _common(p)
@@ -180,6 +206,8 @@ def _options(args: argparse.Namespace) -> Options:
         created=a.created,
         force=a.force,
         skip_boot=bool(getattr(a, "skip_boot", False)),
+        rebuild=a.rebuild,
+        jobs=int(a.jobs),
         archs=tuple(Arch.parse_list(a.arch)) if a.arch else None,
         retry_attempts=int(a.retry_attempts),
         retry_seconds=a.retry_seconds,
@@ -201,7 +229,17 @@ def _context(args: argparse.Namespace, reporter: Reporter) -> Context:
     options = _options(args)
     path = args.manifest or releases.find(args.variant, args.manifests_dir)
     release = apply_overrides(releases.load(path), options)
-    return Context(release=release, options=options, reporter=reporter)
+    pinned = getattr(args, "release_version", None)
+    if release.version_template is not None and pinned:
+        release = release.with_version(pinned)
+    elif pinned:
+        raise UsageError(f"--version: {path} has a fixed version ({release.version})")
+    ctx = Context(release=release, options=options, reporter=reporter)
+    if release.templated and args.command != "index":
+        client = options.registry_client(ctx.target.registry)
+        ctx.release = versions.resolve_in_registry(release, client, ctx.target.repository)
+        reporter.info(f"version: {ctx.release.version} (from {release.version_template})")
+    return ctx
 
 
 def _run_stage(args: argparse.Namespace, reporter: Reporter) -> int:
@@ -220,6 +258,8 @@ def _run_stage(args: argparse.Namespace, reporter: Reporter) -> int:
         "compress": lambda: publish.run_compress(ctx),
         "push": lambda: publish.run_push(ctx, provenance()),
         "boot": lambda: publish.run_boot(ctx),
+        "index": lambda: publish.run_index(ctx, args.results),
+        "version": lambda: print(ctx.release.version),
     }
     try:
         stages[args.command]()

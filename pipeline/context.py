@@ -39,6 +39,8 @@ class Options:
     created: str | None = None
     force: bool = False
     skip_boot: bool = False
+    rebuild: bool = False  # build even when the inputs equal the current release's
+    jobs: int = 2  # architectures whose pipelines run at the same time
     archs: tuple[Arch, ...] | None = None
     retry_attempts: int = 5
     retry_seconds: float = 300.0
@@ -121,6 +123,11 @@ class Context:
         return (
             f"localhost/bootc-pipeline/{self.release.variant}:{self.release.version}-{arch.value}"
         )
+
+    def for_thread(self) -> Context:
+        """This context for another thread: the same release, options and reporter, an engine
+        connection and a registry client of its own (closed by `close()`)."""
+        return dataclasses.replace(self, _engine=None, _registry=None)
 
     @property
     def registry(self) -> RegistryClient:

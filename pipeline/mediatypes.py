@@ -63,6 +63,8 @@ ANN_BASE_DIGEST = A + "base.digest"
 # This project's own keys: what the layer holds once decompressed (as coreos-assembler's meta.json).
 ANN_UNCOMPRESSED_DIGEST = "org.bootc-pipeline.disk.uncompressed-digest"
 ANN_UNCOMPRESSED_SIZE = "org.bootc-pipeline.disk.uncompressed-size"
+# sha256 of the release's inputs record (pipeline/inputs.py): equal inputs, nothing to rebuild
+ANN_INPUTS = "org.bootc-pipeline.inputs"
 
 # Registries must accept manifests up to 4 MiB (distribution-spec); docker-registry rejects more.
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024

@@ -45,6 +45,7 @@ class Provenance:
 
     created: str  # RFC 3339, UTC
     revision: str  # VCS revision of the release inputs
+    inputs: str | None = None  # digest of the inputs record (pipeline/inputs.py), when known
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ def encode(document: dict[str, Any]) -> bytes:
 def release_annotations(release: Release, provenance: Provenance) -> dict[str, str]:
     """The annotations every manifest and the index carry."""
     optional = {
+        mt.ANN_INPUTS: provenance.inputs,
         mt.ANN_VENDOR: release.annotations.get("vendor"),
         mt.ANN_URL: release.annotations.get("url"),
         mt.ANN_DOCUMENTATION: release.annotations.get("documentation"),

@@ -70,6 +70,16 @@ class Reporter:
         self.info(f"<== {title}: done in {elapsed:.1f}s")
 
     @contextlib.contextmanager
+    def plain(self) -> Iterator[None]:
+        """Plain timestamped lines meanwhile: the live bars of concurrent work cannot share a
+        terminal, while lines (each naming its architecture) interleave readably."""
+        live, self.live = self.live, False
+        try:
+            yield
+        finally:
+            self.live = live
+
+    @contextlib.contextmanager
     def transfer(self, title: str, total: int) -> Iterator[Callable[[int], None]]:
         """Yield `advance(nbytes)`; a bar on a terminal, a line per 10% elsewhere."""
         if self.live:

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
-from pipeline import lima_settings, report
+from pipeline import assemble, inputs, lima_settings, plan, report, results
+from pipeline import mediatypes as mt
 from pipeline import provenance as prov
 from pipeline.arch import Arch
 from pipeline.boot import tools as boot_tools
 from pipeline.context import Context
+from pipeline.digest import Blob
 from pipeline.errors import PipelineError
 from pipeline.plan import Provenance
+from pipeline.published import ArchRelease, Published
+from pipeline.stages import index as index_stage
 from pipeline.stages.boot import boot, recorded
 from pipeline.stages.build import build, check_cross_arch
 from pipeline.stages.compress import compress
 from pipeline.stages.disk import builder_image, disk
-from pipeline.stages.push import Published, plan_tags_check, push
+from pipeline.stages.push import push, push_arch, sibling_repositories
+from pipeline.tags import TagPolicy
 
 MIN_FREE_BYTES = 20 * 1024**3  # a bootc qcow2, its .zst and bib's scratch space, with room
 
@@ -45,9 +53,9 @@ def warnings(ctx: Context, provenance: Provenance) -> None:
 def preflight(ctx: Context, provenance: Provenance) -> None:
     """Everything that can fail in the first second instead of after a 20-minute build."""
     warnings(ctx, provenance)
-    client = ctx.registry  # the registry first: it needs no engine
-    client.check_push_access(ctx.target.repository)
-    plan_tags_check(client, ctx, provenance)
+    client = ctx.registry  # push access was checked first thing (publish)
+    if ctx.tags_to_move:
+        TagPolicy.of(ctx, client).preflight(plan.release_annotations(ctx.release, provenance))
     for arch in ctx.archs:
         check_cross_arch(arch, Arch.host())
         if not ctx.options.skip_boot:
@@ -91,11 +99,94 @@ def boot_records(ctx: Context) -> dict[str, dict[str, Any]]:
     }
 
 
+def arch_pipeline(
+    ctx: Context, arch: Arch, provenance: Provenance, siblings: tuple[str, ...]
+) -> ArchRelease:
+    """One architecture from source to registry: build, disk, compress, upload (by digest)."""
+    level = ctx.release.zstd_level
+    with ctx.reporter.stage(f"build:{arch.value}", f"build {ctx.image_tag(arch)}"):
+        build(ctx, arch)
+    with ctx.reporter.stage(f"disk:{arch.value}", f"disk {arch.value} (bootc-image-builder)"):
+        disk(ctx, arch)
+    with ctx.reporter.stage(f"compress:{arch.value}", f"compress {arch.value} (zstd -{level})"):
+        compress(ctx, arch)
+    if not ctx.options.skip_boot:  # after compress, before this architecture's upload
+        with ctx.reporter.stage(f"boot:{arch.value}", f"boot {arch.value} (QEMU + UEFI, ssh)"):
+            boot(ctx, arch)
+    with ctx.reporter.stage(f"upload:{arch.value}", f"upload {arch.value}"):
+        return push_arch(ctx, arch, provenance, siblings)
+
+
+def _in_thread(
+    ctx: Context, arch: Arch, provenance: Provenance, siblings: tuple[str, ...]
+) -> ArchRelease:
+    try:
+        return arch_pipeline(ctx, arch, provenance, siblings)
+    finally:
+        ctx.close()
+
+
+def run_arch_pipelines(ctx: Context, provenance: Provenance) -> list[ArchRelease]:
+    """Each architecture's pipeline, at most --jobs at a time, joined before the index.
+
+    A failing architecture fails the publish once the others running have finished (their
+    stages are stamped, so the re-run reuses them); no index or tag is pushed.
+    """
+    siblings = sibling_repositories(ctx)
+    jobs = max(1, min(ctx.options.jobs, len(ctx.archs)))
+    if jobs == 1:
+        return [arch_pipeline(ctx, arch, provenance, siblings) for arch in ctx.archs]
+    ctx.reporter.info(f"{len(ctx.archs)} architectures, {jobs} at a time")
+    with ctx.reporter.plain(), ThreadPoolExecutor(jobs, thread_name_prefix="arch") as pool:
+        futures = [
+            pool.submit(_in_thread, ctx.for_thread(), arch, provenance, siblings)
+            for arch in ctx.archs
+        ]
+        done, running = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in done if f.exception() is not None]
+        if failed and running:
+            ctx.reporter.info("an architecture failed: waiting for the others (kept for a re-run)")
+        return [f.result() for f in futures]  # the first failure, in architecture order
+
+
 def run_push(ctx: Context, provenance: Provenance) -> Published:
+    if provenance.inputs is None:  # `push` alone: the inputs `publish` recorded, if any
+        found = inputs.saved(ctx)
+        provenance = dataclasses.replace(provenance, inputs=found[0] if found else None)
     with ctx.reporter.stage("push", f"push {ctx.release.repository}"):
         published = push(ctx, provenance)
+    write_results(ctx, published, provenance)
     write_outputs(ctx, published, provenance)
     return published
+
+
+def run_index(ctx: Context, paths: Sequence[Path]) -> Published:
+    """The join: result files of per-architecture runs (any machines) into the release."""
+    ctx, found = index_stage.resolve(ctx, paths)
+    provenance = index_stage.provenance_of(found[0])
+    archs = ", ".join(r.release.arch.value for r in found)
+    with ctx.reporter.stage("index", f"index {ctx.release.version} of {archs}"):
+        published = index_stage.index(ctx, found)
+    write_outputs(ctx, published, provenance)
+    ctx.reporter.console.print(summary(ctx, published))
+    return published
+
+
+def arch_timings(ctx: Context, arch: Arch) -> dict[str, float]:
+    suffix = f":{arch.value}"
+    return {k[: -len(suffix)]: v for k, v in ctx.reporter.timings.items() if k.endswith(suffix)}
+
+
+def write_results(ctx: Context, published: Published, provenance: Provenance) -> None:
+    """One result file per architecture: what `bootc-pipeline index` makes the release of."""
+    annotations = plan.release_annotations(ctx.release, provenance)
+    for r in published.archs:
+        path = ctx.variant_dir / results.file_name(r.arch)
+        found = results.ArchResult(
+            ctx.release.variant, published.repository, annotations, r, arch_timings(ctx, r.arch)
+        )
+        results.write(path, found)
+        ctx.reporter.info(f"result: {path}")
 
 
 def output_paths(ctx: Context) -> tuple[Path, Path]:
@@ -110,7 +201,7 @@ def anonymous_access(ctx: Context, published: Published) -> dict[str, int]:
     client = ctx.registry
     found = {}
     for r in published.archs:
-        status = client.anonymous_blob_status(ctx.target.repository, r.disk.compressed.digest)
+        status = client.anonymous_blob_status(ctx.target.repository, r.layer.digest)
         found[r.arch.value] = status
         if status != 200:
             ctx.reporter.info(
@@ -146,6 +237,9 @@ def write_outputs(ctx: Context, published: Published, provenance: Provenance) ->
     command = lima_command(ctx, published)
     body["limaCommand"] = command
     body["boot"] = boot_records(ctx)
+    found = inputs.saved(ctx)
+    if found and found[0] == published.index.json()["annotations"].get(mt.ANN_INPUTS):
+        body["inputs"] = {"digest": found[0]} | found[1]
     report.write_report(report_path, body)
     template = report.lima_template(ctx.release, published, plain_http=ctx.options.plain_http)
 
@@ -198,12 +292,12 @@ def summary(ctx: Context, published: Published) -> Table:
     for column in columns:
         table.add_column(column)
     for r in published.archs:
-        seconds = sum(v for k, v in ctx.reporter.timings.items() if k.endswith(f":{r.arch.value}"))
+        seconds = sum(arch_timings(ctx, r.arch).values())
         cells = [
             r.arch.value,
             r.manifest.digest[:19],
-            str(r.disk.compressed.size),
-            str(r.disk.uncompressed.size),
+            str(r.layer.size),
+            str(r.uncompressed.size),
             str(r.bytes_sent),
             f"{seconds:.1f}",
         ]
@@ -224,15 +318,73 @@ def boot_cell(record: dict[str, Any]) -> str:
     return f"ok, ssh {record.get('secondsToSsh')} s ({record.get('accelerator')})"
 
 
-def publish(ctx: Context, provenance: Provenance) -> Published:
+def up_to_date(ctx: Context, provenance: Provenance) -> bool:
+    """Whether the release the first moving tag names was made from these very inputs, for
+    every architecture of this run. Then each one's result file is written from the registry
+    (so a join makes the same index again) and nothing is built or sent."""
+    tags = ctx.release.moving_tags or ctx.release.tags
+    client = ctx.registry
+    repo = ctx.target.repository
+    current = client.manifest_digest(repo, tags[0])
+    if current is None:
+        return False
+    index = client.get_manifest(repo, current).json()
+    annotations: dict[str, str] = index.get("annotations") or {}
+    if annotations.get(mt.ANN_INPUTS) != provenance.inputs:
+        ctx.reporter.info(f"inputs changed since {ctx.target.name}:{tags[0]}: building")
+        return False
+    children = {
+        entry.get("platform", {}).get("architecture"): entry["digest"]
+        for entry in index.get("manifests") or []
+    }
+    if any(arch.value not in children for arch in ctx.archs):
+        return False
+    version = annotations.get(mt.ANN_VERSION, "?")
+    ctx.reporter.info(
+        f"up to date: {ctx.target.name}:{tags[0]} is release {version} ({current}), made from "
+        "the same inputs; nothing to build or send (--rebuild builds anyway)"
+    )
+    for arch in ctx.archs:
+        fetched = client.get_manifest(repo, children[arch.value])
+        manifest = plan.Document(fetched.media_type or mt.OCI_MANIFEST, fetched.body)
+        body = manifest.json()
+        layer = body["layers"][0]
+        arch_release = ArchRelease(
+            arch,
+            Blob(layer["digest"], layer["size"]),
+            Blob(
+                body["annotations"][mt.ANN_UNCOMPRESSED_DIGEST],
+                int(body["annotations"][mt.ANN_UNCOMPRESSED_SIZE]),
+            ),
+            0,
+            manifest,
+            0,
+        )
+        found = results.ArchResult(
+            ctx.release.variant, ctx.target.name, annotations, arch_release, {}
+        )
+        path = ctx.variant_dir / results.file_name(arch)
+        results.write(path, found)
+        ctx.reporter.info(f"result: {path} (the published {arch.value} manifest)")
+    return True
+
+
+def publish(ctx: Context, provenance: Provenance) -> Published | None:
+    ctx.registry.check_push_access(ctx.target.repository)  # first: it needs nothing else
+    with ctx.reporter.stage("inputs", "inputs: base digests from the registry, build context"):
+        record = inputs.record(ctx)
+    provenance = dataclasses.replace(provenance, inputs=inputs.digest_of(record))
+    if not ctx.options.rebuild and up_to_date(ctx, provenance):
+        return None
+    inputs.save(ctx, record)
     preflight(ctx, provenance)
-    run_build(ctx)
-    run_disk(ctx)
-    run_compress(ctx)
     if ctx.options.skip_boot:
         ctx.reporter.info("boot check skipped (--skip-boot): the report records it")
-    else:
-        run_boot(ctx)  # before anything is pushed: a failure moves no tag
-    published = run_push(ctx, provenance)
+    sent = run_arch_pipelines(ctx, provenance)
+    with ctx.reporter.stage("push", f"index and tags {ctx.release.repository}"):
+        index = assemble.plan_index(ctx, sent, provenance)
+        published = assemble.release(ctx, ctx.registry, sent, index)
+    write_results(ctx, published, provenance)
+    write_outputs(ctx, published, provenance)
     ctx.reporter.console.print(summary(ctx, published))
     return published

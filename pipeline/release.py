@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from pipeline import schemas
 from pipeline.arch import Arch
 from pipeline.errors import UsageError
 from pipeline.mediatypes import Compression, DiskFormat
+
+VERSION_FIELD = "{version}"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,18 @@ class Release:
     annotations: dict[str, str] = field(hash=False)
     minimum_lima_version: str = "1.0.0"
     guest_install_prefix: str = "/var/usrlocal"
+    version_template: str | None = None  # set when `version` is a template (nightlies)
+    tag_templates: tuple[str, ...] = ()  # `tags` as written, `{version}` unresolved
+
+    @property
+    def templated(self) -> bool:
+        """Whether the version is still a template this run has not resolved."""
+        return self.version_template is not None and self.version == self.version_template
+
+    def with_version(self, version: str) -> Release:
+        """This release at a resolved version: `{version}` in the release tags filled in."""
+        tags = tuple(t.replace(VERSION_FIELD, version) for t in self.tag_templates or self.tags)
+        return dataclasses.replace(self, version=version, tags=tags)
 
     @property
     def all_tags(self) -> tuple[str, ...]:
@@ -73,8 +88,19 @@ def parse(data: Any, *, path: Path, variant: str) -> Release:
             f"{path}: moving_tags: {', '.join(sorted(overlap))} also listed in tags "
             "(a tag is either an immutable release tag or a moving one)"
         )
+    template = doc["version"] if "{" in doc["version"] else None
+    if template and "{date}" in template and "{n}" not in template:
+        raise UsageError(
+            f"{path}: version: {template!r} has {{date}} but no {{n}}: two nightlies of one day "
+            "would collide"
+        )
+    if template and not all(VERSION_FIELD in tag for tag in doc["tags"]):
+        raise UsageError(
+            f"{path}: tags: a templated version needs {VERSION_FIELD} in every release tag "
+            "(a fixed release tag would be taken by the first nightly)"
+        )
     root = path.resolve().parent.parent  # the repository root manifests/ was found in
-    return Release(
+    release = Release(
         variant=variant,
         path=path,
         name=doc["name"],
@@ -93,7 +119,10 @@ def parse(data: Any, *, path: Path, variant: str) -> Release:
         annotations=dict(doc["annotations"]),
         minimum_lima_version=doc["lima"]["minimum_lima_version"],
         guest_install_prefix=doc["lima"]["guest_install_prefix"],
+        version_template=template,
+        tag_templates=tuple(doc["tags"]),
     )
+    return release if template else release.with_version(release.version)
 
 
 def load(path: Path) -> Release:

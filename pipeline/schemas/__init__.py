@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator
 RELEASE_MANIFEST = "release-manifest"
 ARTIFACT_MANIFEST = "artifact-manifest"
 ARTIFACT_INDEX = "artifact-index"
+ARCH_RESULT = "arch-result"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,149 @@
+"""What a release is made from, recorded so that a nightly with nothing new builds nothing.
+
+The record: the base image's digest per architecture (resolved from its registry, not pulled),
+a hash of the Containerfile and its build context, a hash of the release manifest file, the
+builder image's digest and this pipeline's version. Its sha256 is the annotation
+`org.bootc-pipeline.inputs` on the index and every manifest; `publish` compares it with the
+release its first moving tag names before building anything.
+
+A base or builder named `localhost/...` exists only in the engine (tests, air-gapped users):
+its digest then comes from the engine, which is also not a pull.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import stat
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pipeline import mediatypes as mt
+from pipeline.arch import Arch
+from pipeline.context import Context
+from pipeline.digest import Sha256, of_bytes
+from pipeline.errors import PipelineError
+from pipeline.files import atomic_write
+from pipeline.reference import is_loopback_registry, parse_reference
+from pipeline.registry.client import FetchedManifest, RegistryClient
+
+LOCAL_REGISTRY = "localhost"
+PLATFORM_LISTS = (mt.OCI_INDEX, mt.DOCKER_MANIFEST_LIST)
+RECORD_NAME = "inputs.json"
+
+
+def pipeline_version() -> str:
+    try:
+        return metadata.version("bootc-pipeline")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def tree_digest(root: Path) -> str:
+    """sha256 over every file under `root` (sorted relative path, executable bit, content)."""
+    total = Sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink()):
+        rel = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            entry = f"L {rel} {os.readlink(path)}\n".encode()
+        else:
+            mode = "x" if path.stat().st_mode & stat.S_IXUSR else "-"
+            entry = f"F {rel} {mode} {of_bytes(path.read_bytes()).digest}\n".encode()
+        total.update(entry)
+    return total.blob().digest
+
+
+def _per_arch(fetched: FetchedManifest, archs: tuple[Arch, ...], ref: str) -> dict[str, str]:
+    body = fetched.json()
+    if body.get("mediaType", fetched.media_type) not in PLATFORM_LISTS:
+        return {arch.value: fetched.digest for arch in archs}  # one image for every arch
+    found: dict[str, str] = {}
+    for entry in body.get("manifests") or []:
+        platform = entry.get("platform") or {}
+        if platform.get("os") == "linux" and platform.get("architecture") in archs:
+            found.setdefault(platform["architecture"], entry["digest"])
+    missing = [a.value for a in archs if a.value not in found]
+    if missing:
+        raise PipelineError(f"the base image {ref} has no {', '.join(missing)} image")
+    return found
+
+
+def source_client(ctx: Context, registry: str) -> RegistryClient:
+    """A client for a registry images are read from: --plain-http is for the target, and for
+    a source only where it is allowed anyway (loopback); quay.io and the like use TLS."""
+    plain = ctx.options.plain_http and is_loopback_registry(registry)
+    options = dataclasses.replace(ctx.options, plain_http=plain, force_plain_http=False)
+    return options.registry_client(registry)
+
+
+def base_digests(ctx: Context) -> dict[str, str]:
+    """The base's digest per architecture of the release, without pulling it."""
+    archs = ctx.release.architectures
+    ref = parse_reference(ctx.release.base)
+    if ref.registry == LOCAL_REGISTRY:
+        return {arch.value: ctx.engine.base_digest(ctx.release.base, arch) for arch in archs}
+    client = source_client(ctx, ref.registry)
+    accept = (mt.OCI_INDEX, mt.DOCKER_MANIFEST_LIST, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST)
+    return _per_arch(client.get_manifest(ref.repository, ref.target, accept), archs, str(ref))
+
+
+def builder_digest(ctx: Context) -> str:
+    ref = parse_reference(ctx.options.builder_image)
+    if ref.digest:
+        return ref.digest
+    if ref.registry == LOCAL_REGISTRY:
+        facts = ctx.engine.inspect(ctx.options.builder_image)
+        if facts is None:
+            raise PipelineError(
+                f"the builder image {ctx.options.builder_image} is not in the engine"
+            )
+        return facts.id
+    client = source_client(ctx, ref.registry)
+    try:
+        digest = client.manifest_digest(ref.repository, ref.target)
+    except PipelineError as exc:
+        raise PipelineError(
+            f"cannot resolve the builder image {ctx.options.builder_image}: {exc.message}",
+            hint="check --builder-image and that its registry answers",
+        ) from None
+    if digest is None:
+        raise PipelineError(f"the builder image {ctx.options.builder_image} is not in its registry")
+    return digest
+
+
+def record(ctx: Context) -> dict[str, Any]:
+    """The inputs of this release, as data (written to the report and inputs.json)."""
+    release = ctx.release
+    return {
+        "base": release.base,
+        "baseDigests": base_digests(ctx),
+        "containerfile": release.containerfile.name,
+        "buildContext": tree_digest(release.containerfile.parent),
+        "releaseManifest": of_bytes(release.path.read_bytes()).digest,
+        "builderImage": ctx.options.builder_image,
+        "builderDigest": builder_digest(ctx),
+        "pipelineVersion": pipeline_version(),
+    }
+
+
+def digest_of(inputs: dict[str, Any]) -> str:
+    return of_bytes(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).digest
+
+
+def save(ctx: Context, inputs: dict[str, Any]) -> None:
+    """For the push stage, which may run as a command of its own after `publish` stopped."""
+    body = json.dumps({"inputs": inputs, "digest": digest_of(inputs)}, indent=2, sort_keys=True)
+    atomic_write(ctx.variant_dir / RECORD_NAME, body.encode() + b"\n")
+
+
+def saved(ctx: Context) -> tuple[str, dict[str, Any]] | None:
+    """The inputs digest and record `publish` saved in this work directory, if any."""
+    try:
+        data = json.loads((ctx.variant_dir / RECORD_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict):
+        return None
+    return digest_of(data["inputs"]), data["inputs"]

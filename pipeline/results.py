@@ -1,0 +1,101 @@
+"""Per-architecture result files: what one machine's `publish --arch X` hands to the join.
+
+A result names the architecture's manifest (its exact bytes), the layer it references, and the
+release annotations it was made with; `bootc-pipeline index` reads several of them (from
+different machines), checks them against each other and the registry, and makes the index a
+single-machine publish would have made from the same inputs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline import schemas
+from pipeline.arch import Arch
+from pipeline.digest import Blob
+from pipeline.errors import UsageError
+from pipeline.files import atomic_write
+from pipeline.mediatypes import OCI_MANIFEST
+from pipeline.plan import Document
+from pipeline.published import ArchRelease
+
+RESULT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ArchResult:
+    variant: str
+    repository: str  # registry/path
+    annotations: dict[str, str]  # the release annotations (as plan.release_annotations)
+    release: ArchRelease
+    timings: dict[str, float]
+
+
+def file_name(arch: Arch) -> str:
+    return f"result-{arch.value}.json"
+
+
+def to_json(result: ArchResult) -> dict[str, Any]:
+    r = result.release
+    return {
+        "resultVersion": RESULT_VERSION,
+        "variant": result.variant,
+        "repository": result.repository,
+        "arch": r.arch.value,
+        "annotations": result.annotations,
+        "manifest": {
+            "mediaType": r.manifest.media_type,
+            "digest": r.manifest.digest,
+            "size": r.manifest.size,
+            "data": base64.b64encode(r.manifest.body).decode(),
+        },
+        "layer": asdict(r.layer),
+        "zstdLevel": r.level,
+        "uncompressed": asdict(r.uncompressed),
+        "bytesSent": r.bytes_sent,
+        "timings": result.timings,
+    }
+
+
+def write(path: Path, result: ArchResult) -> None:
+    atomic_write(path, json.dumps(to_json(result), indent=2).encode() + b"\n")
+
+
+def load(path: Path) -> ArchResult:
+    """Read and check a result file; one UsageError naming the file and the problem."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such result file") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not a readable JSON result file ({exc})") from None
+    found = schemas.problems(schemas.ARCH_RESULT, data)
+    if found:
+        raise UsageError(f"{path}: {found[0]}")
+    m = data["manifest"]
+    try:
+        body = base64.b64decode(m["data"], validate=True)
+    except binascii.Error:
+        raise UsageError(f"{path}: manifest.data is not base64") from None
+    manifest = Document(OCI_MANIFEST, body)
+    if (manifest.digest, manifest.size) != (m["digest"], m["size"]):
+        raise UsageError(
+            f"{path}: manifest.data hashes to {manifest.digest} ({manifest.size} bytes), "
+            f"not the {m['digest']} ({m['size']} bytes) it claims"
+        )
+    release = ArchRelease(
+        arch=Arch(data["arch"]),
+        layer=Blob(**data["layer"]),
+        uncompressed=Blob(**data["uncompressed"]),
+        level=int(data.get("zstdLevel", 0)),
+        manifest=manifest,
+        bytes_sent=data["bytesSent"],
+    )
+    return ArchResult(
+        data["variant"], data["repository"], data["annotations"], release, data["timings"]
+    )

