@@ -127,7 +127,9 @@ def good(
 
 def test_publish_boots_the_disk_before_tagging(good: Run, registry: RunningRegistry) -> None:
     err = good.proc.stderr
-    assert err.index(f"<== compress {ARCH}") < err.index(f"==> boot {ARCH}") < err.index("==> push")
+    boot_at = err.index(f"==> boot {ARCH}")
+    assert err.index(f"<== compress {ARCH}") < boot_at < err.index(f"==> upload {ARCH}")
+    assert boot_at < err.index("==> index and tags")
     boot = good.report["boot"][ARCH]
     assert boot["booted"] and boot["ok"], boot
     assert boot["firmware"] == ("OVMF" if ARCH == "amd64" else "AAVMF")
@@ -200,7 +202,7 @@ def test_a_guest_lima_cannot_use_fails_the_boot_and_moves_no_tag(
     assert "guest console" in run.proc.stderr  # its last lines are in the log
     console = run.workdir / run.variant / ARCH / "boot" / "console.log"
     assert console.stat().st_size > 0
-    assert "==> push" not in run.proc.stderr
+    assert "==> upload" not in run.proc.stderr and "==> index and tags" not in run.proc.stderr
     assert tags(Access(registry.host), run.repository) == []
 
 
