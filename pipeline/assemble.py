@@ -49,14 +49,22 @@ def verify_children(client: RegistryClient, ctx: Context, archs: Sequence[ArchRe
 
 
 def release(
-    ctx: Context, client: RegistryClient, archs: Sequence[ArchRelease], index: Document
+    ctx: Context,
+    client: RegistryClient,
+    archs: Sequence[ArchRelease],
+    index: Document,
+    *,
+    sent: bool = True,
 ) -> Published:
-    """Check the children, push the index by digest, then the tags (none for a partial run)."""
+    """Check the children, push the index by digest, then the tags (none for a partial run).
+
+    `sent`: this process uploaded the children, so a release tag taken by now is a race.
+    """
     repo = ctx.target.repository
     tags = ctx.tags_to_move
     policy = TagPolicy.of(ctx, client)
     if tags:
-        policy.check(index.digest)
+        policy.check(index.digest, sent=sent)
     verify_children(client, ctx, archs)
     if client.manifest_digest(repo, index.digest) != index.digest:
         client.push_manifest(repo, index.digest, index.body, index.media_type)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ class Reporter:
     verbose: bool = False
     live: bool | None = None  # None: live display only on a terminal
     timings: dict[str, float] = field(default_factory=dict)
+    # Concurrent architectures share one reporter: a line is written whole, never interleaved.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.live is None:
@@ -47,8 +50,11 @@ class Reporter:
     def info(self, message: str) -> None:
         if self.live:
             self.console.print(message)
-        else:
-            print(f"{self._stamp()} {message}", file=self.stream, flush=True)
+            return
+        line = f"{self._stamp()} {message}\n"
+        with self._lock:
+            self.stream.write(line)
+            self.stream.flush()
 
     def detail(self, line: str) -> None:
         """A line of a tool's own log: shown with --verbose, kept quiet otherwise."""

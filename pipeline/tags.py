@@ -70,9 +70,19 @@ class TagPolicy:
                     hint=RELEASE_TAG_HINT,
                 )
 
-    def check(self, index_digest: str) -> None:
-        """Refuse to move a release tag that names other content (unless --force)."""
+    def check(self, index_digest: str, *, sent: bool = False) -> None:
+        """Refuse to move a release tag that names other content (unless --force).
+
+        Before this process sent anything that is bad input (exit 2); once it has sent blobs
+        or manifests, the tag was taken while it ran: a TagRaceError (exit 3), never exit 2.
+        """
         for tag in self.release_tags:
+            if sent and (current := self._taken(tag, index_digest)) is not None:
+                raise TagRaceError(
+                    f"{self._where(tag)} was tagged by another publisher while this one ran "
+                    f"({current}); this release ({index_digest}) is left untagged",
+                    hint=RACE_HINT,
+                )
             self._check_release_tag(tag, index_digest)
 
     def _taken(self, tag: str, index_digest: str) -> str | None:

@@ -93,4 +93,5 @@ def index(ctx: Context, found: Sequence[results.ArchResult]) -> Published:
             ctx.reporter.timings[f"{stage}:{r.release.arch.value}"] = seconds
     archs = [r.release for r in found]
     client = assemble.client_for(ctx)
-    return assemble.release(ctx, client, archs, assemble.plan_index(ctx, archs, provenance))
+    index = assemble.plan_index(ctx, archs, provenance)
+    return assemble.release(ctx, client, archs, index, sent=False)  # the join sent nothing yet
