@@ -63,30 +63,46 @@ def preflight(ctx: Context, provenance: Provenance) -> None:
     ctx.reporter.info(f"builder: {ctx.options.builder_image} ({builder_image(ctx).id[:19]})")
 
 
+def build_step(ctx: Context, arch: Arch) -> None:
+    with ctx.reporter.stage(f"build:{arch.value}", f"build {ctx.image_tag(arch)}"):
+        build(ctx, arch)
+
+
+def disk_step(ctx: Context, arch: Arch) -> None:
+    with ctx.reporter.stage(f"disk:{arch.value}", f"disk {arch.value} (bootc-image-builder)"):
+        disk(ctx, arch)
+
+
+def compress_step(ctx: Context, arch: Arch) -> None:
+    level = ctx.release.zstd_level
+    with ctx.reporter.stage(f"compress:{arch.value}", f"compress {arch.value} (zstd -{level})"):
+        compress(ctx, arch)
+
+
+def boot_step(ctx: Context, arch: Arch) -> None:
+    with ctx.reporter.stage(f"boot:{arch.value}", f"boot {arch.value} (QEMU + UEFI, ssh)"):
+        boot(ctx, arch)
+
+
 def run_build(ctx: Context) -> None:
     for arch in ctx.archs:
-        with ctx.reporter.stage(f"build:{arch.value}", f"build {ctx.image_tag(arch)}"):
-            build(ctx, arch)
+        build_step(ctx, arch)
 
 
 def run_disk(ctx: Context) -> None:
     for arch in ctx.archs:
-        with ctx.reporter.stage(f"disk:{arch.value}", f"disk {arch.value} (bootc-image-builder)"):
-            disk(ctx, arch)
+        disk_step(ctx, arch)
 
 
 def run_compress(ctx: Context) -> None:
     for arch in ctx.archs:
-        level = ctx.release.zstd_level
-        with ctx.reporter.stage(f"compress:{arch.value}", f"compress {arch.value} (zstd -{level})"):
-            compress(ctx, arch)
+        compress_step(ctx, arch)
 
 
 def run_boot(ctx: Context) -> None:
     """The boot check of every architecture; the first failure stops the run before any push."""
     for arch in ctx.archs:
-        with ctx.reporter.stage(f"boot:{arch.value}", f"boot {arch.value} (QEMU + UEFI, ssh)"):
-            boot(ctx, arch)
+        boot_step(ctx, arch)
 
 
 def boot_records(ctx: Context) -> dict[str, dict[str, Any]]:
@@ -103,16 +119,11 @@ def arch_pipeline(
     ctx: Context, arch: Arch, provenance: Provenance, siblings: tuple[str, ...]
 ) -> ArchRelease:
     """One architecture from source to registry: build, disk, compress, upload (by digest)."""
-    level = ctx.release.zstd_level
-    with ctx.reporter.stage(f"build:{arch.value}", f"build {ctx.image_tag(arch)}"):
-        build(ctx, arch)
-    with ctx.reporter.stage(f"disk:{arch.value}", f"disk {arch.value} (bootc-image-builder)"):
-        disk(ctx, arch)
-    with ctx.reporter.stage(f"compress:{arch.value}", f"compress {arch.value} (zstd -{level})"):
-        compress(ctx, arch)
+    build_step(ctx, arch)
+    disk_step(ctx, arch)
+    compress_step(ctx, arch)
     if not ctx.options.skip_boot:  # after compress, before this architecture's upload
-        with ctx.reporter.stage(f"boot:{arch.value}", f"boot {arch.value} (QEMU + UEFI, ssh)"):
-            boot(ctx, arch)
+        boot_step(ctx, arch)
     with ctx.reporter.stage(f"upload:{arch.value}", f"upload {arch.value}"):
         return push_arch(ctx, arch, provenance, siblings)
 
