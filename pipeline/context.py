@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.arch import Arch
 from pipeline.bib import DEFAULT_BUILDER_IMAGE
@@ -88,6 +88,8 @@ class Context:
     release: Release
     options: Options
     reporter: Reporter
+    # the boot records of result files made on other machines (the index join), by arch
+    joined_boots: dict[str, dict[str, Any]] = field(default_factory=dict)
     _engine: Engine | None = field(default=None, repr=False)
     _registry: RegistryClient | None = field(default=None, repr=False)
 

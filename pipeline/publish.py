@@ -109,8 +109,9 @@ def boot_records(ctx: Context) -> dict[str, dict[str, Any]]:
     """Per architecture, the boot check recorded for the disk being pushed (or why none)."""
     if ctx.options.skip_boot:
         return {arch.value: {"skipped": True, "reason": "--skip-boot"} for arch in ctx.archs}
+    not_run = {"skipped": True, "reason": "not run"}
     return {
-        arch.value: recorded(ctx, arch) or {"skipped": True, "reason": "not run"}
+        arch.value: recorded(ctx, arch) or ctx.joined_boots.get(arch.value, not_run)
         for arch in ctx.archs
     }
 
@@ -194,7 +195,12 @@ def write_results(ctx: Context, published: Published, provenance: Provenance) ->
     for r in published.archs:
         path = ctx.variant_dir / results.file_name(r.arch)
         found = results.ArchResult(
-            ctx.release.variant, published.repository, annotations, r, arch_timings(ctx, r.arch)
+            ctx.release.variant,
+            published.repository,
+            annotations,
+            r,
+            arch_timings(ctx, r.arch),
+            boot_records(ctx).get(r.arch.value),
         )
         results.write(path, found)
         ctx.reporter.info(f"result: {path}")

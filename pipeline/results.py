@@ -34,6 +34,7 @@ class ArchResult:
     annotations: dict[str, str]  # the release annotations (as plan.release_annotations)
     release: ArchRelease
     timings: dict[str, float]
+    boot: dict[str, Any] | None = None  # the boot check's record (publish's report "boot" entry)
 
 
 def file_name(arch: Arch) -> str:
@@ -59,7 +60,7 @@ def to_json(result: ArchResult) -> dict[str, Any]:
         "uncompressed": asdict(r.uncompressed),
         "bytesSent": r.bytes_sent,
         "timings": result.timings,
-    }
+    } | ({"boot": result.boot} if result.boot is not None else {})
 
 
 def write(path: Path, result: ArchResult) -> None:
@@ -97,5 +98,10 @@ def load(path: Path) -> ArchResult:
         bytes_sent=data["bytesSent"],
     )
     return ArchResult(
-        data["variant"], data["repository"], data["annotations"], release, data["timings"]
+        data["variant"],
+        data["repository"],
+        data["annotations"],
+        release,
+        data["timings"],
+        data.get("boot"),
     )

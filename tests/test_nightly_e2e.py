@@ -186,6 +186,10 @@ def test_first_nightly_is_a_dated_release(setup: Setup, first: Nightly) -> None:
         layer = first.results[arch]["layer"]
         assert first.report["architectures"][arch]["layer"]["title"] == title
         assert judge_index(setup.access, REPO, digest).blobs[layer["digest"]] == layer["size"]
+    # the join's report says what each runner's boot check did, as its result file carries it
+    # (the test runners set --skip-boot through PUBLISH_FLAGS)
+    assert first.report["boot"] == {arch: first.results[arch]["boot"] for arch in ARCHS}
+    assert first.report["boot"]["amd64"] == {"skipped": True, "reason": "--skip-boot"}
     print(f"\nfirst nightly: {first.seconds:.1f}s")
 
 

@@ -68,7 +68,9 @@ def resolve(ctx: Context, paths: Sequence[Path]) -> tuple[Context, list[results.
     )
     archs = tuple(a for a in release.architectures if a in {r.release.arch for r in found})
     options = dataclasses.replace(ctx.options, archs=archs)
-    return dataclasses.replace(ctx, release=release, options=options), found
+    boots = {r.release.arch.value: r.boot for r in found if r.boot is not None}
+    joined = dataclasses.replace(ctx, release=release, options=options, joined_boots=boots)
+    return joined, found
 
 
 def provenance_of(result: results.ArchResult) -> Provenance:
