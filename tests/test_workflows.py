@@ -95,6 +95,11 @@ def test_nightly_workflow_shape() -> None:
     for variant in matrix["variant"]:
         assert (ROOT / "manifests" / f"{variant}.yaml").is_file()
     assert nightly["jobs"]["index"]["needs"] == ["plan", "publish"]
+    # a failed boot check leaves its guest console where test_boot_e2e finds it (the default
+    # workdir .work); the job keeps the logs, not the boot's throwaway ssh key beside them
+    (kept,) = [s for j, s in workflows.steps(nightly) if j == "publish" and "if" in s]
+    assert kept["if"] == "failure()"
+    assert kept["with"]["path"] == ".work/${{ matrix.variant }}/${{ matrix.arch }}/boot/*.log"
 
 
 def _sh(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
