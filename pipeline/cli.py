@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("reference", nargs="?", help="a published release: REGISTRY/REPO:TAG|@DIGEST")
     p.add_argument("--platform", help="with REFERENCE: linux/ARCH (default: this host's)")
+    p.add_argument(
+        "--json", action="store_true", help="with REFERENCE: a JSON line on stdout with the result"
+    )
     _release_options(p)
     _registry_options(p)
     _common(p)
@@ -316,7 +319,11 @@ def _lima(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def _boot_published(args: argparse.Namespace, reporter: Reporter) -> int:
-    """Pull a published disk (verified as `pull` verifies it) and boot it as publish would."""
+    """Pull a published disk (verified as `pull` verifies it) and boot it as publish would. The
+    pull and boot record is written to WORKDIR/boot-published/ARCH/boot-report.json (and printed
+    with --json) whether the boot passed or not."""
+    import json
+
     from pipeline import pull
     from pipeline.boot.guest import boot_disk
     from pipeline.stages.boot import fail_if_bad
@@ -343,6 +350,14 @@ def _boot_published(args: argparse.Namespace, reporter: Reporter) -> int:
             )
         finally:
             pulled.path.unlink(missing_ok=True)
+        # the pulled disk is gone once booted: the record names it by digest, not by path
+        record = {k: v for k, v in pulled.as_json().items() if k != "path"}
+        record["boot"] = result.to_dict()
+        report = work / "boot-report.json"
+        report.write_text(json.dumps(record, indent=2) + "\n")
+        reporter.info(f"    {arch.value}: boot report {report}")
+        if args.json:
+            print(json.dumps(record), flush=True)
         fail_if_bad(result, reporter)
     return 0
 

@@ -15,16 +15,18 @@ from typing import Any
 # Forcing `mountType: reverse-sshfs` would throw virtiofs away on macOS.
 MOUNT_TYPES_UNSUPPORTED: tuple[str, ...] = ("9p",)
 
-# containerd off. Lima turns user containerd on by default; then, at every boot,
-# boot.Linux/30-install-packages.sh writes into /usr (`ln -s fusermount3 /usr/bin/fusermount`) and
-# dnf-installs iptables/fuse3/shadow-utils when missing, which fails on bootc's read-only /usr, and
-# boot.Linux/40-install-containerd.sh unpacks nerdctl-full (hundreds of MB, from the cidata ISO)
-# under guestInstallPrefix and runs containerd-rootless-setuptool.sh as the user. None of that has
-# been seen to work in a real fedora-bootc or centos-bootc guest (the real bases cannot be booted
-# here), vrothberg/lima-fedora-bootc (fedora-bootc.yaml) switches it off for the same images, and
-# the bases ship Podman. The images still carry everything 30-install-packages.sh would install
-# for it (setup.sh checks newuidmap, mount.fuse3, iptables, fusermount), so a user can try it per
-# instance (`limactl start --containerd=user`) without any write to /usr.
+# containerd off. Lima turns user containerd on by default: boot.Linux/20-rootless-base.sh sets up
+# subuid/subgid ranges, Delegate=yes and linger, then 40-install-containerd.sh unpacks nerdctl-full
+# (hundreds of MB, from the cidata ISO) under guestInstallPrefix and runs
+# containerd-rootless-setuptool.sh as the user. What that needs of the guest is tried at every boot
+# check (`rootless-containerd`, recorded, not fatal: pipeline/boot/checks.py): the user's systemd
+# manager started by linger, memory and pids delegated, a user namespace mapped through
+# newuidmap/newgidmap, overlayfs in a user namespace, programs unpacked under guestInstallPrefix
+# running from PATH. No write to /usr is needed: 30-install-packages.sh finds every tool it would
+# dnf-install, and /usr/bin/fusermount exists. What no boot here shows is nerdctl-full itself (a
+# GitHub release) under the real bases' SELinux policy, so the default stays off, as
+# vrothberg/lima-fedora-bootc (fedora-bootc.yaml) has it; the bases ship Podman.
+# `limactl start --containerd=user` turns it on for one instance.
 CONTAINERD: dict[str, bool] = {"system": False, "user": False}
 
 # The host's home (read-only, Lima's default) and a writable scratch directory.
@@ -39,8 +41,9 @@ NOTES: tuple[str, ...] = (
     "(lima pkg/downloader/downloader.go; only gzip has a built-in fallback).",
     'mountTypesUnsupported: ["9p"]: CentOS/RHEL kernels have no 9p and Fedora 6.9-6.11 kernels a',
     "broken one; QEMU then mounts with reverse-sshfs (sshfs is in the image), vz keeps virtiofs.",
-    "containerd is off: Lima's nerdctl-full install is unproven on a read-only-/usr bootc guest,",
-    "which ships Podman; `limactl start --containerd=user` turns it on for one instance.",
+    "containerd is off: nerdctl-full itself is unproven in these images, which ship Podman; the",
+    "guest meets what it needs (the release report's rootless-containerd boot check), so",
+    "`limactl start --containerd=user` turns it on for one instance.",
     "guestInstallPrefix is writable: /usr is read-only; the image links /usr/local there.",
 )
 

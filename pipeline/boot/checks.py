@@ -25,6 +25,55 @@ LIMA_TOOLS = (
     "/usr/bin/fusermount",
     "/usr/sbin/iptables",
 )
+# What Lima's user containerd (containerd: {user: true}, its default) needs of the guest, set up
+# as Lima's boot.Linux/20-rootless-base.sh sets it up (subuid/subgid ranges, Delegate=yes for
+# user@.service, linger) and then tried as containerd-rootless-setuptool.sh checks it: a user
+# namespace mapped through newuidmap/newgidmap, cgroup v2 controllers delegated to the user,
+# overlayfs inside a user namespace; and 40-install-containerd.sh's step of unpacking programs
+# under guestInstallPrefix and running them from PATH. nerdctl-full itself is not in the image.
+ROOTLESS_SCRIPT = r"""
+fail() { echo "$1"; exit 1; }
+u=$(id -un); uid=$(id -u); gid=$(id -g); p=@PREFIX@
+sudo -n sh -c "grep -qw $u /etc/subuid || echo $u:524288:65536 >>/etc/subuid
+grep -qw $u /etc/subgid || echo $u:524288:65536 >>/etc/subgid
+mkdir -p /etc/systemd/system/user@.service.d
+printf '[Service]\nDelegate=yes\n' >/etc/systemd/system/user@.service.d/lima.conf
+systemctl daemon-reload && loginctl enable-linger $u" \
+  || fail "cannot set up subuid ranges, Delegate=yes and linger as Lima's 20-rootless-base.sh does"
+i=0; until [ -S /run/user/$uid/systemd/private ]; do
+  i=$((i+1)); [ $i -gt 60 ] && fail "the user's systemd manager did not start (linger)"; sleep 1
+done
+XDG_RUNTIME_DIR=/run/user/$uid systemctl --user show-environment >/dev/null \
+  || fail "systemctl --user does not answer"
+c=$(cat /sys/fs/cgroup/user.slice/user-$uid.slice/user@$uid.service/cgroup.controllers) \
+  || fail "no cgroup v2 hierarchy for the user's manager"
+for k in memory pids; do
+  case " $c " in *" $k "*) ;; *) fail "cgroup v2 controller $k not delegated (has: $c)";; esac
+done
+unshare -U sleep 60 & pid=$!
+i=0; while [ "$(readlink /proc/$pid/ns/user)" = "$(readlink /proc/self/ns/user)" ]; do
+  i=$((i+1)); [ $i -gt 20 ] && fail "unshare -U did not make a user namespace"; sleep 0.5
+done
+# the ranges the user has: useradd may have allotted its own before Lima's script looked
+su=$(awk -F: -v u=$u '$1 == u {print $2 " " $3; exit}' /etc/subuid)
+sg=$(awk -F: -v u=$u '$1 == u {print $2 " " $3; exit}' /etc/subgid)
+newuidmap $pid 0 $uid 1 1 $su && newgidmap $pid 0 $gid 1 1 $sg \
+  || { kill $pid; fail "newuidmap/newgidmap refused $u's subuid range ($su) or subgid ($sg)"; }
+m=$(wc -l </proc/$pid/uid_map); kill $pid
+[ "$m" = 2 ] || fail "the user namespace has $m uid mappings, not 2"
+t=$(mktemp -d -p "$HOME"); mkdir $t/l $t/u $t/w $t/m
+unshare --user --map-root-user --mount sh -c \
+  "mount -t overlay overlay -o lowerdir=$t/l,upperdir=$t/u,workdir=$t/w $t/m && touch $t/m/f" \
+  || { rm -rf $t; fail "overlayfs cannot be mounted in a user namespace (kernel $(uname -r))"; }
+rm -rf $t
+d=$(mktemp -d); mkdir $d/bin
+printf '#!/bin/sh\necho unpacked-ok\n' >$d/bin/bootc-pipeline-probe; chmod 755 $d/bin/*
+tar -C $d -cf - bin | sudo -n tar -C $p -xf - || fail "cannot unpack programs into $p"
+r=$(bootc-pipeline-probe); sudo -n rm -f $p/bin/bootc-pipeline-probe; rm -rf $d
+[ "$r" = unpacked-ok ] || fail "a program unpacked under $p does not run from PATH"
+echo "ok: userns through newuidmap, cgroup v2 with $c delegated, overlayfs in a userns," \
+  "programs unpacked under $p run from PATH"
+"""
 GROWN_FRACTION = 0.9  # of the VM's disk, less what the ESP and /boot take (bib: ~1.5 GiB)
 NON_ROOT_BYTES = 2 * 1024**3
 
@@ -95,6 +144,12 @@ def guest_checks(uid: int, install_prefix: str) -> list[Check]:
             "disk-grown",
             "the root filesystem grew to the disk the VM was given",
             "findmnt -bno SIZE,SOURCE /",
+            required=False,
+        ),
+        Check(
+            "rootless-containerd",
+            "what Lima's user containerd needs (recorded: the template turns containerd off)",
+            ROOTLESS_SCRIPT.replace("@PREFIX@", prefix),
             required=False,
         ),
     ]

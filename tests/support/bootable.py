@@ -2,9 +2,10 @@
 
 The real quay.io/fedora/fedora-bootc and centos-bootc bases cannot be pulled here. These stand-ins
 are Debian bookworm trees (debootstrap; arm64 through qemu-user-static) with what a Lima guest
-needs and a real bootc base has: a kernel and initrd, systemd, openssh-server, cloud-init, sshfs,
-sudo, uidmap, rsync, fuse3, iptables, systemd-boot, plus what ENVIRONMENT.md's "Booting an image"
-found Debian needs for cloud-init to finish cleanly (locales, python3-cffi-backend, networkd).
+needs and a real bootc base has: a kernel and initrd, systemd (with pam_systemd and the user's
+D-Bus), openssh-server, cloud-init, sshfs, sudo, uidmap, rsync, fuse3, iptables, systemd-boot,
+plus what ENVIRONMENT.md's "Booting an image" found Debian needs for cloud-init to finish cleanly
+(locales, python3-cffi-backend, networkd).
 On top, per flavour, the bootc bits of tests/standins/fakebase: os-release, the stub `dnf` (which
 records the real packages as installed, so `dnf install` of them changes nothing), the stub
 `bootc`, the flavour's default root filesystem.
@@ -39,7 +40,10 @@ KERNELS = {"amd64": "linux-image-cloud-amd64", "arm64": "linux-image-cloud-arm64
 PACKAGES = (
     "systemd,systemd-sysv,udev,dbus,libnss-myhostname,kmod,initramfs-tools,"
     "openssh-server,cloud-init,python3-cffi-backend,locales,cloud-guest-utils,"
-    "sshfs,sudo,uidmap,rsync,fuse3,iptables,iproute2,tar,systemd-boot-efi"
+    "sshfs,sudo,uidmap,rsync,fuse3,iptables,iproute2,tar,systemd-boot-efi,"
+    # pam_systemd starts the user's systemd manager (linger, /run/user/UID), which Lima's user
+    # containerd waits for; Fedora ships it in systemd itself, Debian in its own packages
+    "libpam-systemd,dbus-user-session"
 )
 # Packages the stub dnf records as installed: what the real bases plus the Containerfiles' dnf
 # lines provide. Their files are the real Debian ones, which dnf must not overwrite.
