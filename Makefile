@@ -43,7 +43,7 @@ test-fast:
 
 # The boot tests for one architecture (ARCH=arm64 boots under TCG: slow, see README).
 boot-test:
-	BOOT_TEST_ARCH=$(or $(ARCH),amd64) $(PYTHON) -m pytest tests/test_boot_e2e.py
+	BOOT_TEST_ARCH=$(or $(ARCH),amd64) $(PYTHON) -m pytest -rP --durations=0 tests/test_boot_e2e.py
 
 lint:
 	$(PYTHON) -m ruff check .
