@@ -38,6 +38,7 @@ class Release:
     rootfs: str
     bib_config: dict[str, Any] = field(hash=False)
     annotations: dict[str, str] = field(hash=False)
+    kernel_append: dict[str, str] = field(default_factory=dict, hash=False)  # by arch
     minimum_lima_version: str = "1.0.0"
     guest_install_prefix: str = "/var/usrlocal"
     version_template: str | None = None  # set when `version` is a template (nightlies)
@@ -56,6 +57,15 @@ class Release:
     @property
     def all_tags(self) -> tuple[str, ...]:
         return self.tags + tuple(t for t in self.moving_tags if t not in self.tags)
+
+    def bib_config_for(self, arch: Arch) -> dict[str, Any]:
+        """bib's config for ARCH's disk: `builder.config`, with that architecture's kernel
+        arguments (`builder.kernel_append`) as customizations.kernel.append."""
+        config = copy.deepcopy(self.bib_config)
+        if arch.value in self.kernel_append:
+            customizations = config.setdefault("customizations", {})
+            customizations["kernel"] = {"append": self.kernel_append[arch.value]}
+        return config
 
     def layer_title(self, arch: Arch) -> str:
         """`<name>-<version>-<arch>.qcow2.zst`: the suffix from the disk format and compression."""
@@ -88,6 +98,19 @@ def parse(data: Any, *, path: Path, variant: str) -> Release:
             f"{path}: moving_tags: {', '.join(sorted(overlap))} also listed in tags "
             "(a tag is either an immutable release tag or a moving one)"
         )
+    builder = doc["builder"]
+    if builder["kernel_append"] and "kernel" in builder["config"].get("customizations", {}):
+        raise UsageError(
+            f"{path}: builder.kernel_append: set with builder.config.customizations.kernel too "
+            "(say each architecture's kernel arguments in one place)"
+        )
+    missing = [a for a in doc["architectures"] if builder["kernel_append"] and a not in
+               builder["kernel_append"]]  # fmt: skip
+    if missing:
+        raise UsageError(
+            f"{path}: builder.kernel_append: no kernel arguments for {', '.join(missing)} "
+            "(give every architecture its own, or none)"
+        )
     template = doc["version"] if "{" in doc["version"] else None
     if template and "{date}" in template and "{n}" not in template:
         raise UsageError(
@@ -116,6 +139,7 @@ def parse(data: Any, *, path: Path, variant: str) -> Release:
         disk_type=doc["builder"]["type"],
         rootfs=doc["builder"]["rootfs"],
         bib_config=doc["builder"]["config"],
+        kernel_append=dict(doc["builder"]["kernel_append"]),
         annotations=dict(doc["annotations"]),
         minimum_lima_version=doc["lima"]["minimum_lima_version"],
         guest_install_prefix=doc["lima"]["guest_install_prefix"],

@@ -215,3 +215,45 @@ def test_the_schema_alone_refuses_what_bib_refuses() -> None:
     for mountpoint in BIB_REFUSES:
         assert not validator.is_valid(_with_mountpoint(mountpoint, "xfs")), mountpoint
     assert not validator.is_valid(_with_mountpoint("/var/data", "btrfs"))
+
+
+def test_kernel_arguments_are_per_architecture(tmp_path: Path) -> None:
+    """Each machine's own serial console: bib's config for each disk carries its arch's append."""
+    fs = [{"mountpoint": "/var/data", "minsize": "1 GiB"}]
+    appends = {"amd64": "console=ttyS0,115200n8", "arm64": "console=ttyAMA0,115200n8"}
+    data = manifest_data(
+        builder={"config": {"customizations": {"filesystem": fs}}, "kernel_append": appends}
+    )
+    r = release.load(write_manifest(tmp_path, data))
+    for arch in (Arch.AMD64, Arch.ARM64):
+        config = r.bib_config_for(arch)
+        assert config["customizations"]["kernel"] == {"append": appends[arch.value]}
+        assert config["customizations"]["filesystem"] == fs
+    assert "kernel" not in r.bib_config["customizations"]  # the shared config is left alone
+
+
+def test_shipped_manifests_give_each_machine_its_serial_console() -> None:
+    for path in sorted((ROOT / "manifests").glob("*.yaml")):
+        r = release.load(path)
+        assert "console=ttyS0" in r.bib_config_for(Arch.AMD64)["customizations"]["kernel"]["append"]
+        arm = r.bib_config_for(Arch.ARM64)["customizations"]["kernel"]["append"]
+        assert "console=ttyAMA0" in arm and "ttyS0" not in arm, path
+
+
+@pytest.mark.parametrize(
+    ("builder", "message"),
+    [
+        (
+            {
+                "kernel_append": {"amd64": "quiet", "arm64": "quiet"},
+                "config": {"customizations": {"kernel": {"append": "quiet"}}},
+            },
+            "builder.kernel_append: set with builder.config.customizations.kernel too",
+        ),
+        ({"kernel_append": {"amd64": "quiet"}}, "builder.kernel_append: no kernel arguments for"),
+        ({"kernel_append": {"riscv64": "quiet"}}, "builder.kernel_append"),
+        ({"kernel_append": {"amd64": ""}}, "builder.kernel_append.amd64"),
+    ],
+)
+def test_kernel_arguments_errors(tmp_path: Path, builder: dict[str, Any], message: str) -> None:
+    assert message in _error(tmp_path, manifest_data(builder=builder))

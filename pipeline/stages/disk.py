@@ -118,7 +118,8 @@ def disk(ctx: Context, arch: Arch) -> Path:
     image = built_image(ctx, arch)
     directory = ctx.arch_dir(arch)
     disk_format = DiskFormat(release.disk_type)
-    config = json.dumps(release.bib_config, sort_keys=True).encode()
+    bib_config = release.bib_config_for(arch)
+    config = json.dumps(bib_config, sort_keys=True).encode()
     builder = builder_image(ctx)
     key = inputs_key(
         {
@@ -127,7 +128,7 @@ def disk(ctx: Context, arch: Arch) -> Path:
             "builder_id": builder.id,
             "format": disk_format.value,
             "rootfs": release.rootfs,
-            "config": release.bib_config,
+            "config": bib_config,
         }
     )
     output = bib.output_disk(directory.disk_dir, disk_format)
