@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pipeline.boot.guest import CLOUD_INIT_FINISHED
 from tests.support import judges, vm
 from tests.support.podman import PodmanService
 from tests.support.published import Access, tags
@@ -142,6 +143,12 @@ def test_publish_boots_the_disk_before_tagging(good: Run, registry: RunningRegis
     # not required (the template turns containerd off), and met by the stand-in guest
     rootless = {c["name"]: c for c in boot["checks"]}["rootless-containerd"]
     assert rootless["ok"] and not rootless["required"], rootless
+    # the guest's userspace console reaches the serial port (the kernel arguments name this
+    # machine's own): cloud-init's closing line is there, which the boot check waits for
+    console = (good.workdir / good.variant / ARCH / "boot" / "console.log").read_text(
+        "utf-8", "replace"
+    )
+    assert CLOUD_INIT_FINISHED.search(console), console[-2000:]
     assert "boot" in good.proc.stdout + err  # the summary table's boot column
     assert tags(Access(registry.host), good.repository) == sorted(["40", "40.1.0", "latest"])
     print(f"\nboot figures ({ARCH}): {json.dumps(boot, indent=1)}")
