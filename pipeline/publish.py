@@ -192,6 +192,7 @@ def arch_timings(ctx: Context, arch: Arch) -> dict[str, float]:
 def write_results(ctx: Context, published: Published, provenance: Provenance) -> None:
     """One result file per architecture: what `bootc-pipeline index` makes the release of."""
     annotations = plan.release_annotations(ctx.release, provenance)
+    boots = boot_records(ctx)
     for r in published.archs:
         path = ctx.variant_dir / results.file_name(r.arch)
         found = results.ArchResult(
@@ -200,7 +201,7 @@ def write_results(ctx: Context, published: Published, provenance: Provenance) ->
             annotations,
             r,
             arch_timings(ctx, r.arch),
-            boot_records(ctx).get(r.arch.value),
+            boots.get(r.arch.value),
         )
         results.write(path, found)
         ctx.reporter.info(f"result: {path}")

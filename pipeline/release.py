@@ -99,13 +99,13 @@ def parse(data: Any, *, path: Path, variant: str) -> Release:
             "(a tag is either an immutable release tag or a moving one)"
         )
     builder = doc["builder"]
-    if builder["kernel_append"] and "kernel" in builder["config"].get("customizations", {}):
+    appends = builder["kernel_append"]
+    if appends and "kernel" in builder["config"].get("customizations", {}):
         raise UsageError(
             f"{path}: builder.kernel_append: set with builder.config.customizations.kernel too "
             "(say each architecture's kernel arguments in one place)"
         )
-    missing = [a for a in doc["architectures"] if builder["kernel_append"] and a not in
-               builder["kernel_append"]]  # fmt: skip
+    missing = [a for a in doc["architectures"] if a not in appends] if appends else []
     if missing:
         raise UsageError(
             f"{path}: builder.kernel_append: no kernel arguments for {', '.join(missing)} "

@@ -58,6 +58,11 @@ class Run:
         return data
 
     @property
+    def console_log(self) -> Path:
+        """Where the boot stage keeps the guest's serial console."""
+        return self.workdir / self.variant / ARCH / "boot" / "console.log"
+
+    @property
     def errors(self) -> list[str]:
         return [line for line in self.proc.stderr.splitlines() if "error:" in line]
 
@@ -145,9 +150,7 @@ def test_publish_boots_the_disk_before_tagging(good: Run, registry: RunningRegis
     assert rootless["ok"] and not rootless["required"], rootless
     # the guest's userspace console reaches the serial port (the kernel arguments name this
     # machine's own): cloud-init's closing line is there, which the boot check waits for
-    console = (good.workdir / good.variant / ARCH / "boot" / "console.log").read_text(
-        "utf-8", "replace"
-    )
+    console = good.console_log.read_text("utf-8", "replace")
     assert CLOUD_INIT_FINISHED.search(console), console[-2000:]
     assert "boot" in good.proc.stdout + err  # the summary table's boot column
     assert tags(Access(registry.host), good.repository) == sorted(["40", "40.1.0", "latest"])
@@ -222,8 +225,7 @@ def test_a_guest_lima_cannot_use_fails_the_boot_and_moves_no_tag(
         assert also in run.proc.stderr
         assert "rootless-containerd" not in line, line
     assert "guest console" in run.proc.stderr  # its last lines are in the log
-    console = run.workdir / run.variant / ARCH / "boot" / "console.log"
-    assert console.stat().st_size > 0
+    assert run.console_log.stat().st_size > 0
     assert "==> upload" not in run.proc.stderr and "==> index and tags" not in run.proc.stderr
     assert tags(Access(registry.host), run.repository) == []
 
