@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pipeline import zstdfile  # noqa: E402
 
 CACHE = Path("/var/tmp/bootc-pipeline-bench")
-MIRROR = "http://deb.debian.org/debian"
 
 
 def make_debian_disk() -> Path:
@@ -42,8 +41,7 @@ def make_debian_disk() -> Path:
                 "--variant=minbase",
                 f"--include={include}",
                 "bookworm",
-                str(rootfs),
-                MIRROR,
+                str(rootfs),  # debootstrap's own default mirror
             ],
             check=True,
         )

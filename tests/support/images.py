@@ -36,7 +36,6 @@ BIB_SOURCES = STANDINS / "bib"
 SOURCE_LABEL = "org.bootc-pipeline.test.source-hash"
 ARCHS = ("amd64", "arm64")
 BIB_STANDIN_IMAGE = "localhost/test/bootc-image-builder:standin"
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
 BIB_PACKAGES = (
     "python3",
     "e2fsprogs",
@@ -373,7 +372,7 @@ def debootstrap_tarball(
     """A Debian bookworm minbase tree with PACKAGES as a .tar.zst under the test root's cache
     (debootstrap once, then reused). A foreign ARCH runs its second stage through
     qemu-user-static."""
-    params = f"bookworm minbase {','.join(packages)} {DEBIAN_MIRROR}"
+    params = f"bookworm minbase {','.join(packages)}"
     key = hashlib.sha256(params.encode()).hexdigest()[:16]
     cache = cache_dir(cache_name)
     tarball = cache / f"{stem}-{key}.tar.zst"
@@ -388,7 +387,8 @@ def debootstrap_tarball(
         argv = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}"]
         argv += [f"--arch={arch}"] if arch else []
         argv += ["--foreign"] if foreign else []
-        run_checked([*argv, "bookworm", str(target), DEBIAN_MIRROR], timeout=BUILD_TIMEOUT * 2)
+        # no mirror argument: debootstrap's own default (the project names no package mirror)
+        run_checked([*argv, "bookworm", str(target)], timeout=BUILD_TIMEOUT * 2)
         emulator = target / "usr/libexec/qemu-binfmt/aarch64-binfmt-P"
         if foreign:
             # binfmt_misc without the F flag looks the interpreter up inside the chroot
