@@ -10,12 +10,14 @@ seeds give byte-identical disks, hence equal digests across work directories.
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -203,3 +205,16 @@ def start_push(argv: list[str], env: dict[str, str], logs: Path) -> subprocess.P
 
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("bootc-pipeline: error:")]
+
+
+def publish_synthetic(
+    directory: Path, registry: str, *, size: int = DEFAULT_DISK_BYTES
+) -> tuple[Workdir, dict[str, Any]]:
+    """A release of both architectures pushed by the real CLI to `registry` (plain HTTP): the
+    work directory (with the publish-time Lima template) and the release report."""
+    (directory / "disks").mkdir(parents=True)
+    work = make_workdir(directory / "work", DiskCache(directory / "disks"), size=size)
+    proc = run_push(push_argv(work, registry), cli_env(directory / "home", chunk_size=1 << 20))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report: dict[str, Any] = json.loads(work.report_path.read_text())
+    return work, report

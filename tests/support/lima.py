@@ -1,0 +1,128 @@
+"""The real Lima (limactl v2.2.0, tests/support/gotools.py), run as an unprivileged user.
+
+limactl refuses to run as root (lima-vm/lima cmd/limactl/main.go), so the tests create the user
+`USER` (once per machine) and run it through `runuser -u USER --` with a clean environment: a
+short LIMA_HOME (unix socket paths are limited to 108 bytes), the user's own XDG cache, and a PATH
+that holds this venv's bin (where `limactl-url-oras` is installed) and Lima's bin.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.support.gotools import tool
+
+USER = "bootc-lima"
+STATE = Path("/var/tmp/bootc-pipeline-tests")
+PLUGIN = "limactl-url-oras"
+LOG_TAIL = 6000  # characters of each Lima log kept in a failure's output
+
+
+def plugin() -> Path:
+    """The console script pip installed beside this interpreter (pyproject [project.scripts])."""
+    path = Path(sys.executable).parent / PLUGIN
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: install the package (`pip install -e .`) in this venv")
+    return path
+
+
+def ensure_user() -> pwd.struct_passwd:
+    """The unprivileged user Lima runs as, created with a home of its own (the `~` mount)."""
+    try:
+        return pwd.getpwnam(USER)
+    except KeyError:
+        pass
+    if shutil.which("useradd") is None:
+        pytest.fail("useradd is missing (package passwd): the tests create a user for limactl")
+    subprocess.run(
+        ["useradd", "--create-home", "--shell", "/bin/bash", USER],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    try:  # another session may have created it at the same moment
+        return pwd.getpwnam(USER)
+    except KeyError:
+        pytest.fail(f"could not create the user {USER} for limactl")
+
+
+@dataclass
+class LimaUser:
+    """One test's Lima: its own LIMA_HOME and cache, owned by USER, under STATE."""
+
+    root: Path
+    account: pwd.struct_passwd
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def lima_home(self) -> Path:
+        return self.root / "l"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def home(self) -> Path:
+        return Path(self.account.pw_dir)
+
+    def env(self) -> dict[str, str]:
+        path = [str(plugin().parent), str(Path(tool("limactl")).parent), "/usr/bin", "/bin"]
+        return {
+            "PATH": ":".join([*path, "/usr/sbin", "/sbin"]),
+            "HOME": self.account.pw_dir,
+            "USER": USER,
+            "LOGNAME": USER,
+            "LIMA_HOME": str(self.lima_home),
+            "XDG_CACHE_HOME": str(self.cache),
+            "LC_ALL": "C.UTF-8",
+            **self.extra_env,
+        }
+
+    def argv(self, *args: str) -> list[str]:
+        env = [f"{k}={v}" for k, v in self.env().items()]
+        return ["runuser", "-u", USER, "--", "env", "-i", *env, *args]
+
+    def run(
+        self, *args: str, timeout: float, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.argv(*args), capture_output=True, text=True, timeout=timeout,
+            check=False, cwd=cwd or self.root,
+        )  # fmt: skip
+
+    def limactl(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        return self.run(tool("limactl"), *args, timeout=timeout)
+
+    def give(self, path: Path) -> None:
+        """Hand a file or directory the test wrote to USER."""
+        os.chown(path, self.account.pw_uid, self.account.pw_gid)
+
+    def logs(self, instance: str) -> str:
+        """Lima's own logs of INSTANCE (ha.stderr.log, serial logs), tails, for a failure."""
+        directory = self.lima_home / instance
+        parts = []
+        for name in ("ha.stderr.log", "serial.log", "serialp.log", "serialv.log"):
+            path = directory / name
+            if path.is_file():
+                text = path.read_text(errors="replace")
+                parts.append(f"----- {path} (last {LOG_TAIL} chars) -----\n{text[-LOG_TAIL:]}")
+        return "\n".join(parts) or f"(no Lima logs under {directory})"
+
+
+def make_lima_user() -> LimaUser:
+    account = ensure_user()
+    STATE.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="lima-", dir=STATE))
+    user = LimaUser(root, account)
+    (root / "cache").mkdir()
+    for path in (root, root / "cache"):
+        user.give(path)
+    return user
