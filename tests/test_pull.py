@@ -532,37 +532,3 @@ def test_lima_start_runs_limactl_on_the_template(
                 "-o", str(template), "--start", env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert record.read_text().split() == ["start", str(template)]
-
-
-# -- an independent ORAS client ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize("arch", [Arch("amd64"), Arch("arm64")])
-def test_oras_pulls_what_this_project_published(
-    published: Published, tmp_path: Path, arch: Arch
-) -> None:
-    """oras-py, the ORAS project's Python client, reads the release as an ORAS artifact: the
-    layer lands under its title, with the published bytes; it equals what `pull` keeps.
-
-    oras-py does not pick an index entry by platform (its pull reads `layers` of whatever the
-    tag names), so the test reads the index with oras-py and picks the entry per the OCI spec."""
-    from oras.provider import Registry
-
-    host = published.registry.host
-    oras = Registry(hostname=host, insecure=True)
-    index = oras.get_manifest(f"{host}/{REPO}:{TAG}")
-    assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
-    (digest,) = [m["digest"] for m in index["manifests"] if m["platform"]["architecture"] == arch]
-    files = oras.pull(target=f"{host}/{REPO}@{digest}", outdir=str(tmp_path / "oras"))
-    want = recorded(published, arch)
-    assert [Path(f).name for f in files] == [want["layer"]["title"]]
-    zst = Path(files[0])
-    assert sha256sum(zst) == want["layer"]["digest"]
-    subprocess.run(["zstd", "-d", "-q", str(zst)], check=True)
-    assert sha256sum(zst.with_suffix("")) == want["uncompressed"]["digest"]
-
-    ours = tmp_path / "ours.zst"
-    proc = pull(published, f"{host}/{REPO}:{TAG}", "--platform", arch.platform,
-                "-o", str(ours), "--keep-compressed")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert ours.read_bytes() == zst.read_bytes()
