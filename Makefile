@@ -15,7 +15,7 @@ RESULTS  ?=
 PIPELINE = $(PYTHON) -m pipeline
 STAGE_ARGS = --variant $(VARIANT) $(if $(ARCH),--arch $(ARCH)) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(RELEASE_VERSION),--version $(RELEASE_VERSION)) $(FLAGS)
 
-.PHONY: publish build disk compress boot push index version versions validate check setup test test-fast boot-test lint bench
+.PHONY: publish build disk compress boot push index version versions validate check setup test test-fast boot-test lima-test lint bench
 
 publish: STAGE_ARGS += $(PUBLISH_FLAGS)
 publish build disk compress boot push version:
@@ -44,6 +44,10 @@ test-fast:
 # The boot tests for one architecture (ARCH=arm64 boots under TCG: slow, see README).
 boot-test:
 	BOOT_TEST_ARCH=$(or $(ARCH),amd64) $(PYTHON) -m pytest -rP --durations=0 tests/test_boot_e2e.py
+
+# The real Lima end to end (`limactl start oras:REF`) for one architecture (arm64: TCG, slow).
+lima-test:
+	BOOT_TEST_ARCH=$(or $(ARCH),amd64) $(PYTHON) -m pytest -rP --durations=0 tests/test_lima_e2e.py
 
 lint:
 	$(PYTHON) -m ruff check .
