@@ -101,6 +101,7 @@ def publish(
     directory: Path,
     variant: str,
     extra: str = "",
+    flags: tuple[str, ...] = (),
 ) -> Run:
     manifest, repository = _manifest(directory, variant, _containerfile(directory, extra))
     workdir = directory / "work"
@@ -108,7 +109,7 @@ def publish(
         "publish", "--manifest", str(manifest), "--engine", podman.url,
         "--workdir", str(workdir), "--base-image", base, "--builder-image", builder,
         "--registry", registry.host, "--plain-http",
-        "--revision", "0" * 40, "--created", "2026-01-01T00:00:00Z",
+        "--revision", "0" * 40, "--created", "2026-01-01T00:00:00Z", *flags,
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
     proc = subprocess.run(

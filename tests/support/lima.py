@@ -35,6 +35,21 @@ def plugin() -> Path:
     return path
 
 
+def check_user_can_run_plugin() -> None:
+    """USER runs the plugin with this venv's interpreter, which must be readable by USER: a venv
+    made from a Python under /root (pyenv) is not."""
+    interpreter = Path(sys.executable).resolve()
+    proc = subprocess.run(
+        ["runuser", "-u", USER, "--", str(interpreter), "-c", "pass"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        pytest.fail(
+            f"{USER} cannot run this venv's interpreter {interpreter} ({proc.stderr.strip()}): "
+            "make the venv from a system Python (/usr/bin/python3 -m venv .venv)"
+        )
+
+
 def ensure_user() -> pwd.struct_passwd:
     """The unprivileged user Lima runs as, created with a home of its own (the `~` mount)."""
     try:
@@ -119,6 +134,7 @@ class LimaUser:
 
 def make_lima_user() -> LimaUser:
     account = ensure_user()
+    check_user_can_run_plugin()
     STATE.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="lima-", dir=STATE))
     user = LimaUser(root, account)
