@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,8 @@ import yaml
 from pipeline import lima_plugin
 from pipeline.arch import Arch
 from pipeline.reference import parse_reference
-from tests.support.faultproxy import FaultProxy
 from tests.support.lima import LimaUser, make_lima_user, plugin
-from tests.support.registry import RunningRegistry, start_registry
-from tests.support.workdirs import Workdir, cli_env, publish_synthetic
+from tests.support.workdirs import PublishedRelease, cli_env, published_release
 
 REPO = "bootc-lima/fedora-bootc-lima"
 TAG = "40.1.0"
@@ -113,38 +110,27 @@ def test_bad_input_is_one_line_exit_2_and_nothing_on_stdout(
 # -- against a published release -----------------------------------------------------------------
 
 
-@dataclass
-class Published:
-    registry: RunningRegistry
-    proxy: FaultProxy
-    work: Workdir
-    report: dict[str, Any]
-    home: Path
+Published = PublishedRelease
 
-    def env(self, cache: Path, **extra: str) -> dict[str, str]:
-        base = {"XDG_CACHE_HOME": str(cache), lima_plugin.PLAIN_HTTP_ENV: "1"}
-        return cli_env(self.home, chunk_size=1 << 20, extra=base | extra)
 
-    def uncompressed(self, arch: Arch) -> str:
-        digest: str = self.report["architectures"][arch.value]["uncompressed"]["digest"]
-        return digest
+def plugin_env(published: Published, cache: Path) -> dict[str, str]:
+    return published.env(XDG_CACHE_HOME=str(cache), **{lima_plugin.PLAIN_HTTP_ENV: "1"})
 
-    @property
-    def template(self) -> Path:
-        """The publish-time template (blob URLs on the registry)."""
-        return self.work.variant_dir / "lima-fedora-40.yaml"
+
+def uncompressed(published: Published, arch: Arch) -> str:
+    digest: str = published.report["architectures"][arch.value]["uncompressed"]["digest"]
+    return digest
+
+
+def publish_template(published: Published) -> Path:
+    """The publish-time template (blob URLs on the registry)."""
+    return published.work.variant_dir / "lima-fedora-40.yaml"
 
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
-    directory = tmp_path_factory.mktemp("plugin")
-    registry = start_registry(directory / "registry")
-    try:
-        with FaultProxy(registry.host) as proxy:
-            work, report = publish_synthetic(directory, registry.host)
-            yield Published(registry, proxy, work, report, directory / "home")
-    finally:
-        registry.stop()
+    with published_release(tmp_path_factory.mktemp("plugin")) as release:
+        yield release
 
 
 def sha256sum(path: Path) -> str:
@@ -172,7 +158,7 @@ def test_plugin_prints_only_the_path_of_the_template_lima_ref_writes(
 ) -> None:
     cache = tmp_path / "cache"
     ref = f"{published.registry.host}/{REPO}:{TAG}"
-    proc = run_plugin(ref, env=published.env(cache))
+    proc = run_plugin(ref, env=plugin_env(published, cache))
     assert proc.returncode == 0, proc.stderr
     (line,) = proc.stdout.splitlines()
     path = Path(line)
@@ -183,19 +169,19 @@ def test_plugin_prints_only_the_path_of_the_template_lima_ref_writes(
     host = Arch.host()
     (image,) = document["images"]  # the host's architecture only
     assert image["arch"] == host.lima
-    assert image["digest"] == published.uncompressed(host) == sha256sum(Path(image["location"]))
+    assert image["digest"] == uncompressed(published, host) == sha256sum(Path(image["location"]))
 
     # the same writer as `bootc-pipeline lima REF`: the same document, the same cached disk
     other = tmp_path / "other.yaml"
     lima_ref = subprocess.run(
         ["bootc-pipeline", "lima", ref, "--plain-http", "-o", str(other)],
-        env=published.env(cache) | {"PATH": f"{plugin().parent}:/usr/bin:/bin"},
+        env=plugin_env(published, cache) | {"PATH": f"{plugin().parent}:/usr/bin:/bin"},
         capture_output=True, text=True, timeout=TIMEOUT, check=False,
     )  # fmt: skip
     assert lima_ref.returncode == 0, lima_ref.stderr
     assert body(other) == document
     # and the publish-time template's settings
-    assert {k: v for k, v in body(published.template).items() if k != "images"} == {
+    assert {k: v for k, v in body(publish_template(published)).items() if k != "images"} == {
         k: v for k, v in document.items() if k != "images"
     }
 
@@ -205,10 +191,10 @@ def test_double_slash_and_digest_spellings_resolve_the_same_release(
     published: Published, tmp_path: Path
 ) -> None:
     host = published.registry.host
-    first = run_plugin(f"//{host}/{REPO}:{TAG}", env=published.env(tmp_path / "c"))
+    first = run_plugin(f"//{host}/{REPO}:{TAG}", env=plugin_env(published, tmp_path / "c"))
     assert first.returncode == 0, first.stderr
     by_digest = run_plugin(
-        f"{host}/{REPO}@{index_digest(published)}", env=published.env(tmp_path / "c")
+        f"{host}/{REPO}@{index_digest(published)}", env=plugin_env(published, tmp_path / "c")
     )
     assert by_digest.returncode == 0, by_digest.stderr
     assert first.stdout != by_digest.stdout  # one template per reference
@@ -223,7 +209,7 @@ def test_a_missing_tag_is_one_line_naming_the_reference(
     published: Published, tmp_path: Path
 ) -> None:
     ref = f"{published.registry.host}/{REPO}:no-such-tag"
-    proc = run_plugin(ref, env=published.env(tmp_path / "c"))
+    proc = run_plugin(ref, env=plugin_env(published, tmp_path / "c"))
     assert proc.returncode != 0
     assert proc.stdout == ""
     errors = [line for line in proc.stderr.splitlines() if "error" in line]
@@ -236,7 +222,7 @@ def test_without_the_plain_http_setting_it_says_what_failed(
     published: Published, tmp_path: Path
 ) -> None:
     ref = f"{published.registry.host}/{REPO}:{TAG}"
-    env = published.env(tmp_path / "c")
+    env = plugin_env(published, tmp_path / "c")
     del env[lima_plugin.PLAIN_HTTP_ENV]
     proc = run_plugin(ref, env=env)
     assert proc.returncode != 0 and proc.stdout == ""
@@ -249,7 +235,7 @@ def test_a_corrupt_layer_leaves_nothing_in_the_cache(published: Published, tmp_p
     proxy.clear_rules()
     proxy.add("corrupt-answer", method="GET", path=BLOBS, fraction=0.7, times=1)
     cache = tmp_path / "c"
-    proc = run_plugin(f"{proxy.host}/{REPO}:{TAG}", env=published.env(cache))
+    proc = run_plugin(f"{proxy.host}/{REPO}:{TAG}", env=plugin_env(published, cache))
     proxy.clear_rules()
     assert proc.returncode != 0 and proc.stdout == ""
     assert "sha256" in proc.stderr.strip().splitlines()[-1]
@@ -319,7 +305,7 @@ def test_a_users_template_composes_oras_as_its_base(
         filled["cpus"] == 1 and filled["memory"] == "1536MiB" and filled["env"] == {"MINE": "yes"}
     )
     host = Arch.host()
-    assert [i["digest"] for i in filled["images"]] == [published.uncompressed(host)]
+    assert [i["digest"] for i in filled["images"]] == [uncompressed(published, host)]
     containerd = filled["containerd"]  # --fill adds Lima's default nerdctl archives
     assert (containerd["system"], containerd["user"]) == (False, False)
     assert filled["mountTypesUnsupported"] == ["9p"]
@@ -331,7 +317,7 @@ def test_limactl_validates_every_template_this_project_writes(
 ) -> None:
     """publish's (blob URLs), `lima REF`'s (cached files) and the plugin's."""
     publish_copy = lima_user.root / "fedora-40.yaml"
-    publish_copy.write_bytes(published.template.read_bytes())
+    publish_copy.write_bytes(publish_template(published).read_bytes())
     lima_user.give(publish_copy)
     lima_ref = lima_user.root / "lima-ref.yaml"
     made = lima_user.run(
@@ -350,5 +336,5 @@ def test_limactl_validates_every_template_this_project_writes(
         assert arch.lima in [i["arch"] for i in body(lima_ref)["images"]]
     assert (
         hashlib.sha256(publish_copy.read_bytes()).hexdigest()
-        == hashlib.sha256(published.template.read_bytes()).hexdigest()
+        == hashlib.sha256(publish_template(published).read_bytes()).hexdigest()
     )

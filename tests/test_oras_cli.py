@@ -27,7 +27,7 @@ from tests.support import oci_official
 from tests.support.gotools import tool
 from tests.support.oci_push import push_manifest, push_seed_artifact
 from tests.support.registry import RunningRegistry, start_registry
-from tests.support.workdirs import cli_env, make_qcow2, publish_synthetic
+from tests.support.workdirs import cli_env, publish_synthetic, zstd_cli_layer
 
 pytestmark = pytest.mark.integration
 
@@ -147,11 +147,7 @@ def test_oras_manifest_fetch_of_the_index_and_each_child_meets_the_official_sche
 
 @pytest.fixture(scope="module")
 def seed_layer(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
-    """A qcow2 compressed by the zstd CLI, as the seed's publisher did (`zstd`, then oras)."""
-    directory = tmp_path_factory.mktemp("seed")
-    qcow2 = make_qcow2(directory / "seed.qcow2", seed=7, size=2 * 1024 * 1024)
-    subprocess.run(["zstd", "-q", "-19", str(qcow2)], check=True)
-    return qcow2.read_bytes(), (directory / "seed.qcow2.zst").read_bytes()
+    return zstd_cli_layer(tmp_path_factory.mktemp("seed"))
 
 
 def test_oras_pull_of_the_seed_shaped_artifact(

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,7 @@ from pipeline.arch import Arch
 from tests.support.ecosystem import GHCR, QUAY, Profile, RegistryFront
 from tests.support.faultproxy import FaultProxy
 from tests.support.oci_push import push_manifest, push_seed_artifact, seed_manifest
-from tests.support.registry import RunningRegistry, start_registry
-from tests.support.workdirs import DiskCache, Workdir, cli_env, make_workdir, push_argv, run_push
+from tests.support.workdirs import PublishedRelease, cli_env, published_release, zstd_cli_layer
 
 pytestmark = pytest.mark.integration
 
@@ -44,34 +42,13 @@ FIGURES = Path(
 )
 
 
-@dataclass
-class Published:
-    registry: RunningRegistry
-    proxy: FaultProxy
-    work: Workdir
-    report: dict[str, Any]
-    home: Path
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return cli_env(self.home, chunk_size=1 << 20, extra=extra)
+Published = PublishedRelease
 
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
-    directory = tmp_path_factory.mktemp("pull")
-    registry = start_registry(directory / "registry")
-    try:
-        with FaultProxy(registry.host) as proxy:
-            (directory / "disks").mkdir()
-            disks = DiskCache(directory / "disks")
-            work = make_workdir(directory / "work", disks, size=DISK_BYTES)
-            home = directory / "home"
-            proc = run_push(push_argv(work, registry.host), cli_env(home, chunk_size=1 << 20))
-            assert proc.returncode == 0, proc.stderr[-3000:]
-            report = json.loads(work.report_path.read_text())
-            yield Published(registry, proxy, work, report, home)
-    finally:
-        registry.stop()
+    with published_release(tmp_path_factory.mktemp("pull"), size=DISK_BYTES) as release:
+        yield release
 
 
 @pytest.fixture
@@ -300,13 +277,7 @@ def test_killed_pull_resumes_from_what_it_kept(
 
 @pytest.fixture(scope="module")
 def seed_layer(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
-    """A qcow2 compressed by the zstd CLI, as the seed's publisher did (`zstd`, then oras)."""
-    directory = tmp_path_factory.mktemp("seed")
-    from tests.support.workdirs import make_qcow2
-
-    qcow2 = make_qcow2(directory / "seed.qcow2", seed=7, size=2 * 1024 * 1024)
-    subprocess.run(["zstd", "-q", "-19", str(qcow2)], check=True)
-    return qcow2.read_bytes(), (directory / "seed.qcow2.zst").read_bytes()
+    return zstd_cli_layer(tmp_path_factory.mktemp("seed"))
 
 
 def test_seed_shaped_artifact_pulls(

@@ -25,6 +25,20 @@ USER = "bootc-lima"
 STATE = Path("/var/tmp/bootc-pipeline-tests")
 PLUGIN = "limactl-url-oras"
 LOG_TAIL = 6000  # characters of each Lima log kept in a failure's output
+KVM = Path("/dev/kvm")
+# Lima v2.2.0 chooses KVM whenever /dev/kvm exists (pkg/driver/qemu/qemu.go, Accel), even when
+# the user cannot open it; QEMU then exits with "Could not access KVM kernel module: Permission
+# denied". For such a user the tests give Lima (through its QEMU_SYSTEM_X86_64 override) a QEMU
+# that runs what Lima asked for under TCG, as Lima itself does when /dev/kvm is absent.
+TCG_QEMU = """#!/bin/bash
+out=() prev=
+for a in "$@"; do
+  b=${a//accel=kvm/accel=tcg,thread=multi}
+  if [ "$prev" = -cpu ] && [ "${a%%,*}" = host ]; then b="max${a#host}"; fi
+  out+=("$b") prev=$a
+done
+exec /usr/bin/qemu-system-x86_64 "${out[@]}"
+"""
 
 
 def plugin() -> Path:
@@ -132,6 +146,14 @@ class LimaUser:
         return "\n".join(parts) or f"(no Lima logs under {directory})"
 
 
+def kvm_usable(user: str) -> bool:
+    proc = subprocess.run(
+        ["runuser", "-u", user, "--", "sh", "-c", f"test -r {KVM} && test -w {KVM}"],
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    return proc.returncode == 0
+
+
 def make_lima_user() -> LimaUser:
     account = ensure_user()
     check_user_can_run_plugin()
@@ -141,4 +163,9 @@ def make_lima_user() -> LimaUser:
     (root / "cache").mkdir()
     for path in (root, root / "cache"):
         user.give(path)
+    if KVM.exists() and not kvm_usable(USER):
+        wrapper = root / "qemu-system-x86_64"
+        wrapper.write_text(TCG_QEMU)
+        wrapper.chmod(0o755)
+        user.extra_env["QEMU_SYSTEM_X86_64"] = str(wrapper)
     return user

@@ -10,11 +10,13 @@ seeds give byte-identical disks, hence equal digests across work directories.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ from pipeline.arch import Arch
 from pipeline.digest import Blob
 from pipeline.state import arch_dir, inputs_key
 from tests.factories import ROOT
+from tests.support.faultproxy import FaultProxy
+from tests.support.registry import RunningRegistry, start_registry
 
 DEFAULT_DISK_BYTES = 3 * 1024 * 1024 + 12345
 
@@ -218,3 +222,39 @@ def publish_synthetic(
     assert proc.returncode == 0, proc.stderr[-3000:]
     report: dict[str, Any] = json.loads(work.report_path.read_text())
     return work, report
+
+
+@dataclass
+class PublishedRelease:
+    """A release of both architectures on a docker-registry of its own, reached directly
+    (`registry.host`) or through a fault proxy (`proxy.host`)."""
+
+    registry: RunningRegistry
+    proxy: FaultProxy
+    work: Workdir
+    report: dict[str, Any]
+    home: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return cli_env(self.home, chunk_size=1 << 20, extra=extra)
+
+
+@contextlib.contextmanager
+def published_release(
+    directory: Path, *, size: int = DEFAULT_DISK_BYTES
+) -> Iterator[PublishedRelease]:
+    registry = start_registry(directory / "registry")
+    try:
+        with FaultProxy(registry.host) as proxy:
+            work, report = publish_synthetic(directory, registry.host, size=size)
+            yield PublishedRelease(registry, proxy, work, report, directory / "home")
+    finally:
+        registry.stop()
+
+
+def zstd_cli_layer(directory: Path) -> tuple[bytes, bytes]:
+    """A qcow2 and its .zst made by the zstd CLI, as the seed's publisher did (`zstd`, then
+    oras): (qcow2 bytes, layer bytes)."""
+    qcow2 = make_qcow2(directory / "seed.qcow2", seed=7, size=2 * 1024 * 1024)
+    subprocess.run(["zstd", "-q", "-19", str(qcow2)], check=True)
+    return qcow2.read_bytes(), (directory / "seed.qcow2.zst").read_bytes()
