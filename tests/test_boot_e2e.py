@@ -119,18 +119,23 @@ def publish(
     return Run(proc, workdir, variant, repository)
 
 
-@pytest.fixture(scope="module")
-def good(
-    podman: PodmanService,
-    bootable_base: Callable[[str], str],
-    bib_standin: str,
-    registry: RunningRegistry,
-    tmp_path_factory: pytest.TempPathFactory,
+def publish_ok(
+    request: pytest.FixtureRequest, directory: Path, variant: str, flags: tuple[str, ...] = ()
 ) -> Run:
-    directory = tmp_path_factory.mktemp("boot-ok")
-    run = publish(podman, bootable_base(ARCH), bib_standin, registry, directory, "boot-ok")
+    """`publish` of the bootable stand-in with the session's engine, builder and registry; it
+    must succeed."""
+    base: Callable[[str], str] = request.getfixturevalue("bootable_base")
+    run = publish(
+        request.getfixturevalue("podman"), base(ARCH), request.getfixturevalue("bib_standin"),
+        request.getfixturevalue("registry"), directory, variant, flags=flags,
+    )  # fmt: skip
     assert run.proc.returncode == 0, run.proc.stderr[-8000:]
     return run
+
+
+@pytest.fixture(scope="module")
+def good(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    return publish_ok(request, tmp_path_factory.mktemp("boot-ok"), "boot-ok")
 
 
 def test_publish_boots_the_disk_before_tagging(good: Run, registry: RunningRegistry) -> None:

@@ -25,7 +25,7 @@ import secrets
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,9 +33,8 @@ import pytest
 from pipeline import lima_plugin
 from pipeline.arch import Arch
 from tests.support.lima import LimaUser, make_lima_user
-from tests.support.podman import PodmanService
 from tests.support.registry import RunningRegistry
-from tests.test_boot_e2e import ARCH, Run, publish
+from tests.test_boot_e2e import ARCH, Run, publish_ok
 
 pytestmark = pytest.mark.integration
 
@@ -56,22 +55,10 @@ def figures(key: str, value: object) -> None:
 
 
 @pytest.fixture(scope="module")
-def release(
-    podman: PodmanService,
-    bootable_base: Callable[[str], str],
-    bib_standin: str,
-    registry: RunningRegistry,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Run:
-    directory = tmp_path_factory.mktemp("lima-e2e")
+def release(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Run:
     # --skip-boot: the boot check is tests/test_boot_e2e.py's subject; here the real Lima judges
     # (and one TCG boot fewer fits CI's time)
-    run = publish(
-        podman, bootable_base(ARCH), bib_standin, registry, directory, "lima-e2e",
-        flags=("--skip-boot",),
-    )  # fmt: skip
-    assert run.proc.returncode == 0, run.proc.stderr[-8000:]
-    return run
+    return publish_ok(request, tmp_path_factory.mktemp("lima-e2e"), "lima-e2e", ("--skip-boot",))
 
 
 @pytest.fixture(scope="module")
