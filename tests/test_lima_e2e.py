@@ -148,10 +148,9 @@ def test_limactl_starts_oras_ref_and_the_guest_is_lima_ready(
     assert "status: done" in status, status
     assert guest.sh("id -un").strip() == user.account.pw_name
     assert guest.sh("sudo -n true && echo ok").strip() == "ok"
-    assert (
-        guest.sh("touch /usr/local/lima-write && rm /usr/local/lima-write && echo ok").strip()
-        == "ok"
-    )
+    # writable for Lima's boot scripts, which install into guestInstallPrefix as root
+    write = "sudo -n touch /usr/local/lima-write && sudo -n rm /usr/local/lima-write && echo ok"
+    assert guest.sh(write).strip() == "ok"
     agent = guest.sh("ls /usr/local/bin/lima-guestagent && readlink -f /usr/local")
     assert agent.split() == ["/usr/local/bin/lima-guestagent", "/var/usrlocal"], agent
 

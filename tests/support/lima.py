@@ -33,7 +33,7 @@ KVM = Path("/dev/kvm")
 TCG_QEMU = """#!/bin/bash
 out=() prev=
 for a in "$@"; do
-  b=${a//accel=kvm/accel=tcg,thread=multi}
+  b=${a//accel=kvm/accel=tcg}
   if [ "$prev" = -cpu ] && [ "${a%%,*}" = host ]; then b="max${a#host}"; fi
   out+=("$b") prev=$a
 done
