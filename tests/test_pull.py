@@ -226,6 +226,43 @@ def test_pull_through_faults_resumes_and_ends_equal(
                        "range_starts": starts})  # fmt: skip
 
 
+def test_breaks_that_make_progress_renew_the_retry_budget(
+    published: Published, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """Three resets, each after 60 % of what the GET had left, held 1.5 s first (so the client
+    has read those bytes): 4.5 s of breaks against `--retry-seconds 3` (and more attempts than
+    breaks, so only time can run out). Each resumed GET gets further (at least one 1 MiB block
+    of the 8 MiB layer), so each starts a new streak; issue 14: one budget for the whole blob
+    ran out of time at the third break."""
+    arch = Arch("amd64")
+    want = recorded(published, arch)
+    resets = proxy.add(
+        "hold-answer", method="GET", path=BLOBS, fraction=0.6, times=3, delay=1.5
+    )
+    proc = pull(published, f"{proxy.host}/{REPO}:{TAG}", "--platform", arch.platform,
+                "-o", f"{tmp_path}/", "--json", "--retry-attempts", "5",
+                "--retry-seconds", "3")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert resets.injected == 3
+    starts = [e.range for e in proxy.matching("GET", BLOBS)]
+    assert len(starts) == 4 and starts[0] is None and len(set(starts)) == 4, starts
+    assert sha256sum(Path(json.loads(proc.stdout)["path"])) == want["uncompressed"]["digest"]
+    assert leftovers(tmp_path) == []
+
+
+def test_breaks_without_progress_still_give_up(
+    published: Published, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """The renewed budget still bounds a registry that never lets the download advance."""
+    proxy.add("truncate", method="GET", path=BLOBS, fraction=0.5, times=1)
+    stuck = proxy.add("respond", method="GET", path=BLOBS, status=503, times=10)
+    proc = pull(published, f"{proxy.host}/{REPO}:{TAG}", "--platform", "amd64",
+                "-o", f"{tmp_path}/", "--retry-attempts", "3")  # fmt: skip
+    assert proc.returncode == 1
+    assert 1 <= stuck.injected < 10, stuck
+    assert not (tmp_path / recorded(published, Arch("amd64"))["layer"]["title"]).exists()
+
+
 def test_corrupt_layer_is_refused_and_leaves_nothing(
     published: Published, proxy: FaultProxy, tmp_path: Path
 ) -> None:
