@@ -25,7 +25,7 @@ from pipeline.arch import Arch
 from pipeline.context import Options
 from pipeline.digest import Blob
 from pipeline.errors import PipelineError, UsageError
-from pipeline.files import atomic_output
+from pipeline.files import WriteBehind, atomic_output, fsync_directory
 from pipeline.progress import Reporter
 from pipeline.reference import Reference, parse_reference
 from pipeline.registry.client import RegistryClient
@@ -139,9 +139,10 @@ def download(
                 reporter.info(
                     f"resuming: {have} of {layer.blob.size} bytes kept from an earlier run"
                 )
-            decompressor = Decompressor(out)
+            decompressor = stack.enter_context(Decompressor(out))
             _replay(partial, have, decompressor)
             title = f"{chosen.arch.value + ' ' if chosen.arch else ''}{layer.blob.digest[:19]}"
+            behind = WriteBehind(part.fileno(), start=have) if keep_compressed else None
             with reporter.transfer(f"pull {title}", layer.blob.size) as advance:
                 advance(have)
                 blocks = client.iter_blob(repo, layer.blob.digest, size=layer.blob.size, start=have)
@@ -149,8 +150,11 @@ def download(
                     part.write(block)
                     decompressor.feed(block)
                     advance(len(block))
+                    if behind is not None:
+                        behind.wrote(len(block))
             part.flush()
-            os.fsync(part.fileno())
+            if keep_compressed:  # the partial becomes the output; else it is only a resume point
+                os.fsync(part.fileno())
             plain = _verify(chosen, decompressor)
     except OSError as exc:  # the partial .zst (the qcow2's own errors come as PipelineError)
         raise PipelineError(
@@ -166,6 +170,7 @@ def download(
     if keep_compressed:
         os.chmod(partial, 0o644)
         os.replace(partial, dest)
+        fsync_directory(dest.parent)
     else:
         partial.unlink()
     return Pulled(dest, chosen, plain, layer.blob.size - have, have)

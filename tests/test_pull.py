@@ -332,6 +332,70 @@ def test_killed_pull_resumes_from_what_it_kept(
     )
 
 
+# What the real pull does with its files, seen from inside its own process: the os functions
+# are wrapped (each still does its work) to log the file each fsync, fdatasync and rename
+# concerns, named by /proc/self/fd.
+_RECORD = """
+import json, os, runpy, sys
+calls = []
+def named(fd): return os.readlink(f"/proc/self/fd/{fd}")
+def wrap(name, describe):
+    real = getattr(os, name)
+    def call(*args, **kwargs):
+        calls.append([name, *describe(*args)])
+        return real(*args, **kwargs)
+    setattr(os, name, call)
+wrap("fsync", lambda fd: [named(fd)])
+wrap("fdatasync", lambda fd: [named(fd)])
+wrap("replace", lambda src, dst, **_: [os.fspath(src), os.fspath(dst)])
+log, sys.argv = sys.argv[1], ["pipeline", *sys.argv[2:]]
+try:
+    runpy.run_module("pipeline", run_name="__main__")
+finally:
+    open(log, "w").write(json.dumps(calls))
+"""
+
+
+def pull_recorded(
+    published: Published, tmp_path: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
+    log = tmp_path.parent / f"{tmp_path.name}.calls.json"
+    argv = [sys.executable, "-c", _RECORD, str(log), "pull", "--plain-http", *args]
+    proc = subprocess.run(argv, env=published.env(), capture_output=True, text=True,
+                          timeout=CLI_TIMEOUT, check=False)  # fmt: skip
+    calls: list[list[str]] = json.loads(log.read_text())
+    return proc, calls
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["qcow2", "keep-compressed"])
+def test_output_and_its_directory_entry_are_durable_before_it_appears(
+    published: Published, proxy: FaultProxy, tmp_path: Path, keep: bool
+) -> None:
+    """The file is fsynced before it is renamed into place, the directory after; the partial
+    .zst (only a resume point when the qcow2 is the output) is not fsynced."""
+    want = recorded(published, Arch("amd64"))
+    name = want["layer"]["title"] if keep else want["layer"]["title"].removesuffix(".zst")
+    out = tmp_path / name
+    proc, calls = pull_recorded(
+        published, tmp_path, f"{proxy.host}/{REPO}:{TAG}", "--platform", "amd64",
+        "-o", f"{tmp_path}/", *(["--keep-compressed"] if keep else []),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert sha256sum(out) == want["layer" if keep else "uncompressed"]["digest"]
+    renames = [i for i, c in enumerate(calls) if c[0] == "replace" and c[2] == str(out)]
+    assert len(renames) == 1, calls
+    renamed = calls[renames[0]][1]
+    assert Path(renamed).parent == tmp_path and renamed != str(out)
+    synced = [i for i, c in enumerate(calls) if c[0] == "fsync" and c[1] == renamed]
+    assert synced and synced[-1] < renames[0], calls
+    after = [c for c in calls[renames[0] + 1 :] if c[0] == "fsync"]
+    assert ["fsync", str(tmp_path)] in after, calls
+    if not keep:
+        partial = tmp_path / f".{want['layer']['digest'].split(':')[1]}.zst.partial"
+        assert not [c for c in calls if c[0] in ("fsync", "fdatasync") and c[1] == str(partial)]
+    assert leftovers(tmp_path) == []
+
+
 # -- artifacts this project did not publish ---------------------------------------------------
 
 
