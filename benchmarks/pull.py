@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -41,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.compress import CACHE, make_debian_disk  # noqa: E402
 from pipeline import mediatypes as mt  # noqa: E402
 from pipeline import zstdfile  # noqa: E402
+from pipeline.digest import Blob  # noqa: E402
 from pipeline.registry.client import RegistryClient  # noqa: E402
 from tests.support.faultproxy import FaultProxy  # noqa: E402
 from tests.support.registry import start_registry  # noqa: E402
@@ -50,7 +52,7 @@ REPO = "bench/debian-disk"
 TAG = "bench"
 
 
-def run(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+def run(argv: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> tuple[float, int]:
     """Seconds and peak RSS (bytes) of one command; fails loudly on a non-zero exit.
 
     Peak memory comes from GNU time (`%M`): wait4 from this process would count the Python
@@ -60,7 +62,7 @@ def run(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int]
         start = time.perf_counter()
         subprocess.run(
             ["/usr/bin/time", "-f", "%M", "-o", report.name, *argv],
-            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, check=True,
+            env=env, cwd=cwd, stdout=subprocess.DEVNULL, check=True,
         )  # fmt: skip
         seconds = time.perf_counter() - start
         return seconds, int(report.read().split()[-1]) * 1024
@@ -102,11 +104,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--level", type=int, default=10)
     parser.add_argument("--resets", type=int, default=3)
+    parser.add_argument(
+        "--compare", type=Path, metavar="TREE",
+        help="also pull with the pipeline of another checkout (e.g. main's), for an A/B",
+    )  # fmt: skip
     args = parser.parse_args()
     disk = args.disk or make_debian_disk()
     CACHE.mkdir(parents=True, exist_ok=True)
     zst = CACHE / f"{disk.name}.{args.level}.zst"
-    result = zstdfile.compress(disk, zst, level=args.level)
+    result = _compressed(disk, zst, args.level)
     print(
         f"disk: {disk} ({result.uncompressed.size / 2**20:.0f} MiB, .zst "
         f"{result.compressed.size / 2**20:.0f} MiB at level {args.level}), "
@@ -123,6 +129,13 @@ def main() -> int:
             digest = publish(registry.host, zst, result)
             with FaultProxy(registry.host) as proxy:
                 commands = _commands(registry.host, proxy, digest, work, env, args.resets)
+                if args.compare:
+                    tree = args.compare.resolve()  # `-m` imports from the working directory
+                    commands[f"bootc-pipeline pull ({tree.name})"] = lambda: run(
+                        [sys.executable, "-m", "pipeline", "pull", f"{registry.host}/{REPO}:{TAG}",
+                         "--plain-http", "-o", f"{work}/out/", "--quiet"],
+                        dict(env, PYTHONPATH=str(tree)), tree,
+                    )  # fmt: skip
                 for round_ in range(args.rounds):
                     names = list(commands)
                     shift = round_ % len(names)
@@ -145,12 +158,13 @@ def main() -> int:
             registry.stop()
     base = statistics.median(seconds[BASELINE])
     print()
-    print(f"| command | seconds (median of {args.rounds}) | ratio to `{BASELINE}` "
+    cell = lambda name: f"`{name}`".replace("|", "\\|")  # noqa: E731 - a pipe inside a table
+    print(f"| command | seconds (median of {args.rounds}) | ratio to {cell(BASELINE)} "
           "| peak RSS MiB |")  # fmt: skip
     print("| --- | --- | --- | --- |")
     for name, runs in seconds.items():
         median = statistics.median(runs)
-        print(f"| `{name}` | {median:.2f} | {median / base:.2f} | {peaks[name] / 2**20:.0f} |")
+        print(f"| {cell(name)} | {median:.2f} | {median / base:.2f} | {peaks[name] / 2**20:.0f} |")
     print(f"\nall rounds: { {n: [round(x, 2) for x in r] for n, r in seconds.items()} }")
     print(f"load average at the end: {_load()} (uptime: {_uptime()})")
     return 0
@@ -196,6 +210,23 @@ def _commands(
         "curl; zstd -d; sha256sum both": separately,
         f"bootc-pipeline pull, {resets} resets (fault proxy)": through_resets,
     }
+
+
+def _compressed(disk: Path, zst: Path, level: int) -> zstdfile.Compressed:
+    """The disk at `level`, compressed once: its digests are kept beside the .zst, valid while
+    both files keep the size and time they had."""
+    record = zst.with_name(zst.name + ".json")
+    stamp = [[p.stat().st_size, p.stat().st_mtime_ns] for p in (disk, zst) if p.exists()]
+    if record.exists():
+        kept = json.loads(record.read_text())
+        if kept["stamp"] == stamp:
+            blobs = [Blob(**kept[side]) for side in ("uncompressed", "compressed")]
+            return zstdfile.Compressed(zst, blobs[0], blobs[1], level)
+    result = zstdfile.compress(disk, zst, level=level)
+    stamp = [[p.stat().st_size, p.stat().st_mtime_ns] for p in (disk, zst)]
+    record.write_text(json.dumps({"stamp": stamp, "uncompressed": asdict(result.uncompressed),
+                                  "compressed": asdict(result.compressed)}))  # fmt: skip
+    return result
 
 
 def _check(path: Path, digest: str) -> None:

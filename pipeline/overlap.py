@@ -65,9 +65,14 @@ class Stage:
         if self._thread.is_alive():
             raise TimeoutError(f"{self._thread.name} did not finish")
 
-    def abort(self) -> None:
-        """Stop the stage without finishing (idempotent; a no-op after `close`)."""
+    def cancel(self) -> None:
+        """Ask the stage to stop without finishing; its `put`s fail from now on."""
         self._stop.set()
+
+    def abort(self) -> None:
+        """Stop the stage without finishing, and wait for its thread (idempotent; a no-op after
+        `close`). Cancel every stage of a chain first: one may be waiting on the next's queue."""
+        self.cancel()
         if self._thread.is_alive():
             self._thread.join(_JOIN_SECONDS)
 

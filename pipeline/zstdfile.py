@@ -116,8 +116,10 @@ class Decompressor:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._unpack.abort()  # upstream first: it may wait on the store's queue
-        self._store.abort()
+        for stage in (self._unpack, self._store):
+            stage.cancel()  # both first: the unpack thread may be waiting on the store's queue
+        for stage in (self._unpack, self._store):
+            stage.abort()
 
     def feed(self, block: bytes) -> None:
         self.compressed.update(block)

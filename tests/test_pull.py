@@ -236,9 +236,7 @@ def test_breaks_that_make_progress_renew_the_retry_budget(
     ran out of time at the third break."""
     arch = Arch("amd64")
     want = recorded(published, arch)
-    resets = proxy.add(
-        "hold-answer", method="GET", path=BLOBS, fraction=0.6, times=3, delay=1.5
-    )
+    resets = proxy.add("hold-answer", method="GET", path=BLOBS, fraction=0.6, times=3, delay=1.5)
     proc = pull(published, f"{proxy.host}/{REPO}:{TAG}", "--platform", arch.platform,
                 "-o", f"{tmp_path}/", "--json", "--retry-attempts", "5",
                 "--retry-seconds", "3")  # fmt: skip
@@ -260,7 +258,9 @@ def test_breaks_without_progress_still_give_up(
                 "-o", f"{tmp_path}/", "--retry-attempts", "3")  # fmt: skip
     assert proc.returncode == 1
     assert 1 <= stuck.injected < 10, stuck
-    assert not (tmp_path / recorded(published, Arch("amd64"))["layer"]["title"]).exists()
+    partial = f".{recorded(published, Arch('amd64'))['layer']['digest'].split(':')[1]}.zst.partial"
+    assert leftovers(tmp_path) == [partial]  # the resume point; the threads' half-disk is gone
+    assert list(tmp_path.iterdir()) == [tmp_path / partial]
 
 
 def test_corrupt_layer_is_refused_and_leaves_nothing(
