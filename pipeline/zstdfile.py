@@ -15,8 +15,8 @@ from pipeline.files import WriteBehind, atomic_output
 from pipeline.overlap import Stage
 
 CHUNK = 4 * 1024 * 1024  # read size; memory stays bounded by this plus zstd's window per thread
-OUT_BLOCK = 1024 * 1024  # what zstd hands the writer thread at a time
-QUEUE_DEPTH = 8  # blocks waiting between two threads of a Decompressor
+OUT_BLOCK = 128 * 1024  # zstd's output per hand-off (measured: faster than 256 KiB or 1 MiB)
+QUEUE_DEPTH = 8  # blocks waiting between two threads of a Decompressor (8 beat 32)
 
 
 @dataclass(frozen=True)
