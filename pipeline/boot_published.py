@@ -1,5 +1,6 @@
 """`boot REF`: pull a published disk (verified as `pull` verifies it) and boot it as publish
-would. The pull and boot record is written to WORKDIR/boot-published/ARCH/boot-report.json
+would, with the release's own Lima settings (its guestInstallPrefix: the boot checks what Lima
+will do in it). The pull and boot record is written to WORKDIR/boot-published/ARCH/boot-report.json
 whether the boot passed or not, and handed to the caller before a failure is raised."""
 
 from __future__ import annotations
@@ -8,12 +9,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from pipeline import pull
+from pipeline import lima_settings, pull
 from pipeline.arch import Arch
-from pipeline.boot.guest import boot_disk
+from pipeline.boot.guest import boot_disk, disk_info
 from pipeline.context import Options
 from pipeline.progress import Reporter
-from pipeline.release import Release
 from pipeline.stages.boot import fail_if_bad
 
 
@@ -37,12 +37,14 @@ def boot_published(
             options=options,
             reporter=reporter,
         )
+        settings = lima_settings.of_release(pulled.chosen.lima, reference, reporter.info)
         try:
+            disk_info(pulled.path, f"{reference}: the {arch.platform} disk")
             result = boot_disk(
                 pulled.path,
                 arch,
                 work / "boot",
-                install_prefix=Release.guest_install_prefix,
+                install_prefix=settings.guest_install_prefix,
                 reporter=reporter,
             )
         finally:

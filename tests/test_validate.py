@@ -271,7 +271,12 @@ def test_malformed_manifest_at_the_top(
     ("change", "expected"),
     [
         ({"platform": "linux/amd64"}, "platform is a string, not an object"),
-        ({"platform": {"architecture": 64, "os": "linux"}}, "platform 64 but layers titled"),
+        ({"platform": {"architecture": 64, "os": "linux"}}, "platform 64 is not one this project"),
+        # the amd64 manifest listed as arm64: its layer title says which disk it is
+        (
+            {"platform": {"architecture": "arm64", "os": "linux"}},
+            "(an amd64 disk), not an arm64 disk",
+        ),
         ({"size": "big"}, "index says 'big' bytes"),
         ({"digest": "sha256:" + "0" * 64}, "manifest unknown"),
     ],
