@@ -166,7 +166,7 @@ def choose_layer(manifest: Any, where: str) -> Layer:
     what = f"{where}: layer"
     blob = Blob(_digest(layer.get("digest"), what), _size(layer.get("size"), what))
     annotations = layer.get("annotations")
-    annotations = annotations if isinstance(annotations, dict) else {}
+    annotations = {} if annotations is None else _object(annotations, f"{what}: annotations")
     title = annotations.get(mt.ANN_TITLE)
     # this project writes what the disk is once decompressed on the manifest (plan.py); others
     # may write it on the layer: the manifest's word first, the layer's otherwise

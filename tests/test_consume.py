@@ -7,6 +7,7 @@ reference, never "internal error"."""
 from __future__ import annotations
 
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -17,7 +18,6 @@ import pytest
 import yaml
 
 from pipeline import mediatypes as mt
-from pipeline.arch import Arch
 from pipeline.digest import of_bytes
 from tests.factories import ROOT
 from tests.support.faultproxy import FaultProxy
@@ -64,6 +64,7 @@ def own_manifest(tmp_path: Path, repository: str) -> Path:
     path = tmp_path / "manifests" / "fedora-40.yaml"
     path.parent.mkdir(parents=True)
     path.write_text(text)
+    shutil.copytree(ROOT / "containerfiles", tmp_path / "containerfiles")  # beside it, as in git
     return path
 
 
@@ -73,16 +74,17 @@ def test_lima_uses_the_releases_own_settings(
     manifest = own_manifest(tmp_path, repository_name)
     disks = DiskCache(tmp_path / "disks")
     (tmp_path / "disks").mkdir()
-    work = make_workdir(tmp_path / "work", disks, archs=(Arch.AMD64,), size=DISK_BYTES)
+    work = make_workdir(tmp_path / "work", disks, size=DISK_BYTES)
     env = env_for(tmp_path)
-    argv = push_argv(work, registry.host, "--arch", "amd64", manifest=manifest)
+    argv = push_argv(work, registry.host, manifest=manifest)
     pushed = run_push(argv, env)
     assert pushed.returncode == 0, pushed.stderr[-3000:]
     template = tmp_path / "lima.yaml"
     ref = f"{registry.host}/{repository_name}:40.1.0"
-    proc = cli("lima", ref, "--platform", "amd64", "-o", str(template), env=env)
+    proc = cli("lima", ref, "--platform", "all", "-o", str(template), env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     document = yaml.safe_load(template.read_text())
+    assert sorted(image["arch"] for image in document["images"]) == ["aarch64", "x86_64"]
     assert document["minimumLimaVersion"] == "1.1.0"
     assert document["guestInstallPrefix"] == "/opt/own"
     assert NO_SETTINGS not in proc.stderr

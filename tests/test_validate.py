@@ -237,7 +237,10 @@ MALFORMED_MANIFESTS: list[tuple[Callable[[Doc], Doc], str]] = [
     (lambda m: dict(m, config=dict(m["config"], data=123)), "config data 123 is not base64"),
     (lambda m: dict(m, config=dict(m["config"], digest="md5:x")), "config: digest 'md5:x' is"),
     (lambda m: dict(m, layers=[dict(_layer(m), digest=None)]), "layers[0]: digest None is"),
-    (lambda m: dict(m, layers=[dict(_layer(m), annotations="t")]), "layers[0]: annotations is"),
+    (
+        lambda m: dict(m, layers=[dict(_layer(m), annotations="t")]),
+        "read back: layer: annotations is not",
+    ),
 ]
 
 CASE_IDS = [expected for _, expected in MALFORMED_MANIFESTS]
