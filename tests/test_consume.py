@@ -179,3 +179,5 @@ def test_boot_of_a_disk_qemu_img_cannot_read_is_one_line(
     assert lines[0].startswith(f"bootc-pipeline: error: {ref}: the linux/amd64 disk: ")
     assert "qemu-img cannot read it as a disk image" in lines[0]
     assert "Unsupported cluster size" in lines[0]
+    # boot REF reads the release's Lima settings as lima REF does (this one has none)
+    assert sum(NO_SETTINGS in line for line in proc.stderr.splitlines()) == 1
