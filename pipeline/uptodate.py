@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline import mediatypes as mt
-from pipeline import readback, results
+from pipeline import plan, readback, results
 from pipeline.context import Context
 from pipeline.plan import Provenance
 
@@ -24,6 +24,22 @@ def up_to_date(ctx: Context, provenance: Provenance) -> bool:
         return False
     if index.annotations.get(mt.ANN_INPUTS) != provenance.inputs:
         ctx.reporter.info(f"inputs changed since {ctx.target.name}:{tags[0]}: building")
+        return False
+    made = plan.Provenance(
+        index.annotations.get(mt.ANN_CREATED, ""),
+        index.annotations.get(mt.ANN_REVISION, ""),
+        provenance.inputs,
+    )
+    # as the join will check them: that release's version and provenance, this run's manifest
+    release = ctx.release.with_version(index.annotations.get(mt.ANN_VERSION, ctx.release.version))
+    ours = plan.release_annotations(release, made)
+    if ours != index.annotations:  # e.g. made by a version that annotated less: the join would
+        differ = sorted(k for k in ours.keys() | index.annotations.keys()  # refuse its results
+                        if ours.get(k) != index.annotations.get(k))  # fmt: skip
+        ctx.reporter.info(
+            f"{ctx.target.name}:{tags[0]} has the same inputs but other annotations than this "
+            f"run makes ({', '.join(differ)}): building"
+        )
         return False
     archs = readback.arch_releases(client, repo, index, ctx.archs)
     if archs is None:
