@@ -26,14 +26,13 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from pipeline import cli as pipeline_cli
 from pipeline import mediatypes as mt
-from pipeline.registry import RegistryClient
+from tests.support.clients import count_clients
 from tests.support.ecosystem import QUAY, RegistryFront
 from tests.support.oci_push import push_blob, push_manifest
 from tests.support.registry import RunningRegistry, start_registry
@@ -264,20 +263,7 @@ def test_every_registry_client_a_command_makes_is_closed(
 ) -> None:
     """A nightly's publish makes four: the version's look-up, the target's, the base's and
     the builder's registries; each is closed (its connections with it), here after a failure."""
-    made: list[RegistryClient] = []
-    closed: list[RegistryClient] = []
-    real_init, real_close = RegistryClient.__init__, RegistryClient.close
-
-    def counting_init(self: RegistryClient, *args: Any, **kwargs: Any) -> None:
-        made.append(self)
-        real_init(self, *args, **kwargs)
-
-    def counting_close(self: RegistryClient) -> None:
-        closed.append(self)
-        real_close(self)
-
-    monkeypatch.setattr(RegistryClient, "__init__", counting_init)
-    monkeypatch.setattr(RegistryClient, "close", counting_close)
+    clients = count_clients(monkeypatch)
     env = world.env(tmp_path / "home")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -296,5 +282,4 @@ def test_every_registry_client_a_command_makes_is_closed(
     ])  # fmt: skip
     assert status == 1  # no engine
     assert credentials_seen(base) == []
-    assert len(made) == 4
-    assert sorted(map(id, closed)) == sorted(map(id, made))
+    assert len(clients.made) == 4 and clients.all_closed()

@@ -12,6 +12,7 @@ from pipeline.context import Options
 from pipeline.errors import UsageError
 from pipeline.registry import BlobAction, RegistryClient, RetryPolicy
 from pipeline.registry.errors import RegistryError
+from pipeline.registry.transport import TrustAdapter
 from tests.support.faultproxy import FaultProxy
 from tests.support.registry import RunningRegistry, start_registry
 
@@ -239,3 +240,27 @@ def test_ca_bundle_is_not_trusted_for_another_host(
         source.blob_exists(repository_name, DIGEST)
     with options.registry_client(same_ca_registry.host, publishing=True) as target:
         assert target.blob_exists(repository_name, DIGEST) is False  # its target: trusted
+
+
+def test_token_services_and_redirects_elsewhere_get_the_systems_trust_alone(
+    tls_registry: RunningRegistry,
+) -> None:
+    """The transport's adapters, per URL: the target's host trusts --ca-bundle on top of the
+    system's store; a token service or blob storage on another host, the system's alone."""
+    assert tls_registry.ca_cert is not None
+    options = Options(ca_bundle=tls_registry.ca_cert)
+    subject = ((("commonName", "bootc-pipeline test CA"),),)
+
+    def trusts_the_ca(client: RegistryClient, url: str) -> bool:
+        adapter = client._t.session.get_adapter(url)
+        assert isinstance(adapter, TrustAdapter)
+        return any(ca["subject"] == subject for ca in adapter._context.get_ca_certs())
+
+    with options.registry_client(tls_registry.host, publishing=True) as client:
+        assert trusts_the_ca(client, f"https://{tls_registry.host}/v2/x/blobs/sha256:0")
+        assert not trusts_the_ca(client, "https://auth.example/token?service=x")
+        assert not trusts_the_ca(client, "https://blobs.example/signed?X-Amz-Signature=s")
+    source = options.registry_client("quay.io", target=tls_registry.host, publishing=True)
+    with source:
+        assert not trusts_the_ca(source, "https://quay.io/v2/fedora/fedora-bootc/manifests/40")
+        assert trusts_the_ca(source, f"https://{tls_registry.host}/v2/")  # the target's own
