@@ -427,6 +427,7 @@ def test_private_image_needs_credentials_and_they_stay_with_the_registry(
     out = tmp_path / "out"
     unnamed = pull(published, ref, "--platform", "amd64", "-o", f"{out}/", env=env)
     assert unnamed.returncode == 1  # the environment's are --registry's only: not sent here
+    assert f"log in to {front.host}" in unnamed.stderr
     assert not any(authenticated for _, authenticated in front.token_requests)
     proc = pull(published, ref, "--platform", "amd64", "-o", f"{out}/", "--json",
                 "--registry", front.host, env=env)  # fmt: skip

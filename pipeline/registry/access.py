@@ -81,6 +81,16 @@ class HostAccess:
             self.registry, registry_config=self.registry_config, environ=environ
         )
 
+    def login_hint(self) -> str | None:
+        """What to do when this host wants credentials it has none of (None: the default)."""
+        if self.environment_credentials:
+            return None
+        return (
+            f"log in to {self.registry} (an `auths` entry or a credential helper in the docker "
+            "config, or --registry-config); the environment's credentials are only for the "
+            "target registry (--registry)"
+        )
+
     def ssl_context(self) -> ssl.SSLContext:
         """The system's trust, plus this host's `--ca-bundle`."""
         return trust(self.ca_bundle)

@@ -151,6 +151,7 @@ class Transport:
             load_credentials=own.find_credentials,
             fetch_token=self._fetch_token,
             allow_plain_realm=endpoint.scheme == "http",
+            login_hint=own.login_hint(),
         )
 
     def __repr__(self) -> str:
