@@ -10,9 +10,10 @@ header it receives, token service included.
 With $BOOTC_PIPELINE_REGISTRY_USERNAME/_PASSWORD set for the target (a real docker-registry
 with htpasswd), a publish that reads the base's and the builder's digests from the stand-in, a
 `pull` and a `lima` of the release on it must never send it a credential: no Basic header, no
-authenticated token request, so every Bearer token it sees is one it issued anonymously. The
-publish runs to its first step that needs the container engine (none is given): every request
-the pipeline itself makes to a base's or builder's registry happens before that (inputs).
+authenticated token request, so every Bearer token it sees is one it issued anonymously. One
+publish runs to its first step that needs the container engine (none is given), with the
+builder image on the stand-in too; another runs whole (build, disk, compress, push) with the
+real engine and the bootc-image-builder stand-in.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from pipeline import cli as pipeline_cli
 from pipeline import mediatypes as mt
 from tests.support.clients import count_clients
 from tests.support.ecosystem import QUAY, RegistryFront
+from tests.support.images import FakeBases
 from tests.support.oci_push import push_blob, push_manifest
+from tests.support.podman import PodmanService
 from tests.support.registry import RunningRegistry, start_registry
 from tests.support.workdirs import (
     CREATED,
@@ -283,3 +286,35 @@ def test_every_registry_client_a_command_makes_is_closed(
     assert status == 1  # no engine
     assert credentials_seen(base) == []
     assert len(clients.made) == 4 and clients.all_closed()
+
+
+def test_a_whole_publish_sends_the_stand_in_base_registry_no_credentials(
+    world: World,
+    base: RegistryFront,
+    tmp_path: Path,
+    podman: PodmanService,
+    fake_bases: FakeBases,
+    bib_standin: str,
+) -> None:
+    """Build, disk, compress and push with the real engine, the base by its stand-in name (a
+    local manifest list, also pushed to the stand-in, where the inputs are read from)."""
+    name = f"{base.host}/{BASE}:whole"
+    podman.cli("manifest", "rm", name, check=False)
+    podman.cli("manifest", "create", name)
+    for arch in ("amd64", "arm64"):  # the inputs record every architecture of the release
+        instance = fake_bases.instance("fedora", arch)
+        podman.cli("manifest", "add", name, f"containers-storage:{instance}")
+    podman.cli("manifest", "push", "--all", "--tls-verify=false", name,
+               f"docker://{world.base_store.host}/{BASE}:whole")  # fmt: skip
+    workdir = tmp_path / "work"
+    proc = cli(
+        "publish", "--manifest", str(manifest_path("fedora-40")), "--workdir", str(workdir),
+        "--registry", world.target.host, "--plain-http", "--arch", "amd64", "--skip-boot",
+        "--base-image", name, "--builder-image", bib_standin, "--engine", podman.url,
+        "--revision", REVISION, "--created", CREATED,
+        env=world.env(tmp_path / "home"),
+    )  # fmt: skip
+    print("stand-in base registry, whole publish:", summary(base))
+    assert credentials_seen(base) == [], summary(base)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (workdir / "fedora-40" / "release-report.json").is_file()
