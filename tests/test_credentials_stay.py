@@ -245,6 +245,16 @@ def test_lima_from_another_registry_sends_it_no_credentials(
     assert image["digest"] == f"sha256:{digest}"
 
 
+def test_validate_of_another_registry_sends_it_no_credentials(
+    world: World, base: RegistryFront, tmp_path: Path
+) -> None:
+    proc = cli("validate", f"{base.host}/{RELEASE}:{TAG}", "--plain-http",
+               "--registry", world.target.host, env=world.env(tmp_path / "home"))  # fmt: skip
+    print("stand-in base registry, validate:", summary(base))
+    assert credentials_seen(base) == [], summary(base)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def test_the_environments_credentials_reach_the_registry_that_registry_names(
     world: World, base: RegistryFront, tmp_path: Path
 ) -> None:
