@@ -46,6 +46,8 @@ class Options:
     retry_seconds: float = 300.0
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
+    signing_key: Path | None = None  # else $BOOTC_PIPELINE_SIGNING_KEY (pipeline/trust/keys.py)
+    public_key: Path | None = None  # else the environment or trust file (pipeline/trust/verify.py)
 
     def registry_client(self, registry: str) -> RegistryClient:
         """The one way a registry client is made from the user's settings."""

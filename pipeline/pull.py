@@ -30,6 +30,7 @@ from pipeline.progress import Reporter
 from pipeline.reference import Reference, parse_reference
 from pipeline.registry.client import RegistryClient
 from pipeline.registry.errors import where
+from pipeline.trust.verify import TrustPolicy
 from pipeline.zstdfile import CHUNK, Decompressor
 
 ACCEPT = (*pullplan.INDEX_TYPES, *pullplan.MANIFEST_TYPES)
@@ -74,7 +75,9 @@ def parse_platform(text: str) -> Arch:
     return Arch.parse(arch)
 
 
-def resolve(client: RegistryClient, ref: Reference, arch: Arch) -> Chosen:
+def resolve(client: RegistryClient, ref: Reference, arch: Arch, *, trust: TrustPolicy) -> Chosen:
+    """The manifest and layer `ref` names for `arch`, signatures checked under `trust` (the
+    consumer path's one verification point: after resolution, before any byte is streamed)."""
     repo = ref.repository
     target = ref.digest or ref.tag or "latest"
     top = client.get_manifest(repo, target, accept=ACCEPT)
@@ -92,6 +95,8 @@ def resolve(client: RegistryClient, ref: Reference, arch: Arch) -> Chosen:
     else:
         raise PipelineError(f"{here} is {top.media_type or 'of no media type'}, not a manifest")
     layer = pullplan.choose_layer(_json(fetched.body, here), f"{here} manifest {fetched.digest}")
+    signed = [top.digest, fetched.digest] if top is not fetched else [fetched.digest]
+    trust.check(client, repo, signed)
     return Chosen(ref, fetched.digest, chosen_arch, layer)
 
 
@@ -231,8 +236,9 @@ def pull(
     reporter: Reporter,
 ) -> Pulled:
     ref = parse_reference(reference)
+    trust = TrustPolicy.for_reference(options.public_key, ref.name, reporter)
     with options.registry_client(ref.registry) as client:
-        chosen = resolve(client, ref, arch)
+        chosen = resolve(client, ref, arch, trust=trust)
         where_ = f"{ref} manifest {chosen.manifest}"
         name = pullplan.compressed_name(chosen.layer, ref.repository, chosen.arch, where_)
         if not keep_compressed:

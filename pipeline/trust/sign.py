@@ -1,0 +1,98 @@
+"""Sign subjects by digest: cosign's `sha256-HEX.sig` tag, pushed before any release tag moves.
+
+A signature manifest that exists already keeps its layers (other signers' signatures, or this
+key's from an earlier run): ours is added unless a layer with the same payload already verifies
+with this key, so a re-run changes nothing. Every signature is read back and verified with the
+public half of the key before the caller moves a tag; any failure raises, and no tag moves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.context import Context
+from pipeline.digest import of_bytes
+from pipeline.errors import PipelineError
+from pipeline.plan import Document
+from pipeline.published import ArchRelease
+from pipeline.registry.client import RegistryClient
+from pipeline.trust import simplesigning as ss
+from pipeline.trust import subjects, verify
+from pipeline.trust.keys import KEY_ENV, SigningKey, load_signing_key
+from pipeline.trust.subjects import Subject
+
+
+@dataclass(frozen=True)
+class Signed:
+    subject: Subject
+    tag: str
+    manifest: str  # the signature manifest's digest
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject.name,
+            "digest": self.subject.digest,
+            "format": "cosign simple signing (tag)",
+            "tag": self.tag,
+            "signatureManifest": self.manifest,
+        }
+
+
+def _existing(client: RegistryClient, subject: Subject, tag: str) -> list[ss.Signature]:
+    digest = client.manifest_digest(subject.repository, tag)
+    if digest is None:
+        return []
+    body = client.get_manifest(subject.repository, digest).json()
+    kept = []
+    for blob, signature in ss.layers_of(body):
+        data = client.fetch_blob(subject.repository, blob.digest, size=blob.size)
+        kept.append(ss.Signature(data, signature))
+    return kept
+
+
+def sign_one(client: RegistryClient, subject: Subject, key: SigningKey) -> Signed:
+    repo = subject.repository
+    tag = ss.signature_tag(subject.digest)
+    payload = ss.payload(subject.docker_reference, subject.digest)
+    public = key.public()
+    kept = _existing(client, subject, tag)
+    if not any(s.payload == payload and public.verifies(s.payload, s.signature) for s in kept):
+        kept.append(ss.Signature(payload, key.sign(payload)))
+    manifest, config = ss.signature_manifest(kept)
+    for data in (payload, config):
+        blob = of_bytes(data)
+        client.push_blob(repo, data, blob.digest, blob.size)
+    client.push_manifest(repo, tag, manifest.body, manifest.media_type)
+    verify.require_signature(client, subject.repository, subject.digest, public)  # read back
+    return Signed(subject, tag, manifest.digest)
+
+
+def sign_release(
+    ctx: Context, client: RegistryClient, archs: Sequence[ArchRelease], index: Document
+) -> tuple[dict[str, Any], ...]:
+    """Sign the index and every child with the run's key; without a key, say it once."""
+    key = load_signing_key(ctx.options.signing_key)
+    target = ctx.target
+    if key is None:
+        ctx.reporter.info(
+            f"    not signed: no signing key (--signing-key or ${KEY_ENV}); consumers with a "
+            "public key will refuse this release"
+        )
+        return ()
+    found = subjects.of_release(target.registry, target.repository, index, list(archs))
+    with ctx.reporter.stage("sign", f"sign {len(found)} manifests with {key.source}"):
+        signed = sign_all(client, found, key)
+    for s in signed:
+        ctx.reporter.info(f"    signed {s.subject.name} {s.subject.digest[:19]}: {s.tag}")
+    return tuple(s.as_json() for s in signed)
+
+
+def sign_all(client: RegistryClient, subjects: Sequence[Subject], key: SigningKey) -> list[Signed]:
+    try:
+        return [sign_one(client, subject, key) for subject in subjects]
+    except PipelineError as exc:
+        raise PipelineError(
+            f"signing failed, no tag was moved: {exc.message}", hint=exc.hint
+        ) from None

@@ -1,0 +1,234 @@
+"""Signed releases: cosign's simple signing, judged by the real `cosign verify --key`, on all
+three registries; `pull --public-key` refuses what is not signed by that key for that digest,
+before any output file exists."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.arch import Arch
+from pipeline.trust import simplesigning as ss
+from tests.support import gotools
+from tests.support.keys import KeyPair, make_key_pair
+from tests.support.oci_push import push_blob, push_manifest
+from tests.support.registry import RunningRegistry
+from tests.support.workdirs import (
+    DiskCache,
+    Workdir,
+    cli_env,
+    make_workdir,
+    manifest_for,
+    push_argv,
+    run_push,
+)
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT = 120
+
+
+@dataclass
+class Signed:
+    registry: RunningRegistry
+    repo: str
+    key: KeyPair
+    work: Workdir
+    report: dict[str, Any]
+    home: Path
+    push_seconds: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.registry.host}/{self.repo}"
+
+    @property
+    def index(self) -> str:
+        return str(self.report["index"]["digest"])
+
+    def manifest(self, arch: str) -> str:
+        return str(self.report["architectures"][arch]["manifest"]["digest"])
+
+
+@pytest.fixture(scope="module")
+def disks(tmp_path_factory: pytest.TempPathFactory) -> DiskCache:
+    return DiskCache(tmp_path_factory.mktemp("disks"))
+
+
+def publish(
+    registry: RunningRegistry, repo: str, tmp: Path, disks: DiskCache, *extra: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    work = make_workdir(tmp / "work", disks)
+    argv = push_argv(work, registry.host, *extra, manifest=manifest_for(tmp, repo))
+    return run_push(argv, cli_env(tmp / "home", chunk_size=1 << 20, extra=env))
+
+
+@pytest.fixture
+def signed(
+    any_registry: RunningRegistry, repository_name: str, tmp_path: Path, disks: DiskCache
+) -> Iterator[Signed]:
+    key = make_key_pair(tmp_path / "keys", password="correct horse")
+    work = make_workdir(tmp_path / "work", disks)
+    argv = push_argv(
+        work, any_registry.host, "--signing-key", str(key.private),
+        manifest=manifest_for(tmp_path, repository_name),
+    )  # fmt: skip
+    env = {"BOOTC_PIPELINE_SIGNING_PASSWORD": "correct horse"}
+    proc = run_push(argv, cli_env(tmp_path / "home", chunk_size=1 << 20, extra=env))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "correct horse" not in proc.stdout + proc.stderr
+    assert key.private_pem().splitlines()[1] not in proc.stdout + proc.stderr
+    report = json.loads(work.report_path.read_text())
+    seconds = float(report.get("timings", {}).get("sign", 0.0))
+    yield Signed(any_registry, repository_name, key, work, report, tmp_path / "home", seconds)
+
+
+def cosign_verify(public: Path, reference: str) -> subprocess.CompletedProcess[str]:
+    argv = [
+        gotools.go_tool("cosign"), "verify", "--key", str(public),
+        "--insecure-ignore-tlog=true", "--allow-http-registry", "--output", "json", reference,
+    ]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+
+
+def pull(signed: Signed, out: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    argv = [
+        sys.executable, "-m", "pipeline", "pull", f"{signed.name}:40.1.0", "--plain-http",
+        "--platform", "linux/amd64", "-o", str(out), *args,
+    ]  # fmt: skip
+    return subprocess.run(
+        argv,
+        env=cli_env(signed.home, chunk_size=1 << 20, extra=env),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def test_cosign_verifies_the_index_and_every_disk_manifest(signed: Signed) -> None:
+    subjects = [signed.index, signed.manifest("amd64"), signed.manifest("arm64")]
+    recorded = {s["digest"] for s in signed.report["signatures"]}
+    assert recorded == set(subjects)
+    for digest in subjects:
+        done = cosign_verify(signed.key.public, f"{signed.name}@{digest}")
+        assert done.returncode == 0, done.stderr[-2000:]
+        claims = json.loads(done.stdout)
+        assert [c["critical"]["image"]["docker-manifest-digest"] for c in claims] == [digest]
+    other = make_key_pair(signed.home / "other-key")
+    done = cosign_verify(other.public, f"{signed.name}@{signed.index}")
+    assert done.returncode != 0  # the judge can say no
+
+
+def test_pull_with_the_key_verifies_and_writes(signed: Signed, tmp_path: Path) -> None:
+    out = tmp_path / "disk.qcow2"
+    done = pull(signed, out, "--public-key", str(signed.key.public))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert out.is_file()
+    assert "verified:" in done.stderr and "not verified" not in done.stderr
+
+
+def test_pull_without_a_key_says_once_that_nothing_was_verified(
+    signed: Signed, tmp_path: Path
+) -> None:
+    done = pull(signed, tmp_path / "disk.qcow2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("not verified") == 1
+
+
+def test_key_from_environment_and_trust_file(signed: Signed, tmp_path: Path) -> None:
+    other = make_key_pair(tmp_path / "other")
+    env_pull = pull(signed, tmp_path / "a.qcow2", BOOTC_PIPELINE_PUBLIC_KEY=str(other.public))
+    assert env_pull.returncode != 0 and not (tmp_path / "a.qcow2").exists()
+    config = tmp_path / "config" / "bootc-pipeline" / "trust.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text(f"public-keys:\n  {signed.registry.host}/: {signed.key.public}\n")
+    done = pull(signed, tmp_path / "b.qcow2", XDG_CONFIG_HOME=str(tmp_path / "config"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert str(config) in done.stderr  # says which key verified
+
+
+def refused(signed: Signed, tmp_path: Path, key: Path) -> str:
+    out = tmp_path / "out"
+    out.mkdir()
+    done = pull(signed, out / "disk.qcow2", "--public-key", str(key))
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert list(out.iterdir()) == []  # nothing written, not even a partial
+    errors = [line for line in done.stderr.splitlines() if line.startswith("bootc-pipeline: error")]
+    assert len(errors) == 1
+    return errors[0]
+
+
+def test_signature_by_another_key_is_refused(signed: Signed, tmp_path: Path) -> None:
+    other = make_key_pair(tmp_path / "other")
+    line = refused(signed, tmp_path, other.public)
+    assert "verifies with" in line and str(other.public) in line
+
+
+def test_unsigned_release_is_refused(
+    registry: RunningRegistry, repository_name: str, tmp_path: Path, disks: DiskCache
+) -> None:
+    done = publish(registry, repository_name, tmp_path / "pub", disks)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "not signed" in done.stderr
+    key = make_key_pair(tmp_path / "k")
+    unsigned = Signed(registry, repository_name, key, None, {}, tmp_path / "pub" / "home", 0)  # type: ignore[arg-type]
+    line = refused(unsigned, tmp_path, key.public)
+    assert "is not signed" in line and ".sig" in line
+
+
+def _sig_manifest(signed: Signed, digest: str) -> dict[str, Any]:
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false",
+         f"docker://{signed.name}:{ss.signature_tag(digest)}"],
+        capture_output=True, check=True, timeout=TIMEOUT,
+    ).stdout  # fmt: skip
+    body: dict[str, Any] = json.loads(raw)
+    return body
+
+
+def test_signature_over_another_digest_is_refused(signed: Signed, tmp_path: Path) -> None:
+    """The arm64 manifest's valid signature, put where the amd64 manifest's should be."""
+    amd64, arm64 = signed.manifest("amd64"), signed.manifest("arm64")
+    push_manifest(
+        signed.registry.host, signed.repo, ss.signature_tag(amd64), _sig_manifest(signed, arm64)
+    )
+    line = refused(signed, tmp_path, signed.key.public)
+    assert f"is over {arm64}, not this digest" in line and amd64 in line
+
+
+def test_tampered_payload_is_refused(signed: Signed, tmp_path: Path) -> None:
+    """A payload changed to name another digest, kept with the original signature."""
+    index = signed.index
+    body = _sig_manifest(signed, index)
+    layer = body["layers"][0]
+    forged = ss.payload(signed.name, signed.manifest("arm64"))
+    layer["digest"] = push_blob(signed.registry.host, signed.repo, forged)
+    layer["size"] = len(forged)
+    push_manifest(signed.registry.host, signed.repo, ss.signature_tag(index), body)
+    line = refused(signed, tmp_path, signed.key.public)
+    assert index in line and "none of the 1 signature(s)" in line
+    assert base64.b64decode(layer["annotations"][ss.SIGNATURE_ANNOTATION])  # kept as it was
+
+
+def test_lima_refuses_before_the_cache_entry_exists(signed: Signed, tmp_path: Path) -> None:
+    other = make_key_pair(tmp_path / "other")
+    cache = tmp_path / "cache"
+    argv = [
+        sys.executable, "-m", "pipeline", "lima", f"{signed.name}:40.1.0", "--plain-http",
+        "--platform", "all", "-o", str(tmp_path / "t.yaml"), "--public-key", str(other.public),
+    ]  # fmt: skip
+    env = cli_env(signed.home, chunk_size=1 << 20, extra={"XDG_CACHE_HOME": str(cache)})
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert not (tmp_path / "t.yaml").exists()
+    assert not any(p.is_file() for p in cache.rglob("*")) if cache.exists() else True
+    assert Arch("amd64")  # both platforms resolve through the same check
