@@ -12,14 +12,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline import inputs
+from pipeline import mediatypes as mt
 from pipeline.context import Context
 from pipeline.digest import of_bytes
 from pipeline.errors import PipelineError
-from pipeline.plan import Document
+from pipeline.plan import Document, Provenance
 from pipeline.published import ArchRelease
 from pipeline.registry.client import RegistryClient
+from pipeline.trust import attestations, referrers, subjects, verify
 from pipeline.trust import simplesigning as ss
-from pipeline.trust import subjects, verify
 from pipeline.trust.keys import KEY_ENV, SigningKey, load_signing_key
 from pipeline.trust.subjects import Subject
 
@@ -84,9 +86,53 @@ def sign_release(
     found = subjects.of_release(target.registry, target.repository, index, list(archs))
     with ctx.reporter.stage("sign", f"sign {len(found)} manifests with {key.source}"):
         signed = sign_all(client, found, key)
+        attached = attach_provenance(ctx, client, found, key)
     for s in signed:
         ctx.reporter.info(f"    signed {s.subject.name} {s.subject.digest[:19]}: {s.tag}")
-    return tuple(s.as_json() for s in signed)
+    ctx.reporter.info(
+        f"    provenance {attached['manifest'][:19]} attached to the index "
+        f"({'referrers API' if attached['storedAs'] == 'api' else 'fallback tag'})"
+    )
+    return (*(s.as_json() for s in signed), attached)
+
+
+def attach_provenance(
+    ctx: Context, client: RegistryClient, found: Sequence[Subject], key: SigningKey
+) -> dict[str, Any]:
+    """The SLSA provenance of the release, in a signed DSSE envelope, as a referrer of the
+    index (found[0]); its statement names every subject."""
+    index = found[0]
+    annotations = index.document.json().get("annotations") or {}
+    provenance = Provenance(
+        annotations.get(mt.ANN_CREATED, ""),
+        annotations.get(mt.ANN_REVISION, ""),
+        annotations.get(mt.ANN_INPUTS),
+    )
+    kept = inputs.saved(ctx)
+    record = kept[1] if kept and kept[0] == provenance.inputs else None
+    statement = attestations.slsa_statement(found, provenance, record)
+    envelope = attestations.dsse_envelope(statement, key)
+    manifest = attestations.referrer_manifest(
+        index,
+        attestations.PROVENANCE_ARTIFACT_TYPE,
+        attestations.DSSE_MEDIA_TYPE,
+        envelope,
+        {attestations.ANN_PREDICATE: attestations.SLSA_PREDICATE},
+    )
+    try:
+        stored = referrers.attach(client, index.repository, index.digest, manifest, envelope)
+    except PipelineError as exc:
+        raise PipelineError(
+            f"attaching provenance failed, no tag was moved: {exc.message}"
+        ) from None
+    return {
+        "subject": index.name,
+        "digest": index.digest,
+        "format": "SLSA v1 provenance in a DSSE envelope (OCI referrer)",
+        "artifactType": attestations.PROVENANCE_ARTIFACT_TYPE,
+        "manifest": manifest.digest,
+        "storedAs": stored,
+    }
 
 
 def sign_all(client: RegistryClient, subjects: Sequence[Subject], key: SigningKey) -> list[Signed]:
