@@ -278,7 +278,10 @@ def validate_reference(
                         )
                 key = public_key_for(options.public_key, ref.name)
                 for ok, text in audit(client, ref.repository, top.digest, children, key):
-                    found.check(ok, text, text)
+                    if ok is None:
+                        reporter.info(f"note: {text}")
+                    else:
+                        found.check(ok, text, text)
         elif top.media_type == mt.OCI_MANIFEST:
             _check_manifest(
                 client, ref.repository, top.digest, None, found, fetch_blobs=fetch_blobs

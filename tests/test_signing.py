@@ -166,3 +166,27 @@ def test_lima_refuses_before_the_cache_entry_exists(signed: Signed, tmp_path: Pa
     assert not (tmp_path / "t.yaml").exists()
     assert not any(p.is_file() for p in cache.rglob("*")) if cache.exists() else True
     assert Arch("amd64")  # both platforms resolve through the same check
+
+
+def validate(signed: Signed, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "pipeline", "validate", f"{signed.name}:40.1.0", "--plain-http"]
+    return subprocess.run(
+        [*argv, *args],
+        env=cli_env(signed.home, chunk_size=1 << 20),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def test_validate_checks_signatures_and_referrers(signed: Signed, tmp_path: Path) -> None:
+    done = validate(signed, "--public-key", str(signed.key.public))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "valid (" in done.stderr and "FAIL" not in done.stderr
+    other = make_key_pair(tmp_path / "other")
+    done = validate(signed, "--public-key", str(other.public))
+    assert done.returncode == 1
+    fails = [line for line in done.stderr.splitlines() if "FAIL" in line]
+    assert len([f for f in fails if "verifies with" in f]) == 3  # the index and both disks
+    assert any("DSSE envelope verifies" in f for f in fails)

@@ -5,6 +5,9 @@ simple-signing payloads naming that digest; with a public key, one must verify. 
 referrers (API or fallback tag) must each be a manifest whose `subject` is the index, with an
 `artifactType`, whose layers exist; a DSSE envelope among them must verify with the key.
 Remote input: every failure is a finding (ok=False, the problem), never an exception.
+
+Without a public key, a release that has no signature or no referrers is not invalid (signing
+is the publisher's choice): that is said as a note (ok=None). With a key it is a failure.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pipeline.trust import simplesigning as ss
 from pipeline.trust.keys import PublicKey
 from pipeline.trust.verify import require_signature
 
-Finding = tuple[bool, str]
+Finding = tuple[bool | None, str]  # ok, failed, or a note (None)
 
 
 def _signature(client: RegistryClient, repo: str, digest: str, key: PublicKey | None) -> Finding:
@@ -32,7 +35,7 @@ def _signature(client: RegistryClient, repo: str, digest: str, key: PublicKey | 
             return True, f"{digest}: signed, verifies with {key.source}"
         found = client.manifest_digest(repo, tag)
         if found is None:
-            return False, f"{digest}: not signed (no {tag})"
+            return None, f"{digest}: not signed (no {tag})"
         layers = ss.layers_of(client.get_manifest(repo, found).json())
         claims = [
             ss.read_payload(client.fetch_blob(repo, b.digest, size=b.size), f"{tag} {b.digest}")
@@ -90,7 +93,8 @@ def audit(
         how, listed = referrers.list_referrers(client, repo, index)
     except PipelineError as exc:
         return [*found, (False, f"referrers of {index}: {exc.message}")]
-    found.append((bool(listed), f"{index}: {len(listed)} referrer(s) ({how})"))
+    has = bool(listed) or (None if key is None else False)
+    found.append((has, f"{index}: {len(listed)} referrer(s) ({how})"))
     for entry in listed:
         found += _referrer(client, repo, index, entry, key)
     return found
