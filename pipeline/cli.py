@@ -107,6 +107,11 @@ def _release_options(p: argparse.ArgumentParser) -> None:
         "password in $BOOTC_PIPELINE_SIGNING_PASSWORD)",
     )
     g.add_argument(
+        "--keyless",
+        action="store_true",
+        help="sign with cosign v2 keyless (GitHub Actions' OIDC token, Fulcio, Rekor)",
+    )
+    g.add_argument(
         "--jobs",
         type=_positive(int),
         default=Options.jobs,
@@ -235,6 +240,7 @@ def _options(args: argparse.Namespace) -> Options:
         connect_timeout=a.connect_timeout,
         read_timeout=a.read_timeout,
         signing_key=a.signing_key,
+        keyless=a.keyless,
         public_key=getattr(a, "public_key", None),
     )
 

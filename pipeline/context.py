@@ -47,6 +47,7 @@ class Options:
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
     signing_key: Path | None = None  # else $BOOTC_PIPELINE_SIGNING_KEY (pipeline/trust/keys.py)
+    keyless: bool = False  # sign with cosign keyless (Sigstore) instead of a key
     public_key: Path | None = None  # else the environment or trust file (pipeline/trust/verify.py)
 
     def registry_client(self, registry: str) -> RegistryClient:

@@ -28,7 +28,7 @@ from pipeline.stages.compress import compress
 from pipeline.stages.disk import builder_image, disk
 from pipeline.stages.push import push, push_arch, sibling_repositories
 from pipeline.tags import TagPolicy
-from pipeline.trust.keys import load_signing_key
+from pipeline.trust.sign import signing_key
 
 MIN_FREE_BYTES = 20 * 1024**3  # a bootc qcow2, its .zst and bib's scratch space, with room
 
@@ -54,7 +54,7 @@ def warnings(ctx: Context, provenance: Provenance) -> None:
 def preflight(ctx: Context, provenance: Provenance) -> None:
     """Everything that can fail in the first second instead of after a 20-minute build."""
     warnings(ctx, provenance)
-    load_signing_key(ctx.options.signing_key)  # a bad key fails now, not after the build
+    signing_key(ctx.options)  # a bad key fails now, not after the build
     client = ctx.registry  # push access was checked first thing (publish)
     if ctx.tags_to_move:
         TagPolicy.of(ctx, client).preflight(plan.release_annotations(ctx.release, provenance))

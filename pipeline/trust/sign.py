@@ -14,13 +14,13 @@ from typing import Any
 
 from pipeline import inputs
 from pipeline import mediatypes as mt
-from pipeline.context import Context
+from pipeline.context import Context, Options
 from pipeline.digest import of_bytes
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, UsageError
 from pipeline.plan import Document, Provenance
 from pipeline.published import ArchRelease
 from pipeline.registry.client import RegistryClient
-from pipeline.trust import attestations, referrers, subjects, verify
+from pipeline.trust import attestations, keyless, referrers, subjects, verify
 from pipeline.trust import simplesigning as ss
 from pipeline.trust.keys import KEY_ENV, SigningKey, load_signing_key
 from pipeline.trust.subjects import Subject
@@ -71,19 +71,41 @@ def sign_one(client: RegistryClient, subject: Subject, key: SigningKey) -> Signe
     return Signed(subject, tag, manifest.digest)
 
 
+def signing_key(options: Options) -> SigningKey | None:
+    """The run's key (checked before any build), or None: keyless, or not signed."""
+    key = load_signing_key(options.signing_key)
+    if options.keyless:
+        if key is not None:
+            raise UsageError("--keyless and a signing key: choose one")
+        keyless.cosign_binary()
+    return key
+
+
 def sign_release(
     ctx: Context, client: RegistryClient, archs: Sequence[ArchRelease], index: Document
 ) -> tuple[dict[str, Any], ...]:
     """Sign the index and every child with the run's key; without a key, say it once."""
-    key = load_signing_key(ctx.options.signing_key)
+    key = signing_key(ctx.options)
     target = ctx.target
+    found = subjects.of_release(target.registry, target.repository, index, list(archs))
+    if ctx.options.keyless:
+        with ctx.reporter.stage("sign", f"sign {len(found)} manifests keyless (cosign, Sigstore)"):
+            try:
+                keyless.sign_keyless(
+                    found, registry=target.registry, registry_config=ctx.options.registry_config
+                )
+            except PipelineError as exc:
+                raise PipelineError(f"signing failed, no tag was moved: {exc.message}") from None
+        return tuple(
+            {"subject": s.name, "digest": s.digest, "format": "cosign keyless (tag, Sigstore)"}
+            for s in found
+        )
     if key is None:
         ctx.reporter.info(
             f"    not signed: no signing key (--signing-key or ${KEY_ENV}); consumers with a "
             "public key will refuse this release"
         )
         return ()
-    found = subjects.of_release(target.registry, target.repository, index, list(archs))
     with ctx.reporter.stage("sign", f"sign {len(found)} manifests with {key.source}"):
         signed = sign_all(client, found, key)
         attached = attach_provenance(ctx, client, found, key)
