@@ -21,6 +21,7 @@ class ArchRelease:
     level: int  # zstd level
     manifest: Document
     bytes_sent: int
+    referrers: tuple[dict[str, Any], ...] = ()  # attached by this run (the SBOM)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from pipeline.errors import PipelineError
 from pipeline.plan import Document
 from pipeline.registry.client import RegistryClient
 from pipeline.trust import attestations
+from pipeline.trust.subjects import Subject
 
 MAX_ATTEMPTS = 8
 SETTLE_SECONDS = (0.2, 0.5)  # jittered wait before the read-back
@@ -80,3 +81,23 @@ def attach(
         f"{client.registry}/{repository}:{tag}: the referrers index kept losing entries to "
         f"concurrent writers ({MAX_ATTEMPTS} attempts)"
     )
+
+
+def attach_document(
+    client: RegistryClient,
+    subject: Subject,
+    artifact_type: str,
+    layer_type: str,
+    data: bytes,
+    annotations: dict[str, str],
+) -> dict[str, Any]:
+    """`data` as a one-layer artifact whose `subject` is `subject`; what the report records."""
+    manifest = attestations.referrer_manifest(subject, artifact_type, layer_type, data, annotations)
+    stored = attach(client, subject.repository, subject.digest, manifest, data)
+    return {
+        "subject": subject.name,
+        "digest": subject.digest,
+        "artifactType": artifact_type,
+        "manifest": manifest.digest,
+        "storedAs": stored,
+    }

@@ -134,27 +134,20 @@ def attach_provenance(
     record = kept[1] if kept and kept[0] == provenance.inputs else None
     statement = attestations.slsa_statement(found, provenance, record)
     envelope = attestations.dsse_envelope(statement, key)
-    manifest = attestations.referrer_manifest(
-        index,
-        attestations.PROVENANCE_ARTIFACT_TYPE,
-        attestations.DSSE_MEDIA_TYPE,
-        envelope,
-        {attestations.ANN_PREDICATE: attestations.SLSA_PREDICATE},
-    )
     try:
-        stored = referrers.attach(client, index.repository, index.digest, manifest, envelope)
+        attached = referrers.attach_document(
+            client,
+            index,
+            attestations.PROVENANCE_ARTIFACT_TYPE,
+            attestations.DSSE_MEDIA_TYPE,
+            envelope,
+            {attestations.ANN_PREDICATE: attestations.SLSA_PREDICATE},
+        )
     except PipelineError as exc:
         raise PipelineError(
             f"attaching provenance failed, no tag was moved: {exc.message}"
         ) from None
-    return {
-        "subject": index.name,
-        "digest": index.digest,
-        "format": "SLSA v1 provenance in a DSSE envelope (OCI referrer)",
-        "artifactType": attestations.PROVENANCE_ARTIFACT_TYPE,
-        "manifest": manifest.digest,
-        "storedAs": stored,
-    }
+    return attached | {"format": "SLSA v1 provenance in a DSSE envelope (OCI referrer)"}
 
 
 def sign_all(client: RegistryClient, subjects: Sequence[Subject], key: SigningKey) -> list[Signed]:
