@@ -16,8 +16,10 @@ import pytest
 from pipeline.arch import Arch
 from pipeline.trust import simplesigning as ss
 from tests.support import gotools
+from tests.support.faultproxy import FaultProxy
 from tests.support.keys import make_key_pair
 from tests.support.oci_push import push_blob, push_manifest
+from tests.support.published import Access, tags
 from tests.support.registry import RunningRegistry
 from tests.support.trust import TIMEOUT, Signed, publish
 from tests.support.workdirs import DiskCache, cli_env
@@ -190,3 +192,38 @@ def test_validate_checks_signatures_and_referrers(signed: Signed, tmp_path: Path
     fails = [line for line in done.stderr.splitlines() if "FAIL" in line]
     assert len([f for f in fails if "verifies with" in f]) == 3  # the index and both disks
     assert any("DSSE envelope verifies" in f for f in fails)
+
+
+def test_a_failed_signature_moves_no_tag(
+    registry: RunningRegistry, repository_name: str, tmp_path: Path, disks: DiskCache
+) -> None:
+    """The registry refuses the signature manifest: the run fails and no release tag exists."""
+    key = make_key_pair(tmp_path / "keys")
+    with FaultProxy(registry.host) as proxy:
+        rule = proxy.add(
+            "respond", method="PUT", path=r"/manifests/sha256-[0-9a-f]{64}\.sig$", status=400,
+            times=20, body=b'{"errors":[{"code":"DENIED","message":"no signatures here"}]}',
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        done = publish(
+            RunningRegistry(proxy.host, f"http://{proxy.host}", registry.root, registry.config,
+                            registry.workdir),
+            repository_name, tmp_path, disks, "--signing-key", str(key.private),
+        )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert rule.injected >= 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("bootc-pipeline: error")]
+    assert len(errors) == 1 and "signing failed, no tag was moved" in errors[0]
+    assert tags(Access(registry.host), repository_name) == []
+
+
+def test_a_bad_key_fails_before_anything_is_sent(
+    registry: RunningRegistry, repository_name: str, tmp_path: Path, disks: DiskCache
+) -> None:
+    bad = tmp_path / "not-a-key.pem"
+    bad.write_text("-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWJ5dGVz\n-----END PRIVATE KEY-----\n")
+    done = publish(registry, repository_name, tmp_path, disks, "--signing-key", str(bad))
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "c2VjcmV0LWJ5dGVz" not in done.stdout + done.stderr
+    assert f"signing key {bad}: not a PEM private key" in done.stderr
+    assert tags(Access(registry.host), repository_name) == []

@@ -30,6 +30,7 @@ from pipeline.stages.compress import compressed_disk
 from pipeline.stages.sbom import made_sbom
 from pipeline.tags import TagPolicy
 from pipeline.trust import attestations, referrers
+from pipeline.trust.sign import signing_key
 from pipeline.trust.subjects import Subject
 from pipeline.zstdfile import Compressed
 
@@ -139,6 +140,7 @@ def push(ctx: Context, provenance: Provenance) -> Published:
     planned = [plan_arch(ctx, arch, provenance)[0] for arch in ctx.archs]
     index = assemble.plan_index(ctx, planned, provenance)
     client = assemble.client_for(ctx)
+    signing_key(ctx.options)  # a bad key fails before anything is sent
     if ctx.tags_to_move:  # fail before sending anything, not after
         TagPolicy.of(ctx, client).check(index.digest)
     siblings = sibling_repositories(ctx)
