@@ -1,9 +1,10 @@
 """What `validate REF` says about a release's signatures and referrers, as findings.
 
 For each subject (the index and its children): a `sha256-HEX.sig` must exist and list
-simple-signing payloads naming that digest; with a public key, one must verify. The index's
-referrers (API or fallback tag) must each be a manifest whose `subject` is the index, with an
-`artifactType`, whose layers exist; a DSSE envelope among them must verify with the key.
+simple-signing payloads naming that digest; with a public key, one must verify. Every
+subject's referrers (API or fallback tag) must each be a manifest whose `subject` is that
+subject, with an `artifactType`, whose layers exist; a DSSE envelope among them must verify
+with the key, and with a key the index must have one (the provenance).
 Remote input: every failure is a finding (ok=False, the problem), never an exception.
 
 Without a public key, a release that has no signature or no referrers is not invalid (signing
@@ -89,12 +90,16 @@ def audit(
     client: RegistryClient, repo: str, index: str, children: Sequence[str], key: PublicKey | None
 ) -> list[Finding]:
     found = [_signature(client, repo, d, key) for d in (index, *children)]
-    try:
-        how, listed = referrers.list_referrers(client, repo, index)
-    except PipelineError as exc:
-        return [*found, (False, f"referrers of {index}: {exc.message}")]
-    has = bool(listed) or (None if key is None else False)
-    found.append((has, f"{index}: {len(listed)} referrer(s) ({how})"))
-    for entry in listed:
-        found += _referrer(client, repo, index, entry, key)
+    for subject in (index, *children):
+        try:
+            how, listed = referrers.list_referrers(client, repo, subject)
+        except PipelineError as exc:
+            found.append((False, f"referrers of {subject}: {exc.message}"))
+            continue
+        # the index must carry the signed provenance when a key is given; an SBOM is optional
+        required = key is not None and subject == index
+        has = bool(listed) or (False if required else None)
+        found.append((has, f"{subject}: {len(listed)} referrer(s) ({how})"))
+        for entry in listed:
+            found += _referrer(client, repo, subject, entry, key)
     return found
