@@ -9,7 +9,7 @@ and signed (--signing-key: three cosign signatures, read back and verified, plus
 provenance referrer), alternating which goes first; then pulled (`pull --platform linux/amd64`)
 without and with `--public-key`. Prints the median seconds and the signed/unsigned ratio per
 registry; the `sign` stage's own seconds from the signed push's report; and, closer up, the
-resolution of the reference (pipeline/pull.py `resolve`) without and with the signature check
+resolution of the reference (pipeline/readback.py `resolve`) without and with the signature check
 (10 rounds each), which is all verification adds to a pull. And the load average, since the
 machine is shared. Needs distribution v3 and olareg
 (scripts/go-tools.sh).
@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline import pull  # noqa: E402
+from pipeline import readback  # noqa: E402
 from pipeline.arch import Arch  # noqa: E402
 from pipeline.progress import Reporter  # noqa: E402
 from pipeline.reference import parse_reference  # noqa: E402
@@ -57,7 +57,7 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
 
 
 def resolve_ms(host: str, repo: str, public: Path, rounds: int = 10) -> tuple[float, float]:
-    """Median milliseconds of `pull.resolve` without and with the signature check."""
+    """Median milliseconds of `readback.resolve` without and with the signature check."""
     reporter = Reporter(stream=open(os.devnull, "w"), live=False)  # noqa: SIM115
     key = load_public_key(public, source="benchmark")
     ref = parse_reference(f"{host}/{repo}:40.1.0")
@@ -67,7 +67,7 @@ def resolve_ms(host: str, repo: str, public: Path, rounds: int = 10) -> tuple[fl
             for verified in (False, True):
                 policy = TrustPolicy(key if verified else None, reporter)
                 start = time.perf_counter()
-                pull.resolve(client, ref, Arch("amd64"), trust=policy)
+                readback.resolve(client, ref, Arch("amd64"), trust=policy)
                 found[verified].append(time.perf_counter() - start)
     return statistics.median(found[False]) * 1000, statistics.median(found[True]) * 1000
 

@@ -1,11 +1,12 @@
 """Verify a release's signatures before any byte of its disk is written (pull, lima, boot REF).
 
-The one hook of the consumer path: `pull.resolve` calls `TrustPolicy.check` once the reference
-is resolved (index and chosen manifest digests known) and before streaming starts, so `pull`,
-`lima`, `boot REF` and everything built on them are covered. With a public key, the index (when
-the reference names one) and the chosen disk manifest must each carry a cosign simple-signing
-signature that verifies with the key and names that very digest; anything else is refused with
-one line naming what failed. Without a key, the user is told once that nothing was verified.
+The one hook of the consumer path: `readback.resolve` calls `TrustPolicy.check` once the
+reference is resolved (index and chosen manifest digests known) and before streaming starts,
+so `pull`, `lima`, `boot REF` and everything built on them are covered. With a public key, the
+index (when the reference names one) and the chosen disk manifest must each carry a cosign
+simple-signing signature that verifies with the key and names that very digest; anything else
+is refused with one line naming what failed. Without a key, the user is told once that nothing
+was verified.
 
 Where the key comes from, first found: `--public-key FILE`, $BOOTC_PIPELINE_PUBLIC_KEY (a path),
 or the user's trust file `$XDG_CONFIG_HOME/bootc-pipeline/trust.yaml` (default ~/.config):
