@@ -227,3 +227,18 @@ def test_a_bad_key_fails_before_anything_is_sent(
     assert "c2VjcmV0LWJ5dGVz" not in done.stdout + done.stderr
     assert f"signing key {bad}: not a PEM private key" in done.stderr
     assert tags(Access(registry.host), repository_name) == []
+
+
+def test_boot_ref_refuses_before_the_disk_is_written(signed: Signed, tmp_path: Path) -> None:
+    """`boot REF` pulls through the same resolution: refused before a byte is written."""
+    other = make_key_pair(tmp_path / "other")
+    work = tmp_path / "boot-work"
+    argv = [
+        sys.executable, "-m", "pipeline", "boot", f"{signed.name}:40.1.0", "--plain-http",
+        "--platform", "linux/amd64", "--workdir", str(work), "--public-key", str(other.public),
+    ]  # fmt: skip
+    env = cli_env(signed.home, chunk_size=1 << 20)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "verifies with" in done.stderr and str(other.public) in done.stderr
+    assert not [p for p in work.rglob("*") if p.is_file()]  # no disk, no partial, no report
