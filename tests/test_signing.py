@@ -22,7 +22,14 @@ from tests.support.oci_push import push_blob, push_manifest
 from tests.support.published import Access, tags
 from tests.support.registry import RunningRegistry
 from tests.support.trust import TIMEOUT, Signed, publish
-from tests.support.workdirs import DiskCache, cli_env
+from tests.support.workdirs import (
+    DiskCache,
+    cli_env,
+    make_workdir,
+    manifest_for,
+    push_argv,
+    run_push,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -242,3 +249,44 @@ def test_boot_ref_refuses_before_the_disk_is_written(signed: Signed, tmp_path: P
     assert done.returncode == 1, done.stderr[-2000:]
     assert "verifies with" in done.stderr and str(other.public) in done.stderr
     assert not [p for p in work.rglob("*") if p.is_file()]  # no disk, no partial, no report
+
+
+def test_the_join_signs_before_its_tags_move(
+    distribution_registry: RunningRegistry, repository_name: str, tmp_path: Path
+) -> None:
+    """Two runners push one architecture each (unsigned, no tags); the join (`index`, what the
+    nightly's last job runs) signs the index and both children with the key before tagging."""
+    registry = distribution_registry
+    (tmp_path / "disks").mkdir()
+    cache = DiskCache(tmp_path / "disks")
+    manifest = manifest_for(tmp_path, repository_name)
+    env = cli_env(tmp_path / "home", chunk_size=1 << 20)
+    results = []
+    for arch in (Arch("amd64"), Arch("arm64")):
+        seeds = {Arch("amd64"): 1, Arch("arm64"): 2}
+        work = make_workdir(tmp_path / f"runner-{arch.value}", cache, archs=(arch,), seeds=seeds)
+        done = run_push(
+            push_argv(work, registry.host, "--arch", arch.value, manifest=manifest), env
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        results.append(work.variant_dir / f"result-{arch.value}.json")
+    key = make_key_pair(tmp_path / "keys")
+    join = tmp_path / "join"
+    argv = [
+        sys.executable, "-m", "pipeline", "index", *map(str, results), "--manifest", str(manifest),
+        "--workdir", str(join), "--registry", registry.host, "--plain-http",
+        "--signing-key", str(key.private),
+    ]  # fmt: skip
+    done = run_push(argv, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stderr.splitlines()
+    signed_at = max(i for i, line in enumerate(lines) if "signed " in line)
+    tagged_at = min(i for i, line in enumerate(lines) if "tagged " in line)
+    assert signed_at < tagged_at  # every signature before the first tag
+    report = json.loads((join / "fedora-40" / "release-report.json").read_text())
+    name = f"{registry.host}/{repository_name}"
+    digests = [report["index"]["digest"]]
+    digests += [report["architectures"][a]["manifest"]["digest"] for a in ("amd64", "arm64")]
+    for digest in digests:
+        verdict = cosign_verify(key.public, f"{name}@{digest}")
+        assert verdict.returncode == 0, verdict.stderr[-2000:]
