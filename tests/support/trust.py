@@ -28,6 +28,8 @@ TIMEOUT = 120
 
 @dataclass
 class Signed:
+    """A release pushed with `--signing-key` (the key encrypted with a password)."""
+
     registry: RunningRegistry
     repo: str
     key: KeyPair
@@ -76,6 +78,8 @@ def signed(
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "correct horse" not in proc.stdout + proc.stderr
     assert key.private_pem().splitlines()[1] not in proc.stdout + proc.stderr
+    for kept in work.root.rglob("*.json"):  # the report, results, stamps
+        assert "correct horse" not in kept.read_text(errors="replace"), kept
     report = json.loads(work.report_path.read_text())
     seconds = float(report.get("timings", {}).get("sign", 0.0))
     yield Signed(any_registry, repository_name, key, work, report, tmp_path / "home", seconds)
