@@ -290,3 +290,16 @@ def test_the_join_signs_before_its_tags_move(
     for digest in digests:
         verdict = cosign_verify(key.public, f"{name}@{digest}")
         assert verdict.returncode == 0, verdict.stderr[-2000:]
+
+
+def test_lima_without_a_key_says_once_for_both_platforms(signed: Signed, tmp_path: Path) -> None:
+    argv = [
+        sys.executable, "-m", "pipeline", "lima", f"{signed.name}:40.1.0", "--plain-http",
+        "--platform", "all", "-o", str(tmp_path / "t.yaml"),
+    ]  # fmt: skip
+    extra = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "XDG_CONFIG_HOME": str(tmp_path / "c")}
+    env = cli_env(signed.home, chunk_size=1 << 20, extra=extra)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("not verified") == 1
+    assert (tmp_path / "t.yaml").is_file()
