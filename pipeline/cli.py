@@ -47,13 +47,20 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _registry_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("registry")
     g.add_argument(
-        "--registry", help="publish to this registry host[:port] instead of the manifest's"
+        "--registry",
+        help="the target registry host[:port]: publish there instead of the manifest's; the "
+        "environment's credentials are for it alone (pull, lima, validate, boot REF: for REF's "
+        "registry only when this names it)",
     )
     g.add_argument("--plain-http", action="store_true", help="HTTP, not HTTPS (loopback only)")
     g.add_argument(
         "--force-plain-http", action="store_true", help="allow --plain-http to a non-loopback host"
     )
-    g.add_argument("--ca-bundle", type=Path, help="CA certificates to verify the registry with")
+    g.add_argument(
+        "--ca-bundle",
+        type=Path,
+        help="CA certificates added to the system's trust, for the target registry only",
+    )
     g.add_argument("--registry-config", type=Path, help="docker config.json with credentials")
     g.add_argument(
         "--retry-attempts",
@@ -264,8 +271,8 @@ def _context(args: argparse.Namespace, reporter: Reporter) -> Context:
         raise UsageError(f"--version: {path} has a fixed version ({release.version})")
     ctx = Context(release=release, options=options, reporter=reporter)
     if release.templated and args.command != "index":
-        client = options.registry_client(ctx.target.registry)
-        ctx.release = versions.resolve_in_registry(release, client, ctx.target.repository)
+        with ctx.target_client(ctx.target.registry) as client:
+            ctx.release = versions.resolve_in_registry(release, client, ctx.target.repository)
         reporter.info(f"version: {ctx.release.version} (from {release.version_template})")
     return ctx
 

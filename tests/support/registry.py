@@ -174,18 +174,25 @@ def start_registry(
     tls: bool = False,
     relative_urls: bool = False,
     extra_lines: list[str] | None = None,
+    address: str = "127.0.0.1",
+    tls_files: tuple[Path, Path, Path] | None = None,
     kind: RegistryKind = RegistryKind.DOCKER_REGISTRY,
 ) -> RunningRegistry:
-    """Start a registry of `kind` on 127.0.0.1:<free port> with storage under `workdir`."""
+    """Start a registry of `kind` on `address`:<free port> with storage under `workdir`.
+
+    `address` is a loopback address (`[::1]` for IPv6); `tls_files` (ca, cert, key) reuses
+    another registry's CA and certificate instead of a new CA (implies `tls`). olareg takes
+    none of distribution's configuration (auth, TLS) and listens on 127.0.0.1.
+    """
     binary = kind.binary()
     workdir.mkdir(parents=True, exist_ok=True)
     root = workdir / "storage"
     root.mkdir(exist_ok=True)
     port = free_port()
-    host = f"127.0.0.1:{port}"
+    host = f"{address}:{port}"
     if not kind.configurable:
-        if htpasswd or tls or extra_lines:
-            raise ValueError(f"{kind} takes no distribution config (auth, TLS)")
+        if htpasswd or tls or tls_files or extra_lines or address != "127.0.0.1":
+            raise ValueError(f"{kind} takes no distribution config (auth, TLS, address)")
         return _start_olareg(binary, workdir, root, port)
     lines = [
         "version: 0.1",
@@ -207,8 +214,8 @@ def start_registry(
         f"  relativeurls: {'true' if relative_urls else 'false'}",
     ]
     reg = RunningRegistry(host, "", root, workdir / "config.yml", workdir)
-    if tls:
-        reg.ca_cert, cert, key = make_tls_files(workdir / "tls")
+    if tls or tls_files:
+        reg.ca_cert, cert, key = tls_files or make_tls_files(workdir / "tls")
         lines += ["  tls:", f"    certificate: {cert}", f"    key: {key}"]
     if htpasswd:
         reg.username = "pipeline-user"
@@ -218,7 +225,7 @@ def start_registry(
         lines += ["auth:", "  htpasswd:", "    realm: test-realm", f"    path: {path}"]
     lines += extra_lines or []
     reg.config.write_text("\n".join(lines) + "\n")
-    reg.url = f"{'https' if tls else 'http'}://{host}"
+    reg.url = f"{'https' if tls or tls_files else 'http'}://{host}"
     reg.kind = kind
     reg.argv = [binary, "serve", str(reg.config)]
     reg.start()
