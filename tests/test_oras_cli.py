@@ -24,9 +24,9 @@ import pytest
 from pipeline import mediatypes as mt
 from pipeline.arch import Arch
 from tests.support import oci_official
-from tests.support.gotools import tool
+from tests.support.gotools import go_tool
 from tests.support.oci_push import push_manifest, push_seed_artifact
-from tests.support.registry import RunningRegistry, start_registry
+from tests.support.registry import RegistryKind, RunningRegistry, start_registry
 from tests.support.workdirs import cli_env, publish_synthetic, zstd_cli_layer
 
 pytestmark = pytest.mark.integration
@@ -51,10 +51,13 @@ class Published:
         return entry
 
 
-@pytest.fixture(scope="module")
-def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
-    directory = tmp_path_factory.mktemp("oras-cli")
-    registry = start_registry(directory / "registry")
+@pytest.fixture(scope="module", params=list(RegistryKind), ids=str)
+def published(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Published]:
+    """The release on each registry the tests run (docker-registry, distribution v3, olareg)."""
+    directory = tmp_path_factory.mktemp(f"oras-cli-{request.param}")
+    registry = start_registry(directory / "registry", kind=request.param)
     try:
         _, report = publish_synthetic(directory, registry.host)
         yield Published(registry, report, directory / "home")
@@ -68,7 +71,7 @@ def oras(
     """The ORAS CLI with no inherited login (its own empty HOME and DOCKER_CONFIG)."""
     env = cli_env(published.home / "oras", chunk_size=1 << 20)
     return subprocess.run(
-        [tool("oras"), *args], env=env, cwd=cwd, capture_output=True, text=True,
+        [go_tool("oras"), *args], env=env, cwd=cwd, capture_output=True, text=True,
         timeout=TIMEOUT, check=False,
     )  # fmt: skip
 

@@ -17,7 +17,7 @@ import pytest
 from pipeline.arch import Arch
 from tests.factories import ROOT
 from tests.support import workflows
-from tests.support.gotools import tool
+from tests.support.gotools import go_tool
 from tests.support.published import Access, snapshot
 from tests.support.registry import RunningRegistry, start_registry
 from tests.support.workdirs import CREATED, REVISION, DiskCache, cli_env, make_workdir, run_push
@@ -27,14 +27,14 @@ WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 
 def _actionlint(files: list[Path]) -> list[str]:
     """Findings of actionlint v1.7.12 (the Go binary scripts/go-tools.sh builds), one a line."""
-    argv = [tool("actionlint"), "-oneline", *map(str, files)]
+    argv = [go_tool("actionlint"), "-oneline", *map(str, files)]
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode in (0, 1), proc.stderr
     return proc.stdout.splitlines()
 
 
 def test_actionlint_is_the_pinned_version() -> None:
-    proc = subprocess.run([tool("actionlint"), "-version"], capture_output=True, text=True)
+    proc = subprocess.run([go_tool("actionlint"), "-version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.splitlines()[0] == "v1.7.12", proc.stdout
 
 
@@ -84,6 +84,13 @@ def test_nightly_workflow_shape() -> None:
     for variant in matrix["variant"]:
         assert (ROOT / "manifests" / f"{variant}.yaml").is_file()
     assert nightly["jobs"]["index"]["needs"] == ["plan", "publish"]
+    # keyless signing: the OIDC token only where the join signs, before its tags move
+    for name, job in nightly["jobs"].items():
+        granted = job.get("permissions", nightly["permissions"])
+        assert ("id-token" in granted) == (name == "index"), name
+    assert nightly["jobs"]["index"]["permissions"]["id-token"] == "write"
+    (join,) = [s for j, s in workflows.steps(nightly) if j == "index" and "env" in s]
+    assert join["env"]["SIGN_FLAGS"] == "--keyless"
     # a failed boot check leaves its guest console where test_boot_e2e finds it (the default
     # workdir .work); the job keeps the logs, not the boot's throwaway ssh key beside them
     (kept,) = [s for j, s in workflows.steps(nightly) if j == "publish" and "if" in s]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.gotools import tool
+from tests.support.gotools import go_tool
 
 USER = "bootc-lima"
 STATE = Path("/var/tmp/bootc-pipeline-tests")
@@ -103,7 +103,7 @@ class LimaUser:
         return Path(self.account.pw_dir)
 
     def env(self) -> dict[str, str]:
-        path = [str(plugin().parent), str(Path(tool("limactl")).parent), "/usr/bin", "/bin"]
+        path = [str(plugin().parent), str(Path(go_tool("limactl")).parent), "/usr/bin", "/bin"]
         return {
             "PATH": ":".join([*path, "/usr/sbin", "/sbin"]),
             "HOME": self.account.pw_dir,
@@ -128,7 +128,7 @@ class LimaUser:
         )  # fmt: skip
 
     def limactl(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-        return self.run(tool("limactl"), *args, timeout=timeout)
+        return self.run(go_tool("limactl"), *args, timeout=timeout)
 
     def give(self, path: Path) -> None:
         """Hand a file or directory the test wrote to USER."""

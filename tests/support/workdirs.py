@@ -29,7 +29,7 @@ from pipeline.digest import Blob
 from pipeline.state import arch_dir, inputs_key
 from tests.factories import ROOT
 from tests.support.faultproxy import FaultProxy
-from tests.support.registry import RunningRegistry, start_registry
+from tests.support.registry import RegistryKind, RunningRegistry, start_registry
 
 DEFAULT_DISK_BYTES = 3 * 1024 * 1024 + 12345
 
@@ -150,6 +150,18 @@ def manifest_path(variant: str) -> Path:
     return ROOT / "manifests" / f"{variant}.yaml"
 
 
+def manifest_for(tmp: Path, repo: str, variant: str = "fedora-40") -> Path:
+    """A copy of manifests/VARIANT.yaml publishing to `repo` (for tests sharing a registry)."""
+    path = tmp / f"manifests-{repo.replace('/', '-')}" / f"{variant}.yaml"
+    path.parent.mkdir(parents=True)
+    text = manifest_path(variant).read_text()
+    published = release.load(manifest_path(variant)).repository.split("/", 1)[1]
+    path.write_text(text.replace(published, repo))
+    if not (tmp / "containerfiles").exists():
+        (tmp / "containerfiles").symlink_to(ROOT / "containerfiles")
+    return path
+
+
 # -- the real CLI over a work directory ------------------------------------------------------------
 
 CLI_TIMEOUT_SECONDS = 120.0
@@ -241,9 +253,12 @@ class PublishedRelease:
 
 @contextlib.contextmanager
 def published_release(
-    directory: Path, *, size: int = DEFAULT_DISK_BYTES
+    directory: Path,
+    *,
+    size: int = DEFAULT_DISK_BYTES,
+    kind: RegistryKind = RegistryKind.DOCKER_REGISTRY,
 ) -> Iterator[PublishedRelease]:
-    registry = start_registry(directory / "registry")
+    registry = start_registry(directory / "registry", kind=kind)
     try:
         with FaultProxy(registry.host) as proxy:
             work, report = publish_synthetic(directory, registry.host, size=size)
