@@ -12,7 +12,6 @@ from pathlib import Path
 from pipeline.arch import Arch
 from pipeline.mediatypes import DiskFormat
 
-DEFAULT_BUILDER_IMAGE = "quay.io/centos-bootc/bootc-image-builder:latest"
 STORAGE = "/var/lib/containers/storage"  # where bib reads the bootc image from; it never pulls
 OUTPUT = "/output"
 CONFIG = "/config.json"

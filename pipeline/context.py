@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline import settings as s
 from pipeline.arch import Arch
-from pipeline.bib import DEFAULT_BUILDER_IMAGE
 from pipeline.errors import UsageError
 from pipeline.progress import Reporter
 from pipeline.reference import Reference, parse_reference
@@ -23,29 +23,30 @@ if TYPE_CHECKING:  # the Docker SDK is imported only by commands that use an eng
 
 @dataclass(frozen=True)
 class Options:
-    """Command-line overrides and settings (air-gapped users and tests need each of them)."""
+    """Command-line overrides and settings (air-gapped users and tests need each of them); the
+    defaults are pipeline/settings.py's table."""
 
-    engine_url: str | None = None
-    workdir: Path = Path(".work")
-    builder_image: str = DEFAULT_BUILDER_IMAGE
-    base_image: str | None = None
-    containerfile: Path | None = None
-    registry: str | None = None
-    plain_http: bool = False
-    force_plain_http: bool = False
-    ca_bundle: Path | None = None
-    registry_config: Path | None = None
-    revision: str | None = None
-    created: str | None = None
-    force: bool = False
+    engine_url: str | None = s.ENGINE.default
+    workdir: Path = s.WORKDIR.default
+    builder_image: str = s.BUILDER_IMAGE.default
+    base_image: str | None = s.BASE_IMAGE.default
+    containerfile: Path | None = s.CONTAINERFILE.default
+    registry: str | None = s.REGISTRY.default
+    plain_http: bool = s.PLAIN_HTTP.default
+    force_plain_http: bool = s.FORCE_PLAIN_HTTP.default
+    ca_bundle: Path | None = s.CA_BUNDLE.default
+    registry_config: Path | None = s.REGISTRY_CONFIG.default
+    revision: str | None = s.REVISION.default
+    created: str | None = s.CREATED.default
+    force: bool = s.FORCE.default
     skip_boot: bool = False
-    rebuild: bool = False  # build even when the inputs equal the current release's
-    jobs: int = 2  # architectures whose pipelines run at the same time
+    rebuild: bool = s.REBUILD.default  # build even when the inputs equal the current release's
+    jobs: int = s.JOBS.default  # architectures whose pipelines run at the same time
     archs: tuple[Arch, ...] | None = None
-    retry_attempts: int = 5
-    retry_seconds: float = 300.0
-    connect_timeout: float = 10.0
-    read_timeout: float = 120.0
+    retry_attempts: int = s.RETRY_ATTEMPTS.default
+    retry_seconds: float = s.RETRY_SECONDS.default
+    connect_timeout: float = s.CONNECT_TIMEOUT.default
+    read_timeout: float = s.READ_TIMEOUT.default
 
     def registry_client(self, registry: str) -> RegistryClient:
         """The one way a registry client is made from the user's settings."""
