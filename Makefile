@@ -15,7 +15,7 @@ RESULTS  ?=
 PIPELINE = $(PYTHON) -m pipeline
 STAGE_ARGS = --variant $(VARIANT) $(if $(ARCH),--arch $(ARCH)) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(RELEASE_VERSION),--version $(RELEASE_VERSION)) $(FLAGS)
 
-.PHONY: publish build disk compress boot push index version versions validate check setup test test-fast boot-test lint bench
+.PHONY: publish build disk compress boot push index version versions validate check setup setup-runner test test-fast boot-test lint bench
 
 publish: STAGE_ARGS += $(PUBLISH_FLAGS)
 publish build disk compress boot push version:
@@ -34,6 +34,11 @@ check:
 
 setup:
 	bash scripts/setup-debian.sh
+
+# A GitHub-hosted Ubuntu 24.04 runner, for one nightly job: ROLE=publish or ROLE=join
+ROLE ?=
+setup-runner:
+	bash scripts/setup-runner.sh $(ROLE)
 
 test:
 	$(PYTHON) -m pytest
