@@ -4,8 +4,9 @@ pinned Go tools of scripts/go-tools.sh.
 
 What counts as "started" (the forms this code base uses; see `scan`):
 - an argv literal: a list or tuple whose first item is a string that looks like a command, given
-  as the first argument of a call (`subprocess.run([...])`, `run_tool([...])`, `_run([...])`), or
-  assigned to a name (`argv = [...]`, `dd = [...]`), or returned;
+  as the first argument of a call in RUNNERS (`subprocess.run([...])`, `run_tool([...])`: a new
+  wrapper of subprocess goes there), assigned to a name in ARGV_NAMES (`argv = [...]`), or
+  returned by a function whose name says argv (`def ssh_argv(...)`);
 - a name looked up: `shutil.which("X")`, `require_tool("X", ...)`;
 - tables of tools: dict literals assigned to a name ending in TOOLS or PACKAGES (their keys), and
   `for tool, package in (("X", "x"), ...)` loops.
