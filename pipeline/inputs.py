@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import mediatypes as mt
+from pipeline import pullplan
 from pipeline.arch import Arch
 from pipeline.context import Context
 from pipeline.digest import Sha256, of_bytes
@@ -59,15 +60,11 @@ def _per_arch(fetched: FetchedManifest, archs: tuple[Arch, ...], ref: str) -> di
     body = fetched.json()
     if body.get("mediaType", fetched.media_type) not in PLATFORM_LISTS:
         return {arch.value: fetched.digest for arch in archs}  # one image for every arch
-    found: dict[str, str] = {}
-    for entry in body.get("manifests") or []:
-        platform = entry.get("platform") or {}
-        if platform.get("os") == "linux" and platform.get("architecture") in archs:
-            found.setdefault(platform["architecture"], entry["digest"])
+    found = pullplan.linux_digests(body, f"the base image {ref}")
     missing = [a.value for a in archs if a.value not in found]
     if missing:
         raise PipelineError(f"the base image {ref} has no {', '.join(missing)} image")
-    return found
+    return {arch.value: found[arch.value] for arch in archs}
 
 
 def source_client(ctx: Context, registry: str) -> RegistryClient:
