@@ -153,8 +153,8 @@ def _context(args: argparse.Namespace, reporter: Reporter) -> Context:
         raise UsageError(f"--version: {path} has a fixed version ({release.version})")
     ctx = Context(release=release, options=options, reporter=reporter)
     if release.templated and args.command != "index":
-        client = options.registry_client(ctx.target.registry)
-        ctx.release = versions.resolve_in_registry(release, client, ctx.target.repository)
+        with ctx.target_client(ctx.target.registry) as client:
+            ctx.release = versions.resolve_in_registry(release, client, ctx.target.repository)
         reporter.info(f"version: {ctx.release.version} (from {release.version_template})")
     return ctx
 

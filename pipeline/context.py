@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline import settings as s
+from pipeline import settings
 from pipeline.arch import Arch
 from pipeline.errors import UsageError
 from pipeline.progress import Reporter
 from pipeline.reference import Reference, parse_reference
+from pipeline.registry.access import RegistryAccess
 from pipeline.registry.client import RegistryClient
 from pipeline.registry.retry import RetryPolicy, Timeouts
 from pipeline.release import Release
@@ -26,36 +27,53 @@ class Options:
     """Command-line overrides and settings (air-gapped users and tests need each of them); the
     defaults are pipeline/settings.py's table."""
 
-    engine_url: str | None = s.ENGINE.default
-    workdir: Path = s.WORKDIR.default
-    builder_image: str = s.BUILDER_IMAGE.default
-    base_image: str | None = s.BASE_IMAGE.default
-    containerfile: Path | None = s.CONTAINERFILE.default
-    registry: str | None = s.REGISTRY.default
-    plain_http: bool = s.PLAIN_HTTP.default
-    force_plain_http: bool = s.FORCE_PLAIN_HTTP.default
-    ca_bundle: Path | None = s.CA_BUNDLE.default
-    registry_config: Path | None = s.REGISTRY_CONFIG.default
-    revision: str | None = s.REVISION.default
-    created: str | None = s.CREATED.default
-    force: bool = s.FORCE.default
+    engine_url: str | None = settings.ENGINE.default
+    workdir: Path = settings.WORKDIR.default
+    builder_image: str = settings.BUILDER_IMAGE.default
+    base_image: str | None = settings.BASE_IMAGE.default
+    containerfile: Path | None = settings.CONTAINERFILE.default
+    registry: str | None = settings.REGISTRY.default
+    plain_http: bool = settings.PLAIN_HTTP.default
+    force_plain_http: bool = settings.FORCE_PLAIN_HTTP.default
+    ca_bundle: Path | None = settings.CA_BUNDLE.default
+    registry_config: Path | None = settings.REGISTRY_CONFIG.default
+    revision: str | None = settings.REVISION.default
+    created: str | None = settings.CREATED.default
+    force: bool = settings.FORCE.default
     skip_boot: bool = False
-    rebuild: bool = s.REBUILD.default  # build even when the inputs equal the current release's
-    jobs: int = s.JOBS.default  # architectures whose pipelines run at the same time
+    # build even when the inputs equal the current release's
+    rebuild: bool = settings.REBUILD.default
+    jobs: int = settings.JOBS.default  # architectures whose pipelines run at the same time
     archs: tuple[Arch, ...] | None = None
-    retry_attempts: int = s.RETRY_ATTEMPTS.default
-    retry_seconds: float = s.RETRY_SECONDS.default
-    connect_timeout: float = s.CONNECT_TIMEOUT.default
-    read_timeout: float = s.READ_TIMEOUT.default
+    retry_attempts: int = settings.RETRY_ATTEMPTS.default
+    retry_seconds: float = settings.RETRY_SECONDS.default
+    connect_timeout: float = settings.CONNECT_TIMEOUT.default
+    read_timeout: float = settings.READ_TIMEOUT.default
 
-    def registry_client(self, registry: str) -> RegistryClient:
-        """The one way a registry client is made from the user's settings."""
-        return RegistryClient(
-            registry,
+    def access(self, target: str, *, publishing: bool) -> RegistryAccess:
+        """Each host's access (registry/access.py) from the user's settings. `target`: the
+        registry the command is about, which --ca-bundle and --plain-http are for. The
+        environment's credentials are a publish's target's, and for the commands that read
+        (`publishing=False`: pull, lima, validate, boot REF) those of the registry --registry
+        names, if any: never another host's."""
+        return RegistryAccess(
+            target=target,
+            environment_host=target if publishing else self.registry,
             plain_http=self.plain_http,
             force_plain_http=self.force_plain_http,
             ca_bundle=self.ca_bundle,
             registry_config=self.registry_config,
+        )
+
+    def registry_client(
+        self, registry: str, *, target: str | None = None, publishing: bool = False
+    ) -> RegistryClient:
+        """The one way a registry client is made from the user's settings: a client of
+        `registry`, whose access is decided for `target` (default: `registry` itself) as
+        `access` says."""
+        return RegistryClient(
+            registry,
+            access=self.access(target or registry, publishing=publishing),
             retry=RetryPolicy(max_attempts=self.retry_attempts, total_seconds=self.retry_seconds),
             timeouts=Timeouts(connect=self.connect_timeout, read=self.read_timeout),
         )
@@ -137,8 +155,13 @@ class Context:
         """The run's one client of the target registry: made on first use, shared by every
         stage (its tokens and connections with it), closed by `close()`."""
         if self._registry is None:
-            self._registry = self.options.registry_client(self.target.registry)
+            self._registry = self.target_client(self.target.registry)
         return self._registry
+
+    def target_client(self, registry: str) -> RegistryClient:
+        """A new client of `registry` in this publish run: the target's settings and the
+        environment's credentials are the target's alone (a base's registry gets its own)."""
+        return self.options.registry_client(registry, target=self.target.registry, publishing=True)
 
     def close(self) -> None:
         """Release what the run opened (the registry client's connections)."""

@@ -12,7 +12,6 @@ its digest then comes from the engine, which is also not a pull.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import stat
@@ -27,8 +26,8 @@ from pipeline.context import Context
 from pipeline.digest import Sha256, of_bytes
 from pipeline.errors import PipelineError
 from pipeline.files import atomic_write
-from pipeline.reference import is_loopback_registry, parse_reference
-from pipeline.registry.client import FetchedManifest, RegistryClient
+from pipeline.reference import parse_reference
+from pipeline.registry.client import FetchedManifest
 
 LOCAL_REGISTRY = "localhost"
 PLATFORM_LISTS = (mt.OCI_INDEX, mt.DOCKER_MANIFEST_LIST)
@@ -67,23 +66,16 @@ def _per_arch(fetched: FetchedManifest, archs: tuple[Arch, ...], ref: str) -> di
     return {arch.value: found[arch.value] for arch in archs}
 
 
-def source_client(ctx: Context, registry: str) -> RegistryClient:
-    """A client for a registry images are read from: --plain-http is for the target, and for
-    a source only where it is allowed anyway (loopback); quay.io and the like use TLS."""
-    plain = ctx.options.plain_http and is_loopback_registry(registry)
-    options = dataclasses.replace(ctx.options, plain_http=plain, force_plain_http=False)
-    return options.registry_client(registry)
-
-
 def base_digests(ctx: Context) -> dict[str, str]:
     """The base's digest per architecture of the release, without pulling it."""
     archs = ctx.release.architectures
     ref = parse_reference(ctx.release.base)
     if ref.registry == LOCAL_REGISTRY:
         return {arch.value: ctx.engine.base_digest(ctx.release.base, arch) for arch in archs}
-    client = source_client(ctx, ref.registry)
     accept = (mt.OCI_INDEX, mt.DOCKER_MANIFEST_LIST, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST)
-    return _per_arch(client.get_manifest(ref.repository, ref.target, accept), archs, str(ref))
+    with ctx.target_client(ref.registry) as client:  # the base's registry: its own access
+        fetched = client.get_manifest(ref.repository, ref.target, accept)
+    return _per_arch(fetched, archs, str(ref))
 
 
 def builder_digest(ctx: Context) -> str:
@@ -97,9 +89,9 @@ def builder_digest(ctx: Context) -> str:
                 f"the builder image {ctx.options.builder_image} is not in the engine"
             )
         return facts.id
-    client = source_client(ctx, ref.registry)
     try:
-        digest = client.manifest_digest(ref.repository, ref.target)
+        with ctx.target_client(ref.registry) as client:  # the builder's registry: its own
+            digest = client.manifest_digest(ref.repository, ref.target)
     except PipelineError as exc:
         raise PipelineError(
             f"cannot resolve the builder image {ctx.options.builder_image}: {exc.message}",

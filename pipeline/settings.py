@@ -167,7 +167,9 @@ REGISTRY = Setting[str | None](
     flag="--registry",
     group="registry",
     default=None,
-    help="publish to this registry host[:port] instead of the manifest's",
+    help="the target registry host[:port]: publish there instead of the manifest's; the "
+    "environment's credentials are for it alone (pull, lima, validate, boot REF: for REF's "
+    "registry only when this names it)",
     parse=str,
     metavar="HOST",
 )
@@ -190,7 +192,7 @@ CA_BUNDLE = Setting[Path | None](
     flag="--ca-bundle",
     group="registry",
     default=None,
-    help="CA certificates to verify the registry with",
+    help="CA certificates added to the system's trust, for the target registry only",
     parse=_path,
     metavar="FILE",
 )

@@ -425,7 +425,12 @@ def test_private_image_needs_credentials_and_they_stay_with_the_registry(
         "BOOTC_PIPELINE_REGISTRY_PASSWORD": front.password,
     })  # fmt: skip
     out = tmp_path / "out"
-    proc = pull(published, ref, "--platform", "amd64", "-o", f"{out}/", "--json", env=env)
+    unnamed = pull(published, ref, "--platform", "amd64", "-o", f"{out}/", env=env)
+    assert unnamed.returncode == 1  # the environment's are --registry's only: not sent here
+    assert f"log in to {front.host}" in unnamed.stderr
+    assert not any(authenticated for _, authenticated in front.token_requests)
+    proc = pull(published, ref, "--platform", "amd64", "-o", f"{out}/", "--json",
+                "--registry", front.host, env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (
         sha256sum(Path(json.loads(proc.stdout)["path"]))
