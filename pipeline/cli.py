@@ -58,7 +58,12 @@ def _release_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _verify_options(p: argparse.ArgumentParser) -> None:
+    settings.add_arguments(p, "verify")
+
+
 def _pull_output_options(p: argparse.ArgumentParser) -> None:
+    _verify_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress, only errors")
     p.add_argument("--json", action="store_true", help="a JSON line on stdout with the result")
 
@@ -89,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json", action="store_true", help="with REFERENCE: a JSON line on stdout with the result"
     )
+    _verify_options(p)
     _release_options(p)
     _registry_options(p)
     _common(p)
@@ -104,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="fetch a published index or manifest and check it whole")
     p.add_argument("reference", help="REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:...")
     p.add_argument("--fetch-blobs", action="store_true", help="download layers and check sha256")
+    _verify_options(p)
     _registry_options(p)
     _common(p)
     p = sub.add_parser("pull", help="download a release's disk, verified, decompressed")

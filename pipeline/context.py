@@ -49,6 +49,11 @@ class Options:
     retry_seconds: float = settings.RETRY_SECONDS.default
     connect_timeout: float = settings.CONNECT_TIMEOUT.default
     read_timeout: float = settings.READ_TIMEOUT.default
+    # else $BOOTC_PIPELINE_SIGNING_KEY (pipeline/trust/keys.py)
+    signing_key: Path | None = settings.SIGNING_KEY.default
+    keyless: bool = settings.KEYLESS.default  # sign with cosign keyless (Sigstore) instead of a key
+    # else the environment or trust file (pipeline/trust/verify.py)
+    public_key: Path | None = settings.PUBLIC_KEY.default
 
     def access(self, target: str, *, publishing: bool) -> RegistryAccess:
         """Each host's access (registry/access.py) from the user's settings. `target`: the

@@ -24,11 +24,12 @@ from pipeline.arch import Arch
 from pipeline.context import Options
 from pipeline.digest import Blob
 from pipeline.errors import PipelineError, UsageError
-from pipeline.files import atomic_output
+from pipeline.files import WriteBehind, atomic_output, fsync_directory
 from pipeline.progress import Reporter
 from pipeline.readback import Chosen, resolve  # reading the release back: readback.py
 from pipeline.reference import parse_reference
 from pipeline.registry.client import RegistryClient
+from pipeline.trust.verify import TrustPolicy
 from pipeline.zstdfile import CHUNK, Decompressor
 
 
@@ -98,9 +99,10 @@ def download(
                 reporter.info(
                     f"resuming: {have} of {layer.blob.size} bytes kept from an earlier run"
                 )
-            decompressor = Decompressor(out)
+            decompressor = stack.enter_context(Decompressor(out))
             _replay(partial, have, decompressor)
             title = f"{chosen.arch.value + ' ' if chosen.arch else ''}{layer.blob.digest[:19]}"
+            behind = WriteBehind(part.fileno(), start=have) if keep_compressed else None
             with reporter.transfer(f"pull {title}", layer.blob.size) as advance:
                 advance(have)
                 blocks = client.iter_blob(repo, layer.blob.digest, size=layer.blob.size, start=have)
@@ -108,8 +110,11 @@ def download(
                     part.write(block)
                     decompressor.feed(block)
                     advance(len(block))
+                    if behind is not None:
+                        behind.wrote(len(block))
             part.flush()
-            os.fsync(part.fileno())
+            if keep_compressed:  # the partial becomes the output; else it is only a resume point
+                os.fsync(part.fileno())
             plain = _verify(chosen, decompressor)
     except OSError as exc:  # the partial .zst (the qcow2's own errors come as PipelineError)
         raise PipelineError(
@@ -125,6 +130,7 @@ def download(
     if keep_compressed:
         os.chmod(partial, 0o644)
         os.replace(partial, dest)
+        fsync_directory(dest.parent)
     else:
         partial.unlink()
     return Pulled(dest, chosen, plain, layer.blob.size - have, have)
@@ -190,8 +196,9 @@ def pull(
     reporter: Reporter,
 ) -> Pulled:
     ref = parse_reference(reference)
+    trust = TrustPolicy.for_reference(options.public_key, ref.name, reporter)
     with options.registry_client(ref.registry) as client:
-        chosen = resolve(client, ref, arch)
+        chosen = resolve(client, ref, arch, trust=trust)
         where_ = f"{ref} manifest {chosen.manifest}"
         name = pullplan.compressed_name(chosen.layer, ref.repository, chosen.arch, where_)
         if not keep_compressed:

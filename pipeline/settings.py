@@ -15,7 +15,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 T = TypeVar("T")
 N = TypeVar("N", int, float)
-Group = Literal["release", "registry"]
+Group = Literal["release", "registry", "verify"]
 
 
 def positive(kind: Callable[[str], N]) -> Callable[[str], N]:
@@ -37,7 +37,7 @@ def positive(kind: Callable[[str], N]) -> Callable[[str], N]:
 class Setting(Generic[T]):
     """One setting: `dest` is its `Options` field; `parse` None makes it a switch (off by default).
     `group` says which commands take it: "release" (the publishing commands), "registry" (every
-    command that talks to a registry)."""
+    command that talks to a registry), "verify" (the commands that read a release back)."""
 
     dest: str
     flag: str
@@ -144,6 +144,23 @@ FORCE = Setting[bool](
     default=False,
     help="move release tags that name other content",
 )
+SIGNING_KEY = Setting[Path | None](
+    dest="signing_key",
+    flag="--signing-key",
+    group="release",
+    default=None,
+    help="sign the release with this PEM key (else $BOOTC_PIPELINE_SIGNING_KEY; "
+    "password in $BOOTC_PIPELINE_SIGNING_PASSWORD)",
+    parse=_path,
+    metavar="FILE",
+)
+KEYLESS = Setting[bool](
+    dest="keyless",
+    flag="--keyless",
+    group="release",
+    default=False,
+    help="sign with cosign v2 keyless (GitHub Actions' OIDC token, Fulcio, Rekor)",
+)
 JOBS = Setting[int](
     dest="jobs",
     flag="--jobs",
@@ -242,11 +259,23 @@ READ_TIMEOUT = Setting[float](
     metavar="S",
 )
 
+# verify: what a release read back must be signed with
+PUBLIC_KEY = Setting[Path | None](
+    dest="public_key",
+    flag="--public-key",
+    group="verify",
+    default=None,
+    help="refuse a release not signed with this key (else $BOOTC_PIPELINE_PUBLIC_KEY or "
+    "~/.config/bootc-pipeline/trust.yaml)",
+    parse=_path,
+    metavar="FILE",
+)
+
 # in the order --help and the README list them
 SETTINGS: tuple[Setting[Any], ...] = (
-    ENGINE, WORKDIR, BUILDER_IMAGE, BASE_IMAGE, CONTAINERFILE, REVISION, CREATED, FORCE, JOBS,
-    REBUILD, REGISTRY, PLAIN_HTTP, FORCE_PLAIN_HTTP, CA_BUNDLE, REGISTRY_CONFIG, RETRY_ATTEMPTS,
-    RETRY_SECONDS, CONNECT_TIMEOUT, READ_TIMEOUT,
+    ENGINE, WORKDIR, BUILDER_IMAGE, BASE_IMAGE, CONTAINERFILE, REVISION, CREATED, FORCE,
+    SIGNING_KEY, KEYLESS, JOBS, REBUILD, REGISTRY, PLAIN_HTTP, FORCE_PLAIN_HTTP, CA_BUNDLE,
+    REGISTRY_CONFIG, RETRY_ATTEMPTS, RETRY_SECONDS, CONNECT_TIMEOUT, READ_TIMEOUT, PUBLIC_KEY,
 )  # fmt: skip
 
 
@@ -265,6 +294,7 @@ def defaults() -> dict[str, Any]:
 CAPTIONS: dict[Group, str] = {
     "release": "The publishing commands (publish, its stages, boot, version, index) take:",
     "registry": "Every command that talks to a registry (also validate, pull, lima) takes:",
+    "verify": "The commands that read a release back (pull, lima, validate, boot REF) take:",
 }
 
 

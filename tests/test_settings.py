@@ -38,9 +38,10 @@ def test_argparse_defaults_are_the_table(argv: list[str]) -> None:
 
 
 @pytest.mark.parametrize("setting", settings.SETTINGS, ids=lambda s: s.flag)
-def test_every_setting_is_a_flag_of_publish(setting: settings.Setting[object]) -> None:
+def test_every_setting_is_a_flag_of_its_commands(setting: settings.Setting[object]) -> None:
+    command = {"release": ["publish"], "registry": ["publish"], "verify": ["pull", "h/r:t"]}
     value = [] if setting.parse is None else ["7"]
-    args = cli.build_parser().parse_args(["publish", setting.flag, *value])
+    args = cli.build_parser().parse_args([*command[setting.group], setting.flag, *value])
     expected = True if setting.parse is None else setting.parse("7")
     assert getattr(cli._options(args), setting.dest) == expected
 

@@ -129,6 +129,19 @@ def test_each_variants_join_waits_for_its_own_runners_only() -> None:
         s for j, s in workflows.steps(variant) if "download-artifact" in s.get("uses", "")
     ]
     assert download["with"]["pattern"] == "result-${{ inputs.variant }}-*"
+    # keyless signing: the OIDC token only where the join signs, before its tags move (the
+    # caller's release job grants it as a ceiling: a called workflow can only narrow it)
+    nightly: dict[Any, Any] = workflows.workflow("nightly.yml")
+    assert "id-token" not in nightly["permissions"]
+    assert "id-token" not in nightly["jobs"]["plan"].get("permissions", {})
+    assert nightly["jobs"]["release"]["permissions"]["id-token"] == "write"
+    assert "id-token" not in variant["jobs"]["publish"]["permissions"]
+    assert variant["jobs"]["index"]["permissions"]["id-token"] == "write"
+    (join,) = [s for j, s in workflows.steps(variant) if j == "index" and "env" in s]
+    assert join["env"]["SIGN_FLAGS"] == "--keyless"
+    assert "sudo make cosign-v2" in [
+        s.get("run") for j, s in workflows.steps(variant) if j == "index"
+    ]
     # a failed boot check leaves its guest console where test_boot_e2e finds it (the default
     # workdir .work); the job keeps the logs, not the boot's throwaway ssh key beside them
     (kept,) = [s for j, s in workflows.steps(variant) if j == "publish" and "if" in s]
