@@ -67,11 +67,12 @@ _ERROR_LINE = re.compile(r"(^|\s)error:\s*(?P<msg>.+)$", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class BuilderRun:
-    """One bib container: its command and mounts (host path → container path, mode)."""
+    """One builder container: its command and mounts (host path → container path, mode)."""
 
     image: str
     command: tuple[str, ...]
     mounts: tuple[tuple[Path, str, str], ...]
+    name: str = "bootc-image-builder"  # which builder, for messages
 
 
 def builder_run(

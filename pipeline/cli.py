@@ -92,7 +92,9 @@ def _release_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--arch", help="comma-separated architectures (default: the manifest's)")
     g.add_argument("--workdir", type=Path, default=Options.workdir, help="default %(default)s")
     g.add_argument("--engine", help="Docker API URL of the engine (default: DOCKER_HOST)")
-    g.add_argument("--builder-image", default=Options.builder_image, help="default %(default)s")
+    g.add_argument(
+        "--builder-image", help="the disk builder's image (default: the manifest's builder.tool's)"
+    )
     g.add_argument("--base-image", help="build FROM this image instead of the manifest's base")
     g.add_argument("--containerfile", type=Path, help="build this Containerfile instead")
     g.add_argument("--revision", help="source revision (default: git HEAD)")

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.arch import Arch
-from pipeline.bib import DEFAULT_BUILDER_IMAGE
 from pipeline.errors import UsageError
 from pipeline.progress import Reporter
 from pipeline.reference import Reference, parse_reference
@@ -27,7 +26,7 @@ class Options:
 
     engine_url: str | None = None
     workdir: Path = Path(".work")
-    builder_image: str = DEFAULT_BUILDER_IMAGE
+    builder_image: str | None = None  # default: the release's builder's own image
     base_image: str | None = None
     containerfile: Path | None = None
     registry: str | None = None
@@ -112,6 +111,11 @@ class Context:
     @property
     def target(self) -> Reference:
         return parse_reference(self.release.repository)
+
+    @property
+    def builder_image(self) -> str:
+        """The disk builder's image: --builder-image, else the release's builder's default."""
+        return self.options.builder_image or self.release.builder.default_image
 
     @property
     def variant_dir(self) -> Path:
