@@ -43,6 +43,7 @@ class Release:
     minimum_lima_version: str = "1.0.0"
     guest_install_prefix: str = "/var/usrlocal"
     builder: Builder = Builder.BIB  # builder.tool
+    retention: dict[str, float] | None = field(default=None, hash=False)  # keep, older_than_days
     version_template: str | None = None  # set when `version` is a template (nightlies)
     tag_templates: tuple[str, ...] = ()  # `tags` as written, `{version}` unresolved
 
@@ -141,6 +142,7 @@ def parse(data: Any, *, path: Path, variant: str) -> Release:
         disk_type=doc["builder"]["type"],
         rootfs=doc["builder"]["rootfs"],
         builder=Builder(doc["builder"]["tool"]),
+        retention=dict(doc["retention"]) if "retention" in doc else None,
         bib_config=doc["builder"]["config"],
         kernel_append=dict(doc["builder"]["kernel_append"]),
         annotations=dict(doc["annotations"]),
