@@ -32,7 +32,7 @@ def _read(
     blobs = {
         str(d["digest"]): int(d["size"])
         for d in [body.get("config") or {}, *(body.get("layers") or [])]
-        if d.get("digest") and d.get("digest") != mt.EMPTY_DIGEST
+        if d.get("digest")  # the empty config too: a manifest is refused without its blobs
     }
     annotations = {str(k): str(v) for k, v in (body.get("annotations") or {}).items()}
     return Stored(digest, len(fetched.body), blobs, annotations, platform), body

@@ -170,8 +170,9 @@ def plan_prune(
     older_than_days: float | None,
     now: datetime,
 ) -> PrunePlan:
-    """Keep the newest KEEP dated releases, every release a moving tag names and every one that
-    is not dated; of the rest delete those older than OLDER_THAN_DAYS (all of them without it).
+    """Keep the newest KEEP dated releases (counting those a moving tag names), every release a
+    moving tag names and every one that is not dated; of the rest delete those older than
+    OLDER_THAN_DAYS (all of them without it).
     Nothing a kept release uses (manifest or blob) is deleted."""
     if keep < 0:
         raise UsageError(f"--keep: {keep} must be 0 or more")
@@ -180,13 +181,14 @@ def plan_prune(
     deleting: list[StoredRelease] = []
     keeping: list[StoredRelease] = []
     for r in newest_first(releases):
-        if r.moving_tags:
+        newest = r.dated and dated_seen < keep
+        dated_seen += r.dated
+        if newest:
+            reasons[r.digest] = f"one of the newest {keep}"
+        elif r.moving_tags:
             reasons[r.digest] = f"named by moving tag {', '.join(sorted(r.moving_tags))}"
         elif not r.dated:
             reasons[r.digest] = "not a dated release"
-        elif dated_seen < keep:
-            dated_seen += 1
-            reasons[r.digest] = f"one of the newest {keep}"
         elif older_than_days is not None and (
             (created := _created(r)) is None or now - created < timedelta(days=older_than_days)
         ):
