@@ -15,7 +15,7 @@ RESULTS  ?=
 PIPELINE = $(PYTHON) -m pipeline
 STAGE_ARGS = --variant $(VARIANT) $(if $(ARCH),--arch $(ARCH)) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(RELEASE_VERSION),--version $(RELEASE_VERSION)) $(FLAGS)
 
-.PHONY: publish build disk compress boot push index version versions validate check setup test test-fast boot-test lint bench
+.PHONY: publish build disk compress boot push index prune version versions validate check setup test test-fast boot-test lint bench
 
 publish: STAGE_ARGS += $(PUBLISH_FLAGS)
 publish build disk compress boot push version:
@@ -23,6 +23,11 @@ publish build disk compress boot push version:
 
 index:
 	$(PIPELINE) index $(RESULTS) $(STAGE_ARGS)
+
+# the release manifest's retention policy, after the join (PRUNE_FLAGS: e.g. --plain-http)
+PRUNE_FLAGS ?=
+prune:
+	$(PIPELINE) prune --variant $(VARIANT) $(if $(REGISTRY),--registry $(REGISTRY)) --yes $(PRUNE_FLAGS)
 
 # `variant=version` per nightly manifest (the nightly workflow's plan job: one version per run)
 NIGHTLY_VARIANTS ?= $(basename $(notdir $(wildcard manifests/*-nightly.yaml)))

@@ -86,9 +86,14 @@ def test_nightly_workflow_shape() -> None:
     assert nightly["concurrency"]["cancel-in-progress"] is False
     assert "env" not in nightly  # the token only reaches the steps that use the registry
     for job in ("plan", "publish", "index"):
-        (step,) = [s for j, s in workflows.steps(nightly) if j == job and "env" in s]
-        assert step["env"]["BOOTC_PIPELINE_REGISTRY_PASSWORD"] == "${{ secrets.GITHUB_TOKEN }}"
-        assert step["env"]["BOOTC_PIPELINE_REGISTRY_USERNAME"] == "${{ github.actor }}"
+        with_env = [s for j, s in workflows.steps(nightly) if j == job and "env" in s]
+        assert len(with_env) == (2 if job == "index" else 1)  # the join, then the prune
+        for step in with_env:
+            env = step["env"]
+            assert env["BOOTC_PIPELINE_REGISTRY_PASSWORD"] == "${{ secrets.GITHUB_TOKEN }}"
+            assert env["BOOTC_PIPELINE_REGISTRY_USERNAME"] == "${{ github.actor }}"
+    index_steps = [s.get("name", "") for j, s in workflows.steps(nightly) if j == "index"]
+    assert index_steps[-1].startswith("prune")  # after the join, never before
     matrix = nightly["jobs"]["publish"]["strategy"]["matrix"]
     runners = {i["arch"]: i["runner"] for i in matrix["include"]}
     assert runners == {"amd64": "ubuntu-24.04", "arm64": "ubuntu-24.04-arm"}
@@ -172,5 +177,11 @@ def test_nightly_plan_and_join_commands_from_the_yaml(
     assert {s.index for s in state.values()} == {report["index"]["digest"]}
     assert report["version"] == version
     assert list(state[version].manifests) == ["linux/amd64", "linux/arm64"]
+    # The prune step after the join: within the manifest's retention, nothing goes yet.
+    prune_env = env | {"PRUNE_FLAGS": f"--registry {own_registry.host} --plain-http"}
+    proc = _sh(workflows.command("nightly.yml", "index", "prune", values), join, prune_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "deleting 0 release(s)" in proc.stdout and "keeping 1" in proc.stdout
+    assert set(snapshot(access, repo)) == {version, "40", "latest", "nightly"}
     # The next nightly of the same day gets the next counter; the first release tag stays.
     assert plan()["fedora-40-nightly"] == "40.20260315.2"
