@@ -69,7 +69,9 @@ def build_step(ctx: Context, arch: Arch) -> None:
 
 
 def disk_step(ctx: Context, arch: Arch) -> None:
-    with ctx.reporter.stage(f"disk:{arch.value}", f"disk {arch.value} (bootc-image-builder)"):
+    with ctx.reporter.stage(
+        f"disk:{arch.value}", f"disk {arch.value} ({ctx.release.builder.value})"
+    ):
         disk(ctx, arch)
 
 
