@@ -13,8 +13,7 @@ import enum
 from pathlib import Path
 
 from pipeline import bib, image_builder
-from pipeline.arch import Arch
-from pipeline.bib import BuilderRun
+from pipeline.bib import BuilderRun, DiskJob
 from pipeline.mediatypes import DiskFormat
 
 
@@ -29,42 +28,11 @@ class Builder(enum.StrEnum):
             Builder.IMAGE_BUILDER: image_builder.DEFAULT_IMAGE,
         }[self]
 
-    def run(
-        self,
-        *,
-        builder_image: str,
-        bootc_image: str,
-        arch: Arch,
-        disk_format: DiskFormat,
-        rootfs: str,
-        graph_root: Path,
-        output_dir: Path,
-        config_path: Path,
-        chown: tuple[int, int] | None = None,
-    ) -> BuilderRun:
-        """The builder's container run; `chown` only where the builder has the option (bib)."""
+    def run(self, job: DiskJob) -> BuilderRun:
+        """The builder's container run for JOB (its `chown` is used only by bib)."""
         if self is Builder.BIB:
-            return bib.builder_run(
-                builder_image=builder_image,
-                bootc_image=bootc_image,
-                arch=arch,
-                disk_format=disk_format,
-                rootfs=rootfs,
-                graph_root=graph_root,
-                output_dir=output_dir,
-                config_path=config_path,
-                chown=chown,
-            )
-        return image_builder.builder_run(
-            builder_image=builder_image,
-            bootc_image=bootc_image,
-            arch=arch,
-            disk_format=disk_format,
-            rootfs=rootfs,
-            graph_root=graph_root,
-            output_dir=output_dir,
-            config_path=config_path,
-        )
+            return bib.builder_run(job)
+        return image_builder.builder_run(job)
 
     def output_disk(self, output_dir: Path, disk_format: DiskFormat) -> Path:
         if self is Builder.BIB:

@@ -29,8 +29,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.arch import Arch
-from pipeline.bib import STORAGE, BuilderRun
+from pipeline.bib import STORAGE, BuilderRun, DiskJob
 from pipeline.mediatypes import DiskFormat
 
 NAME = "image-builder"
@@ -40,26 +39,16 @@ BLUEPRINT = "/blueprint.json"  # bib's config keys are a subset of the blueprint
 OUTPUT_NAME = "disk"
 
 
-def builder_run(
-    *,
-    builder_image: str,
-    bootc_image: str,
-    arch: Arch,
-    disk_format: DiskFormat,
-    rootfs: str,
-    graph_root: Path,
-    output_dir: Path,
-    config_path: Path,
-) -> BuilderRun:
+def builder_run(job: DiskJob) -> BuilderRun:
     """`image-builder build --bootc-ref IMAGE ... qcow2`: the image from the mounted storage."""
     command = (
         "build",
         "--bootc-ref",
-        bootc_image,
+        job.bootc_image,
         "--bootc-default-fs",
-        rootfs,
+        job.rootfs,
         "--arch",
-        arch.uname,
+        job.arch.uname,
         "--blueprint",
         BLUEPRINT,
         "--output-dir",
@@ -68,14 +57,14 @@ def builder_run(
         OUTPUT_NAME,
         "--progress",
         "verbose",
-        disk_format.value,
+        job.disk_format.value,
     )
     mounts = (
-        (graph_root, STORAGE, "rw"),
-        (output_dir, OUTPUT, "rw"),
-        (config_path, BLUEPRINT, "ro"),
+        (job.graph_root, STORAGE, "rw"),
+        (job.output_dir, OUTPUT, "rw"),
+        (job.config_path, BLUEPRINT, "ro"),
     )
-    return BuilderRun(builder_image, command, mounts, name=NAME)
+    return BuilderRun(job.builder_image, command, mounts, name=NAME)
 
 
 def output_disk(output_dir: Path, disk_format: DiskFormat) -> Path:

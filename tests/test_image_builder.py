@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from pipeline import image_builder
-from pipeline.arch import Arch
 from pipeline.builders import Builder
 from pipeline.context import Context, Options
 from pipeline.errors import UsageError
@@ -22,17 +21,7 @@ from tests.standins.image_builder import image_builder as standin
 
 
 def _run(tool: Builder) -> tuple[tuple[str, ...], set[tuple[Path, str, str]]]:
-    run = tool.run(
-        builder_image="ghcr.io/osbuild/image-builder-cli:latest",
-        bootc_image="localhost/bootc-pipeline/fedora-40:1-arm64",
-        arch=Arch.ARM64,
-        disk_format=DiskFormat.QCOW2,
-        rootfs="ext4",
-        graph_root=Path("/srv/storage"),
-        output_dir=Path("/w/disk"),
-        config_path=Path("/w/bib-config.json"),
-        chown=(1000, 1000),
-    )
+    run = tool.run(factories.disk_job("ghcr.io/osbuild/image-builder-cli:latest"))
     return run.command, set(run.mounts)
 
 

@@ -15,10 +15,12 @@ import pytest
 
 from pipeline import bib as pipeline_bib
 from pipeline.arch import Arch
+from pipeline.bib import DiskJob
 from pipeline.builders import Builder
 from pipeline.mediatypes import DiskFormat
 from tests.standins.image_builder import image_builder as standin
 from tests.support import judges
+from tests.support.containers import run_to_end
 from tests.support.images import FakeBases
 from tests.support.podman import PodmanService
 
@@ -56,14 +58,16 @@ def run_builder(
 ) -> tuple[int, str, str]:
     """The pipeline's own invocation of TOOL (pipeline/builders.py), run through the SDK."""
     run = tool.run(
-        builder_image=builder_image,
-        bootc_image=image,
-        arch=Arch.AMD64,
-        disk_format=DiskFormat.QCOW2,
-        rootfs="ext4",
-        graph_root=Path(client.info()["DockerRootDir"]),
-        output_dir=out,
-        config_path=config,
+        DiskJob(
+            builder_image=builder_image,
+            bootc_image=image,
+            arch=Arch.AMD64,
+            disk_format=DiskFormat.QCOW2,
+            rootfs="ext4",
+            graph_root=Path(client.info()["DockerRootDir"]),
+            output_dir=out,
+            config_path=config,
+        )
     )
     volumes = {
         str(host): {"bind": dest, "mode": mode}
@@ -72,22 +76,7 @@ def run_builder(
     }
     command = list(run.command)
     command[-1:-1] = list(extra)  # before the image type (or bib's image)
-    container = client.containers.run(
-        run.image,
-        command=command,
-        privileged=privileged,
-        security_opt=["label=type:unconfined_t"],
-        volumes=volumes,
-        network_mode="none",
-        detach=True,
-    )
-    try:
-        status = int(container.wait(timeout=TIMEOUT)["StatusCode"])
-        stdout = container.logs(stdout=True, stderr=False).decode(errors="replace")
-        stderr = container.logs(stdout=False, stderr=True).decode(errors="replace")
-    finally:
-        container.remove(force=True)
-    return status, stdout, stderr
+    return run_to_end(client, run.image, command, volumes, privileged=privileged)
 
 
 @pytest.fixture

@@ -148,15 +148,17 @@ def disk(ctx: Context, arch: Arch) -> Path:
     config_path = directory.root / "bib-config.json"
     atomic_write(config_path, config, mode=0o600)  # may hold user passwords: never world-readable
     invocation = tool.run(
-        builder_image=ctx.builder_image,
-        bootc_image=image.tag,
-        arch=arch,
-        disk_format=disk_format,
-        rootfs=release.rootfs,
-        graph_root=graph_root,
-        output_dir=directory.disk_dir.resolve(),
-        config_path=config_path.resolve(),
-        chown=(os.getuid(), os.getgid()),
+        bib.DiskJob(
+            builder_image=ctx.builder_image,
+            bootc_image=image.tag,
+            arch=arch,
+            disk_format=disk_format,
+            rootfs=release.rootfs,
+            graph_root=graph_root,
+            output_dir=directory.disk_dir.resolve(),
+            config_path=config_path.resolve(),
+            chown=(os.getuid(), os.getgid()),
+        )
     )
 
     def on_line(line: str) -> None:
