@@ -363,3 +363,24 @@ def test_promote_tags_by_digest_mounts_blobs_and_keeps_release_tags(
         ("latest", made[3].index, made[1].index),
     ]
     assert judges.sha256(judges.skopeo_raw(host, f"{stable}:40.1.0")) == made[3].index
+
+
+def test_bad_input_is_one_line_exit_2_and_nothing_done(
+    registry: RunningRegistry, nightlies: tuple[str, list[Made]]
+) -> None:
+    host = registry.host
+    repo, made = nightlies
+    before = tags(host, repo)
+    for args, message in (
+        (("prune", f"{host}/{repo}:latest", "--keep", "1"), "without a tag or digest"),
+        (("prune", f"{host}/{repo}", "--keep", "-1", "--yes"), "--keep: -1 must be 0 or more"),
+        (("prune", f"{host}/{repo}"), "--keep N is required"),
+        (("promote", f"{host}/{repo}:latest", f"127.0.0.2:1/{repo}:x"), "within one registry"),
+        (("promote", f"{host}/{repo}:latest", f"{host}/{repo}:a", "--moving", "b"), "--moving"),
+        (("promote", f"{host}/{repo}:no-such", f"{host}/{repo}:a"), "does not exist"),
+    ):
+        proc = cli(*args, check=False)
+        errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+        assert proc.returncode == 2 and len(errors) == 1 and message in errors[0], proc.stderr
+    assert tags(host, repo) == before
+    assert {s for m in made for s in present(host, repo, m).values()} == {200}
