@@ -4,11 +4,12 @@
   DIGEST` (which removes the tags that name it) and `DELETE /v2/NAME/blobs/DIGEST`, when the
   registry runs with `storage.delete.enabled`; the bytes go at its garbage collection.
 - ghcr.io: no registry delete; GitHub's REST API deletes package versions (`GET/DELETE
-  /orgs|users/OWNER/packages/container/NAME/versions[/ID]`, docs.github.com "REST API endpoints
-  for packages"). An index's children appear there as untagged versions, so they are deleted by
-  their digests with the index, never as "untagged" in bulk, which breaks the indexes that still
-  use them (dataaxiom/ghcr-cleanup-action#114, REFERENCE.md); a public version with more than
-  5,000 downloads cannot be deleted (docs.github.com "Deleting and restoring a package"): the API
+  /orgs/OWNER/packages/container/NAME/versions[/ID]`, or `/user/packages/...` for a package of
+  the token's own user account; docs.github.com "REST API endpoints for packages"). An index's
+  children appear there as untagged versions, so they are deleted by their digests with the
+  index, never as "untagged" in bulk, which breaks the indexes that still use them
+  (dataaxiom/ghcr-cleanup-action#114, REFERENCE.md); a public version with more than 5,000
+  downloads cannot be deleted (docs.github.com "Deleting and restoring a package"): the API
   refuses, which is reported and the rest goes on. Blobs go with their versions.
 - quay.io: tags expire through its API (`PUT /api/v1/repository/NS/NAME/tag/TAG` with
   `{"expiration": EPOCH}`, Red Hat Quay API reference "changeTag"); the label
@@ -71,15 +72,12 @@ class GhcrDeleter:
     """ghcr.io packages through GitHub's REST API (a token with delete:packages)."""
 
     def __init__(
-        self,
-        owner: str,
-        package: str,
-        token: str,
-        *,
-        api: str = "https://api.github.com",
-        owner_kind: str = "orgs",
+        self, owner: str, package: str, token: str, *, api: str = "https://api.github.com"
     ) -> None:
-        self.base = f"{api}/{owner_kind}/{owner}/packages/container/{quote(package, safe='')}"
+        name = quote(package, safe="")
+        self.base = f"{api}/orgs/{owner}/packages/container/{name}"
+        # a package of a user account: the authenticated user's own endpoints
+        self.user_base = f"{api}/user/packages/container/{name}"
         self.session = requests.Session()
         self.session.headers.update(
             {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json"}
@@ -91,6 +89,9 @@ class GhcrDeleter:
             response = self.session.get(
                 f"{self.base}/versions", params={"per_page": 100, "page": page}, timeout=TIMEOUT
             )
+            if response.status_code == 404 and page == 1 and self.base != self.user_base:
+                self.base = self.user_base  # not an organization's package: the user's
+                return self.versions()
             _check(response, "listing package versions")
             batch = response.json()
             found.extend(batch)

@@ -41,6 +41,7 @@ class Emulated:
     versions: list[dict[str, Any]] = field(default_factory=list)
     expirations: dict[str, int] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
+    user_owned: bool = False  # the package belongs to the token's user, not an organization
 
 
 def _handler(state: Emulated) -> type[http.server.BaseHTTPRequestHandler]:
@@ -65,6 +66,9 @@ def _handler(state: Emulated) -> type[http.server.BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             if not self._authorized():
+                return
+            if state.user_owned == self.path.startswith("/orgs/"):
+                self._answer(404, {"message": "Not Found"})
                 return
             url = urlparse(self.path)
             query = parse_qs(url.query)
@@ -161,6 +165,19 @@ def test_ghcr_deletes_the_index_and_its_untagged_children_never_others(
     assert not {c.digest for c in popular.children} & left
     assert any("versions?per_page=100&page=2" in r for r in state.requests)
     assert all(TOKEN not in line for line in done)
+
+
+def test_ghcr_package_of_a_user_account(api: tuple[str, Emulated]) -> None:
+    url, state = api
+    state.user_owned = True
+    old, new = _release(1, 1, ()), _release(3, 29, ("latest",))
+    state.versions = _versions([old, new], {})
+    prune = plan_prune([old, new], keep=1, older_than_days=None, now=datetime.now(UTC))
+    GhcrDeleter("someone", "disk", TOKEN, api=url).delete_release("x", old, prune)
+    assert {v["name"] for v in state.versions} == {new.digest, *(c.digest for c in new.children)}
+    assert any(
+        r.startswith("DELETE /user/packages/container/disk/versions/") for r in state.requests
+    )
 
 
 def test_ghcr_without_the_token_is_an_error(api: tuple[str, Emulated]) -> None:
