@@ -299,5 +299,5 @@ def test_the_image_builder_stand_ins_disk_boots(
     failed = [c for c in boot["checks"] if c["required"] and not c["ok"]]
     assert [c["name"] for c in boot["checks"]] == LIMA_CHECKS and failed == [], boot["checks"]
     inputs = json.loads((run.workdir / "boot-ib" / "inputs.json").read_text())
-    assert inputs["builder"] == "image-builder"
+    assert inputs["inputs"]["builder"] == "image-builder"
     assert {"40.1.0", "40", "latest"} <= set(tags(Access(registry.host), run.repository))
