@@ -20,6 +20,17 @@ from pipeline.releases_plan import REFERRER_TAG, PromotePlan, PrunePlan, Stored,
 ACCEPT = (mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.DOCKER_MANIFEST)
 
 
+def _annotations(body: dict[str, Any]) -> dict[str, str]:
+    found = body.get("annotations")
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+def _platform(entry: dict[str, Any]) -> str:
+    found = entry.get("platform")
+    platform = found if isinstance(found, dict) else {}
+    return f"{platform.get('os', '')}/{platform.get('architecture', '')}"
+
+
 def _stored(client: RegistryClient, repo: str, digest: str, platform: str = "") -> Stored:
     return _read(client, repo, digest, platform)[0]
 
@@ -34,8 +45,7 @@ def _read(
         for d in [body.get("config") or {}, *(body.get("layers") or [])]
         if d.get("digest")  # the empty config too: a manifest is refused without its blobs
     }
-    annotations = {str(k): str(v) for k, v in (body.get("annotations") or {}).items()}
-    return Stored(digest, len(fetched.body), blobs, annotations, platform), body
+    return Stored(digest, len(fetched.body), blobs, _annotations(body), platform), body
 
 
 def read_releases(client: RegistryClient, repo: str) -> tuple[list[StoredRelease], list[str]]:
@@ -90,16 +100,10 @@ def read_release(
     if not isinstance(body, dict) or "manifests" not in body:
         return None
     children = tuple(
-        _stored(
-            client,
-            repo,
-            str(entry["digest"]),
-            "{os}/{architecture}".format(**(entry.get("platform") or {})),
-        )
+        _stored(client, repo, str(entry["digest"]), _platform(entry))
         for entry in body.get("manifests") or []
     )
-    annotations = {str(k): str(v) for k, v in (body.get("annotations") or {}).items()}
-    return StoredRelease(Stored(digest, len(fetched.body), {}, annotations), children, tags)
+    return StoredRelease(Stored(digest, len(fetched.body), {}, _annotations(body)), children, tags)
 
 
 def promote(
