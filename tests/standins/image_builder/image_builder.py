@@ -41,6 +41,8 @@ try:
 except ImportError:  # in the stand-in's image, where the disk writer is a top-level module
     import bootc_image_builder as core  # type: ignore[import-not-found,no-redef]
 
+DISK_WRITER = core  # the bib stand-in's code writes this stand-in's disks too
+
 VERSION = "image-builder stand-in (bootc-pipeline tests)"
 IMAGE_TYPES = {"qcow2": "qcow2", "raw": "raw"}  # image type -> the disk writer's type
 ARCHS = {"x86_64": "amd64", "aarch64": "arm64", "amd64": "amd64", "arm64": "arm64"}
