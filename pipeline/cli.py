@@ -18,7 +18,6 @@ from pipeline.context import Context, Options, apply_overrides
 from pipeline.errors import EXIT_FAILURE, PipelineError, UsageError
 from pipeline.plan import Provenance
 from pipeline.progress import Reporter
-from pipeline.release import Release
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,13 +48,20 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _registry_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("registry")
     g.add_argument(
-        "--registry", help="publish to this registry host[:port] instead of the manifest's"
+        "--registry",
+        help="the target registry host[:port]: publish there instead of the manifest's; the "
+        "environment's credentials are for it alone (pull, lima, validate, boot REF: for REF's "
+        "registry only when this names it)",
     )
     g.add_argument("--plain-http", action="store_true", help="HTTP, not HTTPS (loopback only)")
     g.add_argument(
         "--force-plain-http", action="store_true", help="allow --plain-http to a non-loopback host"
     )
-    g.add_argument("--ca-bundle", type=Path, help="CA certificates to verify the registry with")
+    g.add_argument(
+        "--ca-bundle",
+        type=Path,
+        help="CA certificates added to the system's trust, for the target registry only",
+    )
     g.add_argument("--registry-config", type=Path, help="docker config.json with credentials")
     g.add_argument(
         "--retry-attempts",
@@ -243,8 +249,8 @@ def _context(args: argparse.Namespace, reporter: Reporter) -> Context:
         raise UsageError(f"--version: {path} has a fixed version ({release.version})")
     ctx = Context(release=release, options=options, reporter=reporter)
     if release.templated and args.command != "index":
-        client = options.registry_client(ctx.target.registry)
-        ctx.release = versions.resolve_in_registry(release, client, ctx.target.repository)
+        with ctx.target_client(ctx.target.registry) as client:
+            ctx.release = versions.resolve_in_registry(release, client, ctx.target.repository)
         reporter.info(f"version: {ctx.release.version} (from {release.version_template})")
     return ctx
 
@@ -323,46 +329,19 @@ def _lima(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def _boot_published(args: argparse.Namespace, reporter: Reporter) -> int:
-    """Pull a published disk (verified as `pull` verifies it) and boot it as publish would. The
-    pull and boot record is written to WORKDIR/boot-published/ARCH/boot-report.json (and printed
-    with --json) whether the boot passed or not."""
+    """`boot REF`: pipeline/boot_published.py."""
     import json
 
-    from pipeline import pull
-    from pipeline.boot.guest import boot_disk
-    from pipeline.stages.boot import fail_if_bad
+    from pipeline import boot_published, pull
 
     arch = pull.parse_platform(args.platform) if args.platform else Arch.host()
-    options = _options(args)
-    work = options.workdir / "boot-published" / arch.value
-    with reporter.stage(f"boot:{arch.value}", f"boot {args.reference} ({arch.platform})"):
-        pulled = pull.pull(
-            args.reference,
-            arch=arch,
-            output=f"{work}/",
-            keep_compressed=False,
-            options=options,
-            reporter=reporter,
-        )
-        try:
-            result = boot_disk(
-                pulled.path,
-                arch,
-                work / "boot",
-                install_prefix=Release.guest_install_prefix,
-                reporter=reporter,
-            )
-        finally:
-            pulled.path.unlink(missing_ok=True)
-        # the pulled disk is gone once booted: the record names it by digest, not by path
-        record = {k: v for k, v in pulled.as_json().items() if k != "path"}
-        record["boot"] = result.to_dict()
-        report = work / "boot-report.json"
-        report.write_text(json.dumps(record, indent=2) + "\n")
-        reporter.info(f"    {arch.value}: boot report {report}")
-        if args.json:
-            print(json.dumps(record), flush=True)
-        fail_if_bad(result, reporter)
+    boot_published.boot_published(
+        args.reference,
+        arch=arch,
+        options=_options(args),
+        reporter=reporter,
+        emit=(lambda record: print(json.dumps(record), flush=True)) if args.json else None,
+    )
     return 0
 
 

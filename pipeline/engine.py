@@ -14,6 +14,7 @@ import docker
 import docker.errors
 import requests
 
+from pipeline import pullplan
 from pipeline.arch import Arch
 from pipeline.bib import BuilderRun, error_lines
 from pipeline.errors import PipelineError
@@ -142,10 +143,9 @@ class Engine:
             raise PipelineError(f"{self.name} could not read manifest list {ref}: {exc}") from None
         if not isinstance(listing, dict):
             raise PipelineError(f"{self.name} answered manifest list {ref} with no JSON object")
-        for entry in listing.get("manifests") or []:
-            platform = entry.get("platform") or {} if isinstance(entry, dict) else {}
-            if (platform.get("os"), platform.get("architecture")) == ("linux", arch.value):
-                return str(entry.get("digest"))
+        found = pullplan.linux_digests(listing, f"{self.name} manifest list {ref}")
+        if arch.value in found:
+            return found[arch.value]
         raise PipelineError(f"the base image {ref} is a manifest list with no {arch.platform}")
 
     def build(

@@ -88,8 +88,7 @@ def lima_template(release: Release, published: Published, *, plain_http: bool) -
     ]
     return lima_settings.template(
         images,
-        minimum_lima_version=release.minimum_lima_version,
-        guest_install_prefix=release.guest_install_prefix,
+        lima_settings.Settings.of(release),
     )
 
 

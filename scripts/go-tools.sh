@@ -40,15 +40,21 @@ build_in_module() {
     return $rc
 }
 
+# install_tool NAME PATH VERSION DIR [LDFLAGS]: DIR/NAME, by go install, else from a throwaway module
+install_tool() {
+    local name=$1 path=$2 version=$3 dir=$4 ldflags=${5:-}
+    if ! GOBIN="$dir" go install -trimpath -ldflags "$ldflags" "$path@$version"; then
+        echo "  go install refused $path@$version (above); building it in a throwaway module" >&2
+        build_in_module "$path" "$version" "$dir/$name" "$ldflags"
+    fi
+}
+
 for entry in "${pinned[@]}"; do
     IFS='|' read -r name path version <<<"$entry"
     if have "$tools/bin/$name" "$path@$version"; then continue; fi
     echo "go install $path@$version" >&2
     start=$SECONDS
-    if ! GOBIN="$tools/bin" go install -trimpath "$path@$version"; then
-        echo "  go install refused $path@$version (above); building it in a throwaway module" >&2
-        build_in_module "$path" "$version" "$tools/bin/$name"
-    fi
+    install_tool "$name" "$path" "$version" "$tools/bin"
     echo "$path@$version" >"$tools/bin/$name.version"
     echo "  $name built in $((SECONDS - start)) s" >&2
 done
@@ -59,7 +65,7 @@ ldflags="-X $lima_module/pkg/version.Version=$lima_version"
 if ! have "$tools/lima/bin/limactl" "$lima_version"; then
     echo "go install $lima_module/cmd/limactl@$lima_version" >&2
     start=$SECONDS
-    GOBIN="$tools/lima/bin" go install -trimpath -ldflags "$ldflags" "$lima_module/cmd/limactl@$lima_version"
+    install_tool limactl "$lima_module/cmd/limactl" "$lima_version" "$tools/lima/bin" "$ldflags"
     for goarch in amd64 arm64; do
         case $goarch in amd64) guest=x86_64 ;; arm64) guest=aarch64 ;; esac
         agent=$(mktemp)

@@ -132,10 +132,11 @@ def test_join_refuses_results_that_do_not_belong_together(
     )
     assert twice.returncode == 2 and "a second result for amd64" in twice.stderr
 
-    # A result naming a manifest that was never pushed: nothing is indexed, nothing tagged.
+    # A result naming a manifest that was never pushed (its layer field says what the manifest
+    # says, as results.load checks): nothing is indexed, nothing tagged.
     data = json.loads(amd_result.read_text())
     body = json.loads(base64.b64decode(data["manifest"]["data"]))
-    body["layers"][0]["digest"] = "sha256:" + "0" * 64
+    body["layers"][0]["digest"] = data["layer"]["digest"] = "sha256:" + "0" * 64
     raw = json.dumps(body, separators=(",", ":")).encode()
     data["manifest"] |= {
         "data": base64.b64encode(raw).decode(),

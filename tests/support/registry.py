@@ -140,14 +140,20 @@ def start_registry(
     tls: bool = False,
     relative_urls: bool = False,
     extra_lines: list[str] | None = None,
+    address: str = "127.0.0.1",
+    tls_files: tuple[Path, Path, Path] | None = None,
 ) -> RunningRegistry:
-    """Start docker-registry on 127.0.0.1:<free port> with storage under `workdir`."""
+    """Start docker-registry on `address`:<free port> with storage under `workdir`.
+
+    `address` is a loopback address (`[::1]` for IPv6); `tls_files` (ca, cert, key) reuses
+    another registry's CA and certificate instead of a new CA (implies `tls`).
+    """
     registry_binary()
     workdir.mkdir(parents=True, exist_ok=True)
     root = workdir / "storage"
     root.mkdir(exist_ok=True)
     port = free_port()
-    host = f"127.0.0.1:{port}"
+    host = f"{address}:{port}"
     lines = [
         "version: 0.1",
         "log:",
@@ -168,8 +174,8 @@ def start_registry(
         f"  relativeurls: {'true' if relative_urls else 'false'}",
     ]
     reg = RunningRegistry(host, "", root, workdir / "config.yml", workdir)
-    if tls:
-        reg.ca_cert, cert, key = make_tls_files(workdir / "tls")
+    if tls or tls_files:
+        reg.ca_cert, cert, key = tls_files or make_tls_files(workdir / "tls")
         lines += ["  tls:", f"    certificate: {cert}", f"    key: {key}"]
     if htpasswd:
         reg.username = "pipeline-user"
@@ -179,7 +185,7 @@ def start_registry(
         lines += ["auth:", "  htpasswd:", "    realm: test-realm", f"    path: {path}"]
     lines += extra_lines or []
     reg.config.write_text("\n".join(lines) + "\n")
-    reg.url = f"{'https' if tls else 'http'}://{host}"
+    reg.url = f"{'https' if tls or tls_files else 'http'}://{host}"
     reg.start()
     return reg
 
