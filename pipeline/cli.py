@@ -110,6 +110,17 @@ def _release_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--force", action="store_true", help="move release tags that name other content")
     g.add_argument(
+        "--signing-key",
+        type=Path,
+        help="sign the release with this PEM key (else $BOOTC_PIPELINE_SIGNING_KEY; "
+        "password in $BOOTC_PIPELINE_SIGNING_PASSWORD)",
+    )
+    g.add_argument(
+        "--keyless",
+        action="store_true",
+        help="sign with cosign v2 keyless (GitHub Actions' OIDC token, Fulcio, Rekor)",
+    )
+    g.add_argument(
         "--jobs",
         type=_positive(int),
         default=Options.jobs,
@@ -127,7 +138,17 @@ def _release_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _verify_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--public-key",
+        type=Path,
+        help="refuse a release not signed with this key (else $BOOTC_PIPELINE_PUBLIC_KEY or "
+        "~/.config/bootc-pipeline/trust.yaml)",
+    )
+
+
 def _pull_output_options(p: argparse.ArgumentParser) -> None:
+    _verify_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress, only errors")
     p.add_argument("--json", action="store_true", help="a JSON line on stdout with the result")
 
@@ -158,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json", action="store_true", help="with REFERENCE: a JSON line on stdout with the result"
     )
+    _verify_options(p)
     _release_options(p)
     _registry_options(p)
     _common(p)
@@ -173,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="fetch a published index or manifest and check it whole")
     p.add_argument("reference", help="REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:...")
     p.add_argument("--fetch-blobs", action="store_true", help="download layers and check sha256")
+    _verify_options(p)
     _registry_options(p)
     _common(p)
     p = sub.add_parser("pull", help="download a release's disk, verified, decompressed")
@@ -226,6 +249,9 @@ def _options(args: argparse.Namespace) -> Options:
         retry_seconds=a.retry_seconds,
         connect_timeout=a.connect_timeout,
         read_timeout=a.read_timeout,
+        signing_key=a.signing_key,
+        keyless=a.keyless,
+        public_key=getattr(a, "public_key", None),
     )
 
 

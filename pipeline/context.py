@@ -46,6 +46,9 @@ class Options:
     retry_seconds: float = 300.0
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
+    signing_key: Path | None = None  # else $BOOTC_PIPELINE_SIGNING_KEY (pipeline/trust/keys.py)
+    keyless: bool = False  # sign with cosign keyless (Sigstore) instead of a key
+    public_key: Path | None = None  # else the environment or trust file (pipeline/trust/verify.py)
 
     def access(self, target: str, *, publishing: bool) -> RegistryAccess:
         """Each host's access (registry/access.py) from the user's settings. `target`: the

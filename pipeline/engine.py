@@ -101,6 +101,21 @@ class Engine:
             reason = _first_line(exc)
             raise PipelineError(f"{self.name} could not inspect image {ref}: {reason}") from None
 
+    def save_image(self, ref: str, dest: Path) -> Path:
+        """The image as a docker-archive tar (`docker save`; Podman's API serves the same),
+        streamed to `dest`: what an SBOM tool reads without access to the engine's store."""
+        try:
+            chunks = self.client.images.get(ref).save(named=True)
+            with dest.open("wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            dest.unlink(missing_ok=True)
+            raise PipelineError(
+                f"{self.name} could not save image {ref}: {_first_line(exc)}"
+            ) from None
+        return dest
+
     def base_digest(self, ref: str, arch: Arch) -> str:
         """The digest of the image `ref` names for `arch`: the base a build for that platform
         used. A multi-arch name resolves, through the Docker API, to one (the host's) instance,

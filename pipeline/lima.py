@@ -28,6 +28,7 @@ from pipeline.files import atomic_write
 from pipeline.progress import Reporter
 from pipeline.reference import Reference, parse_reference
 from pipeline.registry.client import RegistryClient
+from pipeline.trust.verify import TrustPolicy
 
 INSTALL_HINT = (
     "install Lima (https://lima-vm.io/docs/installation/: `brew install lima`, or a release "
@@ -90,10 +91,15 @@ def _archs(client: RegistryClient, ref: Reference, platforms: str | None) -> lis
 
 
 def cached_pull(
-    client: RegistryClient, ref: Reference, arch: Arch, directory: Path, reporter: Reporter
+    client: RegistryClient,
+    ref: Reference,
+    arch: Arch,
+    directory: Path,
+    reporter: Reporter,
+    trust: TrustPolicy,
 ) -> CachedDisk:
     """The disk for `arch`, from the cache if it holds the same layer verified, else pulled."""
-    chosen = readback.resolve(client, ref, arch)
+    chosen = readback.resolve(client, ref, arch, trust=trust)
     layer = chosen.layer.blob
     disk = directory / f"{layer.hex}.qcow2"
     record = directory / f"{layer.hex}.json"
@@ -133,9 +139,10 @@ def make_template(
 ) -> Made:
     ref = parse_reference(reference)
     directory = cache_dir() / "disks"
+    trust = TrustPolicy.for_reference(options.public_key, ref.name, reporter)
     with options.registry_client(ref.registry) as client:
         disks = [
-            cached_pull(client, ref, arch, directory, reporter)
+            cached_pull(client, ref, arch, directory, reporter, trust)
             for arch in _archs(client, ref, platforms)
         ]
     path = template or Path.cwd() / f"lima-{ref.repository.rsplit('/', 1)[-1]}.yaml"

@@ -98,6 +98,7 @@ def write_outputs(ctx: Context, published: Published, provenance: Provenance) ->
     command = lima_command(ctx, published)
     body["limaCommand"] = command
     body["boot"] = boot_records(ctx)
+    body["signatures"] = list(published.signatures)
     found = inputs.saved(ctx)
     if found and found[0] == published.index.json()["annotations"].get(mt.ANN_INPUTS):
         body["inputs"] = {"digest": found[0]} | found[1]

@@ -25,8 +25,10 @@ from pipeline.stages.build import build, check_cross_arch
 from pipeline.stages.compress import compress
 from pipeline.stages.disk import builder_image, disk
 from pipeline.stages.push import push, push_arch, sibling_repositories
+from pipeline.stages.sbom import sbom
 from pipeline.summary import summary
 from pipeline.tags import TagPolicy
+from pipeline.trust.sign import signing_key
 from pipeline.uptodate import up_to_date
 
 MIN_FREE_BYTES = 20 * 1024**3  # a bootc qcow2, its .zst and bib's scratch space, with room
@@ -53,6 +55,7 @@ def warnings(ctx: Context, provenance: Provenance) -> None:
 def preflight(ctx: Context, provenance: Provenance) -> None:
     """Everything that can fail in the first second instead of after a 20-minute build."""
     warnings(ctx, provenance)
+    signing_key(ctx.options)  # a bad key fails now, not after the build
     client = ctx.registry  # push access was checked first thing (publish)
     if ctx.tags_to_move:
         TagPolicy.of(ctx, client).preflight(plan.release_annotations(ctx.release, provenance))
@@ -66,6 +69,11 @@ def preflight(ctx: Context, provenance: Provenance) -> None:
 def build_step(ctx: Context, arch: Arch) -> None:
     with ctx.reporter.stage(f"build:{arch.value}", f"build {ctx.image_tag(arch)}"):
         build(ctx, arch)
+
+
+def sbom_step(ctx: Context, arch: Arch) -> None:
+    with ctx.reporter.stage(f"sbom:{arch.value}", f"sbom {arch.value} (syft, SPDX JSON)"):
+        sbom(ctx, arch)
 
 
 def disk_step(ctx: Context, arch: Arch) -> None:
@@ -112,6 +120,7 @@ def arch_pipeline(
 ) -> ArchRelease:
     """One architecture from source to registry: build, disk, compress, upload (by digest)."""
     build_step(ctx, arch)
+    sbom_step(ctx, arch)  # of the image just built; attached to the disk manifest at upload
     disk_step(ctx, arch)
     compress_step(ctx, arch)
     if not ctx.options.skip_boot:  # after compress, before this architecture's upload

@@ -29,6 +29,7 @@ from pipeline.progress import Reporter
 from pipeline.readback import Chosen, resolve  # reading the release back: readback.py
 from pipeline.reference import parse_reference
 from pipeline.registry.client import RegistryClient
+from pipeline.trust.verify import TrustPolicy
 from pipeline.zstdfile import CHUNK, Decompressor
 
 
@@ -195,8 +196,9 @@ def pull(
     reporter: Reporter,
 ) -> Pulled:
     ref = parse_reference(reference)
+    trust = TrustPolicy.for_reference(options.public_key, ref.name, reporter)
     with options.registry_client(ref.registry) as client:
-        chosen = resolve(client, ref, arch)
+        chosen = resolve(client, ref, arch, trust=trust)
         where_ = f"{ref} manifest {chosen.manifest}"
         name = pullplan.compressed_name(chosen.layer, ref.repository, chosen.arch, where_)
         if not keep_compressed:

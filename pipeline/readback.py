@@ -20,6 +20,7 @@ from pipeline.published import ArchRelease
 from pipeline.reference import Reference
 from pipeline.registry.client import FetchedManifest, RegistryClient
 from pipeline.registry.errors import where
+from pipeline.trust.verify import TrustPolicy
 
 ACCEPT = (*pullplan.INDEX_TYPES, *pullplan.MANIFEST_TYPES)
 
@@ -52,9 +53,12 @@ def child(client: RegistryClient, repo: str, index: Any, arch: Arch, here: str) 
     return fetched
 
 
-def resolve(client: RegistryClient, ref: Reference, arch: Arch) -> Chosen:
-    """The manifest and layer `ref` names for linux/`arch` (any manifest, for a plain one)."""
+def resolve(client: RegistryClient, ref: Reference, arch: Arch, *, trust: TrustPolicy) -> Chosen:
+    """The manifest and layer `ref` names for linux/`arch` (any manifest, for a plain one),
+    its signatures checked under `trust`: the consumer path's one verification point, after
+    resolution and before any byte of the disk is streamed (pipeline/trust/verify.py)."""
     fetched, here = top(client, ref)
+    named = fetched.digest
     if fetched.media_type in pullplan.INDEX_TYPES:
         index = pullplan.parse(fetched.body, here)
         fetched, chosen_arch = child(client, ref.repository, index, arch, here), arch
@@ -67,6 +71,7 @@ def resolve(client: RegistryClient, ref: Reference, arch: Arch) -> Chosen:
     settings = lima_settings.from_annotations(
         pullplan.annotations_of(manifest), f"{here} manifest {fetched.digest}"
     )
+    trust.check(client, ref.repository, list(dict.fromkeys([named, fetched.digest])))
     return Chosen(ref, fetched.digest, chosen_arch, layer, settings)
 
 

@@ -58,6 +58,7 @@ def release_report(
                     "bytesSent": r.bytes_sent,
                 },
                 "uncompressed": asdict(r.uncompressed),
+                "referrers": list(r.referrers),
                 "timings": {
                     stage: seconds
                     for key, seconds in timings.items()

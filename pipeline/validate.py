@@ -1,7 +1,9 @@
 """`validate REF`: fetch a published index or manifest back and check everything it references.
 
 Schemas (the OCI rules plus this project's policy), digests and sizes of each manifest, the
-empty config, and the layers (present; with --fetch-blobs also downloaded and hashed).
+empty config, and the layers (present; with --fetch-blobs also downloaded and hashed); then the
+signatures of the index and each child and the index's referrers (pipeline/trust/audit.py,
+verified when a public key is given as for `pull`).
 
 Every document is remote input: whatever its bytes (not JSON, not an object, a `layers` that is
 not a list, entries that are not objects, `data` that is not base64, digests that are not
@@ -29,6 +31,8 @@ from pipeline.progress import Reporter
 from pipeline.reference import is_digest, parse_reference
 from pipeline.registry.client import RegistryClient
 from pipeline.registry.redact import one_line
+from pipeline.trust.audit import audit
+from pipeline.trust.verify import public_key_for
 
 JsonObject = dict[str, Any]
 
@@ -270,12 +274,20 @@ def validate_reference(
             index = parse_object(top.body, where, found)
             if index is not None:
                 found.schema(schemas.ARTIFACT_INDEX, where, index)
+                children = []
                 for i, entry in objects_at(index, "manifests", where, found):
                     digest = digest_at(entry, f"{where}: manifests[{i}]", found)
                     if digest is not None:
+                        children.append(digest)
                         _check_manifest(
                             client, ref.repository, digest, entry, found, fetch_blobs=fetch_blobs
                         )
+                key = public_key_for(options.public_key, ref.name)
+                for ok, text in audit(client, ref.repository, top.digest, children, key):
+                    if ok is None:
+                        reporter.info(f"note: {text}")
+                    else:
+                        found.check(ok, text, text)
         elif top.media_type == mt.OCI_MANIFEST:
             _check_manifest(
                 client, ref.repository, top.digest, None, found, fetch_blobs=fetch_blobs

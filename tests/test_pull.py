@@ -29,7 +29,7 @@ from pipeline.arch import Arch
 from tests.support.ecosystem import GHCR, QUAY, Profile, RegistryFront
 from tests.support.faultproxy import FaultProxy
 from tests.support.oci_push import push_manifest, push_seed_artifact, seed_manifest
-from tests.support.registry import RunningRegistry, start_registry
+from tests.support.registry import RegistryKind, RunningRegistry, start_registry
 from tests.support.workdirs import DiskCache, Workdir, cli_env, make_workdir, push_argv, run_push
 
 pytestmark = pytest.mark.integration
@@ -58,8 +58,24 @@ class Published:
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
-    directory = tmp_path_factory.mktemp("pull")
-    registry = start_registry(directory / "registry")
+    """The release on docker-registry, behind the fault proxy."""
+    yield from _published(tmp_path_factory, RegistryKind.DOCKER_REGISTRY)
+
+
+@pytest.fixture(scope="module", params=list(RegistryKind), ids=str)
+def published_any(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Published]:
+    """The same release on each of the three registries (docker-registry's is `published`)."""
+    if request.param is RegistryKind.DOCKER_REGISTRY:
+        yield request.getfixturevalue("published")
+        return
+    yield from _published(tmp_path_factory, request.param)
+
+
+def _published(factory: pytest.TempPathFactory, kind: RegistryKind) -> Iterator[Published]:
+    directory = factory.mktemp(f"pull-{kind}")
+    registry = start_registry(directory / "registry", kind=kind)
     try:
         with FaultProxy(registry.host) as proxy:
             (directory / "disks").mkdir()
@@ -76,6 +92,15 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
 
 @pytest.fixture
 def proxy(published: Published) -> Iterator[FaultProxy]:
+    yield from _clean_proxy(published)
+
+
+@pytest.fixture
+def proxy_any(published_any: Published) -> Iterator[FaultProxy]:
+    yield from _clean_proxy(published_any)
+
+
+def _clean_proxy(published: Published) -> Iterator[FaultProxy]:
     published.proxy.clear_rules()
     published.proxy.forget()
     yield published.proxy
@@ -126,13 +151,13 @@ def figures(key: str, value: Any) -> None:
 
 @pytest.mark.parametrize("arch", [Arch("amd64"), Arch("arm64")])
 def test_pull_equals_what_publish_recorded(
-    published: Published, proxy: FaultProxy, tmp_path: Path, arch: Arch
+    published_any: Published, proxy_any: FaultProxy, tmp_path: Path, arch: Arch
 ) -> None:
-    proc = pull(published, f"{proxy.host}/{REPO}:{TAG}", "--platform", arch.platform,
+    proc = pull(published_any, f"{proxy_any.host}/{REPO}:{TAG}", "--platform", arch.platform,
                 "-o", f"{tmp_path}/", "--json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    want = recorded(published, arch)
+    want = recorded(published_any, arch)
     path = Path(result["path"])
     assert path == tmp_path / want["layer"]["title"].removesuffix(".zst")
     assert sha256sum(path) == want["uncompressed"]["digest"] == result["uncompressed"]["digest"]
@@ -162,15 +187,15 @@ def test_keep_compressed_keeps_the_layer_bytes(
 
 
 def test_pull_by_digest_of_the_index(
-    published: Published, proxy: FaultProxy, tmp_path: Path
+    published_any: Published, proxy_any: FaultProxy, tmp_path: Path
 ) -> None:
-    index = published.report["index"]["digest"]
-    proc = pull(published, f"{proxy.host}/{REPO}@{index}", "--platform", "arm64",
+    index = published_any.report["index"]["digest"]
+    proc = pull(published_any, f"{proxy_any.host}/{REPO}@{index}", "--platform", "arm64",
                 "-o", str(tmp_path / "x.qcow2"), "--json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (
         sha256sum(tmp_path / "x.qcow2")
-        == recorded(published, Arch("arm64"))["uncompressed"]["digest"]
+        == recorded(published_any, Arch("arm64"))["uncompressed"]["digest"]
     )
 
 
@@ -569,14 +594,14 @@ def lima(
 
 
 def test_lima_template_lists_both_architectures_from_a_verified_cache(
-    published: Published, proxy: FaultProxy, tmp_path: Path
+    published_any: Published, proxy_any: FaultProxy, tmp_path: Path
 ) -> None:
     env = cli_env(
         tmp_path / "home", chunk_size=1 << 20, extra={"XDG_CACHE_HOME": str(tmp_path / "cache")}
     )
     template = tmp_path / "fedora.yaml"
-    ref = f"{proxy.host}/{REPO}:{TAG}"
-    proc = lima(published, ref, "--platform", "all", "-o", str(template), "--json", env=env)
+    ref = f"{proxy_any.host}/{REPO}:{TAG}"
+    proc = lima(published_any, ref, "--platform", "all", "-o", str(template), "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     document = yaml.safe_load(template.read_text())
     by_arch = {image["arch"]: image for image in document["images"]}
@@ -585,22 +610,22 @@ def test_lima_template_lists_both_architectures_from_a_verified_cache(
         image = by_arch[arch.lima]
         location = Path(image["location"])
         assert location.parent == tmp_path / "cache" / "bootc-pipeline" / "disks"
-        want = recorded(published, arch)["uncompressed"]["digest"]
+        want = recorded(published_any, arch)["uncompressed"]["digest"]
         assert image["digest"] == want == sha256sum(location)  # what Lima checks, on that file
     # The same settings as the publish-time template: one function makes both.
     published_template = yaml.safe_load(
-        (published.work.variant_dir / "lima-fedora-40.yaml").read_text()
+        (published_any.work.variant_dir / "lima-fedora-40.yaml").read_text()
     )
     assert {k: v for k, v in document.items() if k != "images"} == {
         k: v for k, v in published_template.items() if k != "images"
     }
     assert "limactl start" in template.read_text()
 
-    proxy.forget()
-    again = lima(published, ref, "--platform", "all", "-o", str(template), "--json", env=env)
+    proxy_any.forget()
+    again = lima(published_any, ref, "--platform", "all", "-o", str(template), "--json", env=env)
     assert again.returncode == 0, again.stderr
     assert [i["downloaded"] for i in json.loads(again.stdout)["images"]] == [0, 0]
-    assert proxy.count("GET", BLOBS) == 0  # the cache answered
+    assert proxy_any.count("GET", BLOBS) == 0  # the cache answered
 
 
 def test_lima_start_says_how_to_install_lima_when_missing(
@@ -645,7 +670,7 @@ def test_lima_start_runs_limactl_on_the_template(
 
 @pytest.mark.parametrize("arch", [Arch("amd64"), Arch("arm64")])
 def test_oras_pulls_what_this_project_published(
-    published: Published, tmp_path: Path, arch: Arch
+    published_any: Published, tmp_path: Path, arch: Arch
 ) -> None:
     """oras-py, the ORAS project's Python client, reads the release as an ORAS artifact: the
     layer lands under its title, with the published bytes; it equals what `pull` keeps.
@@ -654,13 +679,13 @@ def test_oras_pulls_what_this_project_published(
     tag names), so the test reads the index with oras-py and picks the entry per the OCI spec."""
     from oras.provider import Registry
 
-    host = published.registry.host
+    host = published_any.registry.host
     oras = Registry(hostname=host, insecure=True)
     index = oras.get_manifest(f"{host}/{REPO}:{TAG}")
     assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
     (digest,) = [m["digest"] for m in index["manifests"] if m["platform"]["architecture"] == arch]
     files = oras.pull(target=f"{host}/{REPO}@{digest}", outdir=str(tmp_path / "oras"))
-    want = recorded(published, arch)
+    want = recorded(published_any, arch)
     assert [Path(f).name for f in files] == [want["layer"]["title"]]
     zst = Path(files[0])
     assert sha256sum(zst) == want["layer"]["digest"]
@@ -668,7 +693,7 @@ def test_oras_pulls_what_this_project_published(
     assert sha256sum(zst.with_suffix("")) == want["uncompressed"]["digest"]
 
     ours = tmp_path / "ours.zst"
-    proc = pull(published, f"{host}/{REPO}:{TAG}", "--platform", arch.platform,
+    proc = pull(published_any, f"{host}/{REPO}:{TAG}", "--platform", arch.platform,
                 "-o", str(ours), "--keep-compressed")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert ours.read_bytes() == zst.read_bytes()

@@ -538,6 +538,36 @@ class RegistryClient:
             return echoed
         return self.get_manifest(repository, reference, accept).digest  # header is optional
 
+    def referrers(self, repository: str, digest: str) -> dict[str, Any] | None:
+        """The referrers API's index for `digest` (distribution-spec v1.1), None where the
+        registry has no such API (404 / 405 / not an index: use the `sha256-HEX` tag)."""
+        validate_digest(digest)
+        url = self._t.url(f"/v2/{repository}/referrers/{digest}")
+        response = self._t.request(
+            "GET",
+            url,
+            scope=downloads.pull_scope(repository),
+            action=f"listing referrers of {digest}",
+            repository=repository,
+            headers={"Accept": OCI_INDEX},
+            read_limit=MAX_MANIFEST_BYTES,
+        )
+        with response:
+            if response.status_code in (404, 405):
+                return None
+            if response.status_code != 200:
+                raise response_error(
+                    self.registry, repository, f"listing referrers of {digest}", response
+                )
+            media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+            try:
+                body = response.json()
+            except ValueError:
+                return None
+        if media_type != OCI_INDEX or not isinstance(body, dict):
+            return None
+        return body
+
     def list_tags(self, repository: str) -> list[str]:
         """All tags of a repository (following pagination); [] if the repository is unknown."""
         url: str | None = self._t.url(f"/v2/{repository}/tags/list")
