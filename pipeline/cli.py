@@ -1,4 +1,5 @@
-"""The command line: `bootc-pipeline COMMAND` (publish, its stages, boot, validate, pull, lima)."""
+"""The command line: `bootc-pipeline COMMAND` (publish, its stages, boot, validate, pull, lima,
+list, promote, prune)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pipeline import cli_releases, settings, versions
 from pipeline import provenance as prov
 from pipeline import release as releases
-from pipeline import settings, versions
 from pipeline.arch import Arch
 from pipeline.context import Context, Options, apply_overrides
 from pipeline.errors import EXIT_FAILURE, PipelineError, UsageError
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate release manifests (no engine, no registry)")
     p.add_argument("manifests", nargs="+", type=Path)
     _common(p)
+    cli_releases.add_parsers(sub, _registry_options, _common)
     return parser
 
 
@@ -284,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _lima(args, reporter)
         if args.command == "check":
             return _check(args, reporter)
+        if args.command in cli_releases.COMMANDS:
+            return cli_releases.COMMANDS[args.command](args, reporter, _options(args))
         if args.command == "boot" and args.reference:
             return _boot_published(args, reporter)
         return _run_stage(args, reporter)

@@ -29,7 +29,7 @@ class Options:
 
     engine_url: str | None = settings.ENGINE.default
     workdir: Path = settings.WORKDIR.default
-    builder_image: str = settings.BUILDER_IMAGE.default
+    builder_image: str | None = settings.BUILDER_IMAGE.default  # else the release's builder's
     base_image: str | None = settings.BASE_IMAGE.default
     containerfile: Path | None = settings.CONTAINERFILE.default
     registry: str | None = settings.REGISTRY.default
@@ -136,6 +136,11 @@ class Context:
     @property
     def target(self) -> Reference:
         return parse_reference(self.release.repository)
+
+    @property
+    def builder_image(self) -> str:
+        """The disk builder's image: --builder-image, else the release's builder's default."""
+        return self.options.builder_image or self.release.builder.default_image
 
     @property
     def variant_dir(self) -> Path:

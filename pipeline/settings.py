@@ -92,12 +92,12 @@ WORKDIR = Setting[Path](
     parse=_path,
     metavar="DIR",
 )
-BUILDER_IMAGE = Setting[str](
+BUILDER_IMAGE = Setting[str | None](
     dest="builder_image",
     flag="--builder-image",
     group="release",
-    default="quay.io/centos-bootc/bootc-image-builder:latest",
-    help="the bootc-image-builder image",
+    default=None,
+    help="the disk builder's image (else the manifest's builder.tool's)",
     parse=str,
     metavar="IMAGE",
 )

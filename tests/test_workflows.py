@@ -114,10 +114,14 @@ def test_each_variants_join_waits_for_its_own_runners_only() -> None:
     runners = {i["arch"]: i["runner"] for i in publish["strategy"]["matrix"]["include"]}
     assert runners == {"amd64": "ubuntu-24.04", "arm64": "ubuntu-24.04-arm"}
     for job in ("publish", "index"):
-        (step,) = [s for j, s in workflows.steps(variant) if j == job and "env" in s]
-        # the caller's token, with its permissions: a called workflow has it as github.token
-        assert step["env"]["BOOTC_PIPELINE_REGISTRY_PASSWORD"] == "${{ github.token }}"
-        assert step["env"]["BOOTC_PIPELINE_REGISTRY_USERNAME"] == "${{ github.actor }}"
+        with_env = [s for j, s in workflows.steps(variant) if j == job and "env" in s]
+        assert len(with_env) == (2 if job == "index" else 1)  # the join, then the prune
+        for step in with_env:
+            # the caller's token, with its permissions: a called workflow has it as github.token
+            assert step["env"]["BOOTC_PIPELINE_REGISTRY_PASSWORD"] == "${{ github.token }}"
+            assert step["env"]["BOOTC_PIPELINE_REGISTRY_USERNAME"] == "${{ github.actor }}"
+    index_steps = [s.get("name", "") for j, s in workflows.steps(variant) if j == "index"]
+    assert index_steps[-1].startswith("prune")  # after the join, never before
     # result artifacts are named per variant: both variants' calls upload into one run
     (upload,) = [
         s
@@ -137,7 +141,8 @@ def test_each_variants_join_waits_for_its_own_runners_only() -> None:
     assert nightly["jobs"]["release"]["permissions"]["id-token"] == "write"
     assert "id-token" not in variant["jobs"]["publish"]["permissions"]
     assert variant["jobs"]["index"]["permissions"]["id-token"] == "write"
-    (join,) = [s for j, s in workflows.steps(variant) if j == "index" and "env" in s]
+    (join,) = [s for j, s in workflows.steps(variant)
+               if j == "index" and s.get("name", "").startswith("index")]  # fmt: skip
     assert join["env"]["SIGN_FLAGS"] == "--keyless"
     assert "sudo make cosign-v2" in [
         s.get("run") for j, s in workflows.steps(variant) if j == "index"
@@ -235,5 +240,11 @@ def test_nightly_plan_and_join_commands_from_the_yaml(
     assert {s.index for s in state.values()} == {report["index"]["digest"]}
     assert report["version"] == version
     assert list(state[version].manifests) == ["linux/amd64", "linux/arm64"]
+    # The prune step after the join: within the manifest's retention, nothing goes yet.
+    prune_env = env | {"PRUNE_FLAGS": f"--registry {own_registry.host} --plain-http"}
+    proc = _sh(workflows.command("nightly.yml", "index", "prune", values), join, prune_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "deleting 0 release(s)" in proc.stdout and "keeping 1" in proc.stdout
+    assert set(snapshot(access, repo)) == {version, "40", "latest", "nightly"}
     # The next nightly of the same day gets the next counter; the first release tag stays.
     assert plan()["fedora-40-nightly"] == "40.20260315.2"
