@@ -60,8 +60,9 @@ def _callee(call: ast.Call) -> str:
 # the calls that start a command with an argv (subprocess's, and this project's wrappers of it)
 RUNNERS = frozenset({"run", "Popen", "check_output", "check_call", "call", "_run", "run_checked",
                      "run_tool"})  # fmt: skip
-# names an argv literal is assigned to before it is run (`argv = [...]`, `GIT = [...]`)
-ARGV_NAMES = frozenset({"argv", "cmd", "command", "second", "dd", "tar", "fetch", "GIT"})
+# names an argv literal is assigned to before it is run (`argv = [...]`, `GIT = [...]`; not
+# `command`: a container's arguments, e.g. image-builder's `build ...`, are no host command)
+ARGV_NAMES = frozenset({"argv", "second", "dd", "tar", "fetch", "GIT"})
 
 
 def _uses_in(tree: ast.AST) -> list[str]:
