@@ -242,7 +242,7 @@ def test_nightly_plan_and_join_commands_from_the_yaml(
     assert list(state[version].manifests) == ["linux/amd64", "linux/arm64"]
     # The prune step after the join: within the manifest's retention, nothing goes yet.
     prune_env = env | {"PRUNE_FLAGS": f"--registry {own_registry.host} --plain-http"}
-    proc = _sh(workflows.command("nightly.yml", "index", "prune", values), join, prune_env)
+    proc = _sh(workflows.command("nightly-variant.yml", "index", "prune", values), join, prune_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "deleting 0 release(s)" in proc.stdout and "keeping 1" in proc.stdout
     assert set(snapshot(access, repo)) == {version, "40", "latest", "nightly"}
