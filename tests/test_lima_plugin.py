@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -174,8 +175,8 @@ def test_plugin_prints_only_the_path_of_the_template_lima_ref_writes(
     # the same writer as `bootc-pipeline lima REF`: the same document, the same cached disk
     other = tmp_path / "other.yaml"
     lima_ref = subprocess.run(
-        ["bootc-pipeline", "lima", ref, "--plain-http", "-o", str(other)],
-        env=plugin_env(published, cache) | {"PATH": f"{plugin().parent}:/usr/bin:/bin"},
+        [sys.executable, "-m", "pipeline", "lima", ref, "--plain-http", "-o", str(other)],
+        env=plugin_env(published, cache),
         capture_output=True, text=True, timeout=TIMEOUT, check=False,
     )  # fmt: skip
     assert lima_ref.returncode == 0, lima_ref.stderr
@@ -321,8 +322,8 @@ def test_limactl_validates_every_template_this_project_writes(
     lima_user.give(publish_copy)
     lima_ref = lima_user.root / "lima-ref.yaml"
     made = lima_user.run(
-        "bootc-pipeline", "lima", f"{published.registry.host}/{REPO}:{TAG}", "--plain-http",
-        "--platform", "all", "-o", str(lima_ref), timeout=TIMEOUT,
+        sys.executable, "-m", "pipeline", "lima", f"{published.registry.host}/{REPO}:{TAG}",
+        "--plain-http", "--platform", "all", "-o", str(lima_ref), timeout=TIMEOUT,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     for locator in (
