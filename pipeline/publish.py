@@ -85,6 +85,11 @@ def boot_step(ctx: Context, arch: Arch) -> None:
 
 
 def run_build(ctx: Context) -> None:
+    """`build` alone: the inputs first (the base's digest per architecture, recorded), then
+    each architecture built FROM its recorded digest, as `publish` does."""
+    ctx.engine.describe()  # the engine first: a build without one fails in the first second
+    with ctx.reporter.stage("inputs", "inputs: base digests from the registry, build context"):
+        inputs.save(ctx, inputs.record(ctx))
     for arch in ctx.archs:
         build_step(ctx, arch)
 
@@ -107,11 +112,9 @@ def run_boot(ctx: Context) -> None:
 
 def boot_records(ctx: Context) -> dict[str, dict[str, Any]]:
     """Per architecture, the boot check recorded for the disk being pushed (or why none)."""
-    if ctx.options.skip_boot:
-        return {arch.value: {"skipped": True, "reason": "--skip-boot"} for arch in ctx.archs}
     not_run = {"skipped": True, "reason": "not run"}
     return {
-        arch.value: recorded(ctx, arch) or ctx.joined_boots.get(arch.value, not_run)
+        arch.value: ctx.joined_boots.get(arch.value) or recorded(ctx, arch) or not_run
         for arch in ctx.archs
     }
 
