@@ -116,7 +116,6 @@ class Setup:
             f"docker://{direct}",
         )  # fmt: skip
 
-
     def convert_base(self) -> None:
         """The base in the registry rewritten as Docker v2s2 (a new digest, the same content),
         registry to registry: the local list's instances may have been replaced in the store by
