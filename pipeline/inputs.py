@@ -99,9 +99,9 @@ def source_client(ctx: Context, registry: str) -> RegistryClient:
     return options.registry_client(registry)
 
 
-def base_digests(ctx: Context) -> dict[str, str]:
-    """The base's digest per architecture of the release, without pulling it."""
-    archs = ctx.release.architectures
+def base_digests(ctx: Context, archs: tuple[Arch, ...] | None = None) -> dict[str, str]:
+    """The base's digest per architecture of the release (or of ARCHS), without pulling it."""
+    archs = archs or ctx.release.architectures
     ref = parse_reference(ctx.release.base)
     if engine_only(ctx.release.base):
         return {arch.value: ctx.engine.base_digest(ctx.release.base, arch) for arch in archs}

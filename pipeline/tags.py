@@ -62,9 +62,8 @@ class TagPolicy:
         The index digest is only known after the build, but an index made from other
         provenance cannot have the same digest: refuse it now rather than after a long build.
         An index with the same provenance may be this very release (a re-run); the digest
-        check after planning decides that. Moving tags must not move backwards.
+        check after planning decides that. Then: moving tags must not move backwards.
         """
-        self.check_forward(annotations)
         for tag in self.release_tags:
             current = self.client.manifest_digest(self.repository, tag)
             if current is None or self.force:
@@ -79,6 +78,7 @@ class TagPolicy:
                     f"{names}; release tags are immutable",
                     hint=RELEASE_TAG_HINT,
                 )
+        self.check_forward(annotations)
 
     def check_forward(self, annotations: dict[str, str]) -> None:
         """Moving tags only move forwards: one naming a release created after this one (an

@@ -42,15 +42,16 @@ def check_cross_arch(arch: Arch, host: Arch, binfmt: Path = BINFMT) -> None:
         )
 
 
-def build(ctx: Context, arch: Arch) -> BuiltImage:
-    """Build ARCH FROM the base by the digest the inputs recorded for it (pulled if missing); a
-    build whose chained id is unchanged and whose image is still in the engine is not redone."""
+def build(ctx: Context, arch: Arch, base_digest: str | None = None) -> BuiltImage:
+    """Build ARCH FROM the base by BASE_DIGEST, else the digest the inputs recorded for it
+    (pulled if missing); a build whose chained id is unchanged and whose image is still in the
+    engine is not redone."""
     release = ctx.release
     check_cross_arch(arch, Arch.host())
     engine = ctx.engine
     tag = ctx.image_tag(arch)
     directory = ctx.arch_dir(arch)
-    base_digest = inputs.recorded_base(ctx, arch)
+    base_digest = base_digest or inputs.recorded_base(ctx, arch)
     base = inputs.pinned_base(release.base, base_digest)
     context = release.containerfile.parent
     stage_id = runner.chained_id(
