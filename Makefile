@@ -11,18 +11,25 @@ FLAGS    ?=
 PUBLISH_FLAGS ?=
 RELEASE_VERSION ?=
 RESULTS  ?=
+# --signing-key FILE, or --keyless (the nightly's join: cosign v2 from `make cosign-v2`)
+SIGN_FLAGS ?=
+COSIGN_V2 ?= /opt/bootc-pipeline-tools/cosign-v2/cosign
 
 PIPELINE = $(PYTHON) -m pipeline
-STAGE_ARGS = --variant $(VARIANT) $(if $(ARCH),--arch $(ARCH)) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(RELEASE_VERSION),--version $(RELEASE_VERSION)) $(FLAGS)
+STAGE_ARGS = --variant $(VARIANT) $(if $(ARCH),--arch $(ARCH)) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(RELEASE_VERSION),--version $(RELEASE_VERSION)) $(FLAGS) $(SIGN_FLAGS)
 
-.PHONY: publish build disk compress boot push index version versions validate check setup test test-fast boot-test lint bench
+.PHONY: publish build disk compress boot push index cosign-v2 version versions validate check setup test test-fast boot-test lint bench
 
 publish: STAGE_ARGS += $(PUBLISH_FLAGS)
 publish build disk compress boot push version:
 	$(PIPELINE) $@ $(STAGE_ARGS)
 
 index:
-	$(PIPELINE) index $(RESULTS) $(STAGE_ARGS)
+	BOOTC_PIPELINE_COSIGN=$(COSIGN_V2) $(PIPELINE) index $(RESULTS) $(STAGE_ARGS)
+
+# cosign v2 for keyless signing: it writes the tag-based signatures containers/image verifies
+cosign-v2:
+	GOBIN=$(dir $(COSIGN_V2)) GOTOOLCHAIN=auto go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.4
 
 # `variant=version` per nightly manifest (the nightly workflow's plan job: one version per run)
 NIGHTLY_VARIANTS ?= $(basename $(notdir $(wildcard manifests/*-nightly.yaml)))

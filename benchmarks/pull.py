@@ -1,20 +1,25 @@
 #!/usr/bin/env python3
-"""Pull benchmark on a real OS disk: `bootc-pipeline pull` against curl + zstd -d + sha256sum.
+"""Pull benchmark on a real OS disk: `bootc-pipeline pull` against curl + zstd -d (+ sync).
 
-    python3 benchmarks/pull.py [DISK.qcow2] [--rounds 3] [--level 10]
+    python3 benchmarks/pull.py [DISK.qcow2] [--rounds 3] [--level 10] [--resets 3]
 
 The disk is the compress benchmark's (benchmarks/compress.py: a Debian system made by
-debootstrap, as a qcow2), compressed at the release level and published (blob + manifest with
-the uncompressed annotations) to a local docker-registry on 127.0.0.1. Each round runs, one
-after the other and alternating which goes first:
+debootstrap, as a qcow2, cached in /var/tmp/bootc-pipeline-bench), compressed at the release
+level and published (blob + manifest with the uncompressed annotations) to a local
+docker-registry on 127.0.0.1. Each round runs these, one after the other, in an order that
+rotates from round to round (so none always goes first on a cold or a warm page cache):
 
-- pull: `python3 -m pipeline pull REF --plain-http -o DIR/ --quiet` (download, sha256 of the
-  .zst, decompress, sha256 of the qcow2, all checked, one pass);
-- baseline: `curl -o disk.qcow2.zst BLOB_URL`, then `zstd -d`, then `sha256sum` of both files,
-  run one after another (what a user would type).
+- `curl URL | zstd -d -o F`: nothing verified, not durable (zstd writes F sparse);
+- `curl URL | zstd -d -o F && sync F`: durable, nothing verified: the baseline of the ratios;
+- `bootc-pipeline pull REF -o DIR/ --quiet`: both digests verified, durable, resumable;
+- `curl -o F.zst URL`, then `zstd -d`, then `sha256sum` of both: verified, not durable;
+- `bootc-pipeline pull` through the loopback fault proxy (tests/support/faultproxy.py), which
+  cuts the answer with a TCP reset `--resets` times (at 30 % of what each GET has left), so
+  the pull resumes with Range requests.
 
-It prints seconds (median of the rounds), the pull/baseline ratio, and the peak resident memory
-of each (GNU time's %M), plus the load average, since the machine is shared.
+It prints each command's median seconds, its ratio to `curl | zstd -d -o F && sync F`, the peak
+resident memory (GNU time's %M, the largest of the rounds), and the load average before and
+after, since the machine is shared. Every pull's output is checked against the disk's sha256.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -35,7 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.compress import CACHE, make_debian_disk  # noqa: E402
 from pipeline import mediatypes as mt  # noqa: E402
 from pipeline import zstdfile  # noqa: E402
+from pipeline.digest import Blob  # noqa: E402
 from pipeline.registry.client import RegistryClient  # noqa: E402
+from tests.support.faultproxy import FaultProxy  # noqa: E402
 from tests.support.registry import start_registry  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +52,7 @@ REPO = "bench/debian-disk"
 TAG = "bench"
 
 
-def run(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+def run(argv: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> tuple[float, int]:
     """Seconds and peak RSS (bytes) of one command; fails loudly on a non-zero exit.
 
     Peak memory comes from GNU time (`%M`): wait4 from this process would count the Python
@@ -53,7 +62,7 @@ def run(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int]
         start = time.perf_counter()
         subprocess.run(
             ["/usr/bin/time", "-f", "%M", "-o", report.name, *argv],
-            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, check=True,
+            env=env, cwd=cwd, stdout=subprocess.DEVNULL, check=True,
         )  # fmt: skip
         seconds = time.perf_counter() - start
         return seconds, int(report.read().split()[-1]) * 1024
@@ -84,6 +93,9 @@ def publish(host: str, zst: Path, result: zstdfile.Compressed) -> str:
     return result.compressed.digest
 
 
+BASELINE = "curl | zstd -d -o F && sync F"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -91,71 +103,146 @@ def main() -> int:
     parser.add_argument("disk", nargs="?", type=Path)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--level", type=int, default=10)
+    parser.add_argument("--resets", type=int, default=3)
+    parser.add_argument(
+        "--compare", type=Path, metavar="TREE",
+        help="also pull with the pipeline of another checkout (e.g. main's), for an A/B",
+    )  # fmt: skip
     args = parser.parse_args()
     disk = args.disk or make_debian_disk()
     CACHE.mkdir(parents=True, exist_ok=True)
     zst = CACHE / f"{disk.name}.{args.level}.zst"
-    result = zstdfile.compress(disk, zst, level=args.level)
+    result = _compressed(disk, zst, args.level)
     print(
         f"disk: {disk} ({result.uncompressed.size / 2**20:.0f} MiB, .zst "
         f"{result.compressed.size / 2**20:.0f} MiB at level {args.level}), "
-        f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
+        f"{os.cpu_count()} cores, load {_load()}",
         flush=True,
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    seconds: dict[str, list[float]] = {}
+    peaks: dict[str, int] = {}
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
         work = Path(tmp)
         registry = start_registry(work / "registry")
         try:
             digest = publish(registry.host, zst, result)
-            pull_dir, base_dir = work / "pull", work / "curl"
-            ours: list[float] = []
-            base: list[float] = []
-            ours_rss = base_rss = 0
-            for round_ in range(args.rounds):
-                for which in ("pull", "base") if round_ % 2 == 0 else ("base", "pull"):
-                    for directory in (pull_dir, base_dir):
-                        subprocess.run(["rm", "-rf", str(directory)], check=True)
-                        directory.mkdir()
-                    if which == "pull":
-                        seconds, rss = run(
-                            [sys.executable, "-m", "pipeline", "pull",
-                             f"{registry.host}/{REPO}:{TAG}", "--plain-http",
-                             "-o", f"{pull_dir}/", "--quiet"],
-                            env,
-                        )  # fmt: skip
-                        ours.append(seconds)
-                        ours_rss = max(ours_rss, rss)
-                        got = hashlib.sha256((pull_dir / "debian.qcow2").read_bytes()).hexdigest()
-                        assert "sha256:" + got == result.uncompressed.digest
-                        continue
-                    total, peak = 0.0, 0
-                    url = f"http://{registry.host}/v2/{REPO}/blobs/{digest}"
-                    for argv in (
-                        ["curl", "-sSfL", "-o", str(base_dir / "d.qcow2.zst"), url],
-                        ["zstd", "-d", "-q", str(base_dir / "d.qcow2.zst")],
-                        ["sha256sum", str(base_dir / "d.qcow2.zst"), str(base_dir / "d.qcow2")],
-                    ):
-                        seconds, rss = run(argv)
-                        total += seconds
-                        peak = max(peak, rss)
-                    base.append(total)
-                    base_rss = max(base_rss, peak)
-                print(f"round {round_ + 1}: pull {ours[-1]:.2f} s, baseline {base[-1]:.2f} s, "
-                      f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+            with FaultProxy(registry.host) as proxy:
+                commands = _commands(registry.host, proxy, digest, work, env, args.resets)
+                if args.compare:
+                    tree = args.compare.resolve()  # `-m` imports from the working directory
+                    commands[f"bootc-pipeline pull ({tree.name})"] = lambda: run(
+                        [sys.executable, "-m", "pipeline", "pull", f"{registry.host}/{REPO}:{TAG}",
+                         "--plain-http", "-o", f"{work}/out/", "--quiet"],
+                        dict(env, PYTHONPATH=str(tree)), tree,
+                    )  # fmt: skip
+                for round_ in range(args.rounds):
+                    names = list(commands)
+                    shift = round_ % len(names)
+                    for name in names[shift:] + names[:shift]:
+                        out = work / "out"
+                        subprocess.run(["rm", "-rf", str(out)], check=True)
+                        out.mkdir()
+                        took, rss = commands[name]()
+                        seconds.setdefault(name, []).append(took)
+                        peaks[name] = max(peaks.get(name, 0), rss)
+                        produced = out / ("debian.qcow2" if "pull" in name else "d.qcow2")
+                        _check(produced, result.uncompressed.digest)
+                    print(
+                        f"round {round_ + 1}: "
+                        + ", ".join(f"{n} {seconds[n][-1]:.2f} s" for n in names)
+                        + f"; load {_load()}",
+                        flush=True,
+                    )  # fmt: skip
         finally:
             registry.stop()
-    o, b = statistics.median(ours), statistics.median(base)
+    base = statistics.median(seconds[BASELINE])
     print()
-    print("| | seconds (median) | pull/baseline | peak RSS MiB |")
+    cell = lambda name: f"`{name}`".replace("|", "\\|")  # noqa: E731 - a pipe inside a table
+    print(f"| command | seconds (median of {args.rounds}) | ratio to {cell(BASELINE)} "
+          "| peak RSS MiB |")  # fmt: skip
     print("| --- | --- | --- | --- |")
-    print(f"| `bootc-pipeline pull` | {o:.2f} | **{o / b:.2f}** | {ours_rss / 2**20:.0f} |")
-    print(f"| curl + `zstd -d` + `sha256sum` both | {b:.2f} | 1.00 | {base_rss / 2**20:.0f} |")
-    print(
-        f"\nall rounds: pull {[round(x, 2) for x in ours]}, baseline {[round(x, 2) for x in base]}"
-    )
-    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    for name, runs in seconds.items():
+        median = statistics.median(runs)
+        print(f"| {cell(name)} | {median:.2f} | {median / base:.2f} | {peaks[name] / 2**20:.0f} |")
+    print(f"\nall rounds: { {n: [round(x, 2) for x in r] for n, r in seconds.items()} }")
+    print(f"load average at the end: {_load()} (uptime: {_uptime()})")
     return 0
+
+
+def _commands(
+    host: str, proxy: FaultProxy, digest: str, work: Path, env: dict[str, str], resets: int
+) -> dict[str, Callable[[], tuple[float, int]]]:
+    out = work / "out"
+    url = f"http://{host}/v2/{REPO}/blobs/{digest}"
+    pipe = f"set -o pipefail; curl -sSfL {url} | zstd -d -q -o {out}/d.qcow2"
+
+    def pull(via: str) -> tuple[float, int]:
+        return run(
+            [sys.executable, "-m", "pipeline", "pull", f"{via}/{REPO}:{TAG}", "--plain-http",
+             "-o", f"{out}/", "--quiet", "--retry-attempts", str(resets + 2)],
+            env,
+        )  # fmt: skip
+
+    def through_resets() -> tuple[float, int]:
+        proxy.clear_rules()
+        rule = proxy.add("truncate", method="GET", path="/blobs/", fraction=0.3, times=resets)
+        took = pull(proxy.host)
+        assert rule.injected == resets, f"{rule.injected} of {resets} resets injected"
+        return took
+
+    def separately() -> tuple[float, int]:
+        total, peak = 0.0, 0
+        for argv in (
+            ["curl", "-sSfL", "-o", f"{out}/d.qcow2.zst", url],
+            ["zstd", "-d", "-q", f"{out}/d.qcow2.zst"],
+            ["sha256sum", f"{out}/d.qcow2.zst", f"{out}/d.qcow2"],
+        ):
+            took, rss = run(argv)
+            total += took
+            peak = max(peak, rss)
+        return total, peak
+
+    return {
+        "curl | zstd -d -o F": lambda: run(["bash", "-c", pipe]),
+        BASELINE: lambda: run(["bash", "-c", f"{pipe} && sync {out}/d.qcow2"]),
+        "bootc-pipeline pull": lambda: pull(host),
+        "curl; zstd -d; sha256sum both": separately,
+        f"bootc-pipeline pull, {resets} resets (fault proxy)": through_resets,
+    }
+
+
+def _compressed(disk: Path, zst: Path, level: int) -> zstdfile.Compressed:
+    """The disk at `level`, compressed once: its digests are kept beside the .zst, valid while
+    both files keep the size and time they had."""
+    record = zst.with_name(zst.name + ".json")
+    stamp = [[p.stat().st_size, p.stat().st_mtime_ns] for p in (disk, zst) if p.exists()]
+    if record.exists():
+        kept = json.loads(record.read_text())
+        if kept["stamp"] == stamp:
+            blobs = [Blob(**kept[side]) for side in ("uncompressed", "compressed")]
+            return zstdfile.Compressed(zst, blobs[0], blobs[1], level)
+    result = zstdfile.compress(disk, zst, level=level)
+    stamp = [[p.stat().st_size, p.stat().st_mtime_ns] for p in (disk, zst)]
+    record.write_text(json.dumps({"stamp": stamp, "uncompressed": asdict(result.uncompressed),
+                                  "compressed": asdict(result.compressed)}))  # fmt: skip
+    return result
+
+
+def _check(path: Path, digest: str) -> None:
+    hasher = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 22):
+            hasher.update(block)
+    assert "sha256:" + hasher.hexdigest() == digest, f"{path} is not the disk"
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 if __name__ == "__main__":

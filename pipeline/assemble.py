@@ -1,5 +1,6 @@
 """Per-architecture results into a release: check every child is in the registry, push the
-index by digest, then move the tags under the tag policy (pipeline/tags.py).
+index by digest, sign it and every child (pipeline/trust/sign.py), then move the tags under the
+tag policy (pipeline/tags.py).
 
 Shared by `publish` (results of this machine's push stage) and the `index` stage (result files
 of several machines), so both make the same index from the same results.
@@ -16,6 +17,7 @@ from pipeline.plan import Document, Provenance
 from pipeline.published import ArchRelease, Published
 from pipeline.registry.client import RegistryClient
 from pipeline.tags import TagPolicy
+from pipeline.trust import sign
 
 
 def client_for(ctx: Context) -> RegistryClient:
@@ -69,6 +71,7 @@ def release(
     verify_children(client, ctx, archs)
     if client.manifest_digest(repo, index.digest) != index.digest:
         client.push_manifest(repo, index.digest, index.body, index.media_type)
+    signed = sign.sign_release(ctx, client, archs, index)  # raises: then no tag moves
     if not tags:
         ctx.reporter.info(
             f"    partial release ({', '.join(a.value for a in ctx.archs)} of "
@@ -81,4 +84,4 @@ def release(
         ctx.reporter.info(f"    tagged {ctx.target.registry}/{repo}:{tag}")
 
     policy.move(index, tags, tagged)
-    return Published(f"{ctx.target.registry}/{repo}", index, tags, tuple(archs))
+    return Published(f"{ctx.target.registry}/{repo}", index, tags, tuple(archs), signed)

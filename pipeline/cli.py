@@ -17,7 +17,6 @@ from pipeline.context import Context, Options, apply_overrides
 from pipeline.errors import EXIT_FAILURE, PipelineError, UsageError
 from pipeline.plan import Provenance
 from pipeline.progress import Reporter
-from pipeline.release import Release
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,13 +47,20 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _registry_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("registry")
     g.add_argument(
-        "--registry", help="publish to this registry host[:port] instead of the manifest's"
+        "--registry",
+        help="the target registry host[:port]: publish there instead of the manifest's; the "
+        "environment's credentials are for it alone (pull, lima, validate, boot REF: for REF's "
+        "registry only when this names it)",
     )
     g.add_argument("--plain-http", action="store_true", help="HTTP, not HTTPS (loopback only)")
     g.add_argument(
         "--force-plain-http", action="store_true", help="allow --plain-http to a non-loopback host"
     )
-    g.add_argument("--ca-bundle", type=Path, help="CA certificates to verify the registry with")
+    g.add_argument(
+        "--ca-bundle",
+        type=Path,
+        help="CA certificates added to the system's trust, for the target registry only",
+    )
     g.add_argument("--registry-config", type=Path, help="docker config.json with credentials")
     g.add_argument(
         "--retry-attempts",
@@ -101,6 +107,17 @@ def _release_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--force", action="store_true", help="move release tags that name other content")
     g.add_argument(
+        "--signing-key",
+        type=Path,
+        help="sign the release with this PEM key (else $BOOTC_PIPELINE_SIGNING_KEY; "
+        "password in $BOOTC_PIPELINE_SIGNING_PASSWORD)",
+    )
+    g.add_argument(
+        "--keyless",
+        action="store_true",
+        help="sign with cosign v2 keyless (GitHub Actions' OIDC token, Fulcio, Rekor)",
+    )
+    g.add_argument(
         "--jobs",
         type=_positive(int),
         default=Options.jobs,
@@ -118,7 +135,17 @@ def _release_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _verify_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--public-key",
+        type=Path,
+        help="refuse a release not signed with this key (else $BOOTC_PIPELINE_PUBLIC_KEY or "
+        "~/.config/bootc-pipeline/trust.yaml)",
+    )
+
+
 def _pull_output_options(p: argparse.ArgumentParser) -> None:
+    _verify_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress, only errors")
     p.add_argument("--json", action="store_true", help="a JSON line on stdout with the result")
 
@@ -149,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json", action="store_true", help="with REFERENCE: a JSON line on stdout with the result"
     )
+    _verify_options(p)
     _release_options(p)
     _registry_options(p)
     _common(p)
@@ -164,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="fetch a published index or manifest and check it whole")
     p.add_argument("reference", help="REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:...")
     p.add_argument("--fetch-blobs", action="store_true", help="download layers and check sha256")
+    _verify_options(p)
     _registry_options(p)
     _common(p)
     p = sub.add_parser("pull", help="download a release's disk, verified, decompressed")
@@ -216,6 +245,9 @@ def _options(args: argparse.Namespace) -> Options:
         retry_seconds=a.retry_seconds,
         connect_timeout=a.connect_timeout,
         read_timeout=a.read_timeout,
+        signing_key=a.signing_key,
+        keyless=a.keyless,
+        public_key=getattr(a, "public_key", None),
     )
 
 
@@ -239,8 +271,8 @@ def _context(args: argparse.Namespace, reporter: Reporter) -> Context:
         raise UsageError(f"--version: {path} has a fixed version ({release.version})")
     ctx = Context(release=release, options=options, reporter=reporter)
     if release.templated and args.command != "index":
-        client = options.registry_client(ctx.target.registry)
-        ctx.release = versions.resolve_in_registry(release, client, ctx.target.repository)
+        with ctx.target_client(ctx.target.registry) as client:
+            ctx.release = versions.resolve_in_registry(release, client, ctx.target.repository)
         reporter.info(f"version: {ctx.release.version} (from {release.version_template})")
     return ctx
 
@@ -323,46 +355,19 @@ def _lima(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def _boot_published(args: argparse.Namespace, reporter: Reporter) -> int:
-    """Pull a published disk (verified as `pull` verifies it) and boot it as publish would. The
-    pull and boot record is written to WORKDIR/boot-published/ARCH/boot-report.json (and printed
-    with --json) whether the boot passed or not."""
+    """`boot REF`: pipeline/boot_published.py."""
     import json
 
-    from pipeline import pull
-    from pipeline.boot.guest import boot_disk
-    from pipeline.stages.boot import fail_if_bad
+    from pipeline import boot_published, pull
 
     arch = pull.parse_platform(args.platform) if args.platform else Arch.host()
-    options = _options(args)
-    work = options.workdir / "boot-published" / arch.value
-    with reporter.stage(f"boot:{arch.value}", f"boot {args.reference} ({arch.platform})"):
-        pulled = pull.pull(
-            args.reference,
-            arch=arch,
-            output=f"{work}/",
-            keep_compressed=False,
-            options=options,
-            reporter=reporter,
-        )
-        try:
-            result = boot_disk(
-                pulled.path,
-                arch,
-                work / "boot",
-                install_prefix=Release.guest_install_prefix,
-                reporter=reporter,
-            )
-        finally:
-            pulled.path.unlink(missing_ok=True)
-        # the pulled disk is gone once booted: the record names it by digest, not by path
-        record = {k: v for k, v in pulled.as_json().items() if k != "path"}
-        record["boot"] = result.to_dict()
-        report = work / "boot-report.json"
-        report.write_text(json.dumps(record, indent=2) + "\n")
-        reporter.info(f"    {arch.value}: boot report {report}")
-        if args.json:
-            print(json.dumps(record), flush=True)
-        fail_if_bad(result, reporter)
+    boot_published.boot_published(
+        args.reference,
+        arch=arch,
+        options=_options(args),
+        reporter=reporter,
+        emit=(lambda record: print(json.dumps(record), flush=True)) if args.json else None,
+    )
     return 0
 
 

@@ -12,6 +12,7 @@ from pipeline.bib import DEFAULT_BUILDER_IMAGE
 from pipeline.errors import UsageError
 from pipeline.progress import Reporter
 from pipeline.reference import Reference, parse_reference
+from pipeline.registry.access import RegistryAccess
 from pipeline.registry.client import RegistryClient
 from pipeline.registry.retry import RetryPolicy, Timeouts
 from pipeline.release import Release
@@ -46,15 +47,34 @@ class Options:
     retry_seconds: float = 300.0
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
+    signing_key: Path | None = None  # else $BOOTC_PIPELINE_SIGNING_KEY (pipeline/trust/keys.py)
+    keyless: bool = False  # sign with cosign keyless (Sigstore) instead of a key
+    public_key: Path | None = None  # else the environment or trust file (pipeline/trust/verify.py)
 
-    def registry_client(self, registry: str) -> RegistryClient:
-        """The one way a registry client is made from the user's settings."""
-        return RegistryClient(
-            registry,
+    def access(self, target: str, *, publishing: bool) -> RegistryAccess:
+        """Each host's access (registry/access.py) from the user's settings. `target`: the
+        registry the command is about, which --ca-bundle and --plain-http are for. The
+        environment's credentials are a publish's target's, and for the commands that read
+        (`publishing=False`: pull, lima, validate, boot REF) those of the registry --registry
+        names, if any: never another host's."""
+        return RegistryAccess(
+            target=target,
+            environment_host=target if publishing else self.registry,
             plain_http=self.plain_http,
             force_plain_http=self.force_plain_http,
             ca_bundle=self.ca_bundle,
             registry_config=self.registry_config,
+        )
+
+    def registry_client(
+        self, registry: str, *, target: str | None = None, publishing: bool = False
+    ) -> RegistryClient:
+        """The one way a registry client is made from the user's settings: a client of
+        `registry`, whose access is decided for `target` (default: `registry` itself) as
+        `access` says."""
+        return RegistryClient(
+            registry,
+            access=self.access(target or registry, publishing=publishing),
             retry=RetryPolicy(max_attempts=self.retry_attempts, total_seconds=self.retry_seconds),
             timeouts=Timeouts(connect=self.connect_timeout, read=self.read_timeout),
         )
@@ -136,8 +156,13 @@ class Context:
         """The run's one client of the target registry: made on first use, shared by every
         stage (its tokens and connections with it), closed by `close()`."""
         if self._registry is None:
-            self._registry = self.options.registry_client(self.target.registry)
+            self._registry = self.target_client(self.target.registry)
         return self._registry
+
+    def target_client(self, registry: str) -> RegistryClient:
+        """A new client of `registry` in this publish run: the target's settings and the
+        environment's credentials are the target's alone (a base's registry gets its own)."""
+        return self.options.registry_client(registry, target=self.target.registry, publishing=True)
 
     def close(self) -> None:
         """Release what the run opened (the registry client's connections)."""

@@ -15,6 +15,7 @@ import docker
 import docker.errors
 import requests
 
+from pipeline import pullplan
 from pipeline.arch import Arch
 from pipeline.bib import BuilderRun, error_lines
 from pipeline.errors import PipelineError
@@ -101,6 +102,21 @@ class Engine:
             reason = _first_line(exc)
             raise PipelineError(f"{self.name} could not inspect image {ref}: {reason}") from None
 
+    def save_image(self, ref: str, dest: Path) -> Path:
+        """The image as a docker-archive tar (`docker save`; Podman's API serves the same),
+        streamed to `dest`: what an SBOM tool reads without access to the engine's store."""
+        try:
+            chunks = self.client.images.get(ref).save(named=True)
+            with dest.open("wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            dest.unlink(missing_ok=True)
+            raise PipelineError(
+                f"{self.name} could not save image {ref}: {_first_line(exc)}"
+            ) from None
+        return dest
+
     def base_digest(self, ref: str, arch: Arch) -> str:
         """The digest of the image `ref` names for `arch`: the base a build for that platform
         used. A multi-arch name resolves, through the Docker API, to one (the host's) instance,
@@ -143,10 +159,9 @@ class Engine:
             raise PipelineError(f"{self.name} could not read manifest list {ref}: {exc}") from None
         if not isinstance(listing, dict):
             raise PipelineError(f"{self.name} answered manifest list {ref} with no JSON object")
-        for entry in listing.get("manifests") or []:
-            platform = entry.get("platform") or {} if isinstance(entry, dict) else {}
-            if (platform.get("os"), platform.get("architecture")) == ("linux", arch.value):
-                return str(entry.get("digest"))
+        found = pullplan.linux_digests(listing, f"{self.name} manifest list {ref}")
+        if arch.value in found:
+            return found[arch.value]
         raise PipelineError(f"the base image {ref} is a manifest list with no {arch.platform}")
 
     def build(

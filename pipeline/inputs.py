@@ -15,7 +15,6 @@ lacks it), so the annotation, the inputs and the bytes built on agree.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import stat
@@ -24,13 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import mediatypes as mt
+from pipeline import pullplan
 from pipeline.arch import Arch
 from pipeline.context import Context
 from pipeline.digest import Sha256, of_bytes
 from pipeline.errors import PipelineError
 from pipeline.files import atomic_write
-from pipeline.reference import is_loopback_registry, parse_reference
-from pipeline.registry.client import FetchedManifest, RegistryClient
+from pipeline.reference import parse_reference
+from pipeline.registry.client import FetchedManifest
 
 LOCAL_REGISTRY = "localhost"
 PLATFORM_LISTS = (mt.OCI_INDEX, mt.DOCKER_MANIFEST_LIST)
@@ -75,28 +75,11 @@ def _per_arch(fetched: FetchedManifest, archs: tuple[Arch, ...], ref: str) -> di
     body = fetched.json()
     if body.get("mediaType", fetched.media_type) not in PLATFORM_LISTS:
         return {arch.value: fetched.digest for arch in archs}  # one image for every arch
-    found: dict[str, str] = {}
-    for entry in body.get("manifests") or []:
-        platform = entry.get("platform") or {}
-        if platform.get("os") == "linux" and platform.get("architecture") in archs:
-            found.setdefault(platform["architecture"], entry["digest"])
+    found = pullplan.linux_digests(body, f"the base image {ref}")
     missing = [a.value for a in archs if a.value not in found]
     if missing:
         raise PipelineError(f"the base image {ref} has no {', '.join(missing)} image")
-    return found
-
-
-def source_plain_http(ctx: Context, registry: str) -> bool:
-    """--plain-http is for the target, and for a source only where it is allowed anyway
-    (loopback); quay.io and the like use TLS."""
-    return ctx.options.plain_http and is_loopback_registry(registry)
-
-
-def source_client(ctx: Context, registry: str) -> RegistryClient:
-    """A client for a registry images are read from (plain HTTP as source_plain_http says)."""
-    plain = source_plain_http(ctx, registry)
-    options = dataclasses.replace(ctx.options, plain_http=plain, force_plain_http=False)
-    return options.registry_client(registry)
+    return {arch.value: found[arch.value] for arch in archs}
 
 
 def base_digests(ctx: Context, archs: tuple[Arch, ...] | None = None) -> dict[str, str]:
@@ -105,9 +88,10 @@ def base_digests(ctx: Context, archs: tuple[Arch, ...] | None = None) -> dict[st
     ref = parse_reference(ctx.release.base)
     if engine_only(ctx.release.base):
         return {arch.value: ctx.engine.base_digest(ctx.release.base, arch) for arch in archs}
-    client = source_client(ctx, ref.registry)
     accept = (mt.OCI_INDEX, mt.DOCKER_MANIFEST_LIST, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST)
-    return _per_arch(client.get_manifest(ref.repository, ref.target, accept), archs, str(ref))
+    with ctx.target_client(ref.registry) as client:  # the base's registry: its own access
+        fetched = client.get_manifest(ref.repository, ref.target, accept)
+    return _per_arch(fetched, archs, str(ref))
 
 
 def engine_only(base: str) -> bool:
@@ -152,9 +136,9 @@ def builder_digest(ctx: Context) -> str:
                 f"the builder image {ctx.options.builder_image} is not in the engine"
             )
         return facts.id
-    client = source_client(ctx, ref.registry)
     try:
-        digest = client.manifest_digest(ref.repository, ref.target)
+        with ctx.target_client(ref.registry) as client:  # the builder's registry: its own
+            digest = client.manifest_digest(ref.repository, ref.target)
     except PipelineError as exc:
         raise PipelineError(
             f"cannot resolve the builder image {ctx.options.builder_image}: {exc.message}",

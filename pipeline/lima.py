@@ -5,7 +5,8 @@ registry blob URL fails on ghcr.io and quay.io (401 to anonymous blob reads). Th
 the registry part (tokens, redirects, resume, verification: `pull`) and hands Lima a local file
 with its digest. Verified disks are cached by layer digest under
 `$XDG_CACHE_HOME/bootc-pipeline/disks` (default ~/.cache), so a second run downloads nothing.
-The template's settings are the publish-time template's (pipeline/lima_settings.py).
+The template's settings are the release's own (the Lima annotations its manifests carry,
+pipeline/lima_settings.py), the defaults for a release published before they were.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import lima_settings, pull, pullplan, report
+from pipeline import lima_settings, pull, readback, report
 from pipeline.arch import Arch
 from pipeline.context import Options
 from pipeline.digest import Blob
@@ -27,7 +28,7 @@ from pipeline.files import atomic_write
 from pipeline.progress import Reporter
 from pipeline.reference import Reference, parse_reference
 from pipeline.registry.client import RegistryClient
-from pipeline.release import Release
+from pipeline.trust.verify import TrustPolicy
 
 INSTALL_HINT = (
     "install Lima (https://lima-vm.io/docs/installation/: `brew install lima`, or a release "
@@ -49,6 +50,7 @@ class CachedDisk:
     layer: Blob
     uncompressed: Blob
     downloaded: int
+    lima: lima_settings.Settings | None = None  # what the release says its template needs
 
     def image(self) -> dict[str, Any]:
         """A Lima `images:` entry: the local file and the digest Lima checks it against."""
@@ -85,27 +87,19 @@ def _archs(client: RegistryClient, ref: Reference, platforms: str | None) -> lis
         return [Arch.host()]
     if platforms != "all":
         return list(dict.fromkeys(pull.parse_platform(p) for p in platforms.split(",")))
-    top = client.get_manifest(ref.repository, ref.digest or ref.tag or "latest", accept=pull.ACCEPT)
-    if top.media_type not in pullplan.INDEX_TYPES:
-        return [Arch.host()]
-    found = []
-    for entry in json.loads(top.body).get("manifests") or []:
-        platform = entry.get("platform") if isinstance(entry, dict) else None
-        if isinstance(platform, dict) and platform.get("os") == "linux":
-            try:
-                found.append(Arch.parse(str(platform.get("architecture"))))
-            except PipelineError:
-                continue  # an architecture Lima templates here do not know
-    if not found:
-        raise PipelineError(f"{ref}: the index lists no linux/amd64 or linux/arm64 manifest")
-    return list(dict.fromkeys(found))
+    return readback.platforms(client, ref)
 
 
 def cached_pull(
-    client: RegistryClient, ref: Reference, arch: Arch, directory: Path, reporter: Reporter
+    client: RegistryClient,
+    ref: Reference,
+    arch: Arch,
+    directory: Path,
+    reporter: Reporter,
+    trust: TrustPolicy,
 ) -> CachedDisk:
     """The disk for `arch`, from the cache if it holds the same layer verified, else pulled."""
-    chosen = pull.resolve(client, ref, arch)
+    chosen = readback.resolve(client, ref, arch, trust=trust)
     layer = chosen.layer.blob
     disk = directory / f"{layer.hex}.qcow2"
     record = directory / f"{layer.hex}.json"
@@ -117,13 +111,22 @@ def cached_pull(
             plain = None
         if plain is not None and disk.stat().st_size == plain.size:
             reporter.info(f"{arch.value}: verified copy of {layer.digest} in cache: {disk}")
-            return CachedDisk(arch, disk, layer, plain, 0)
+            return CachedDisk(arch, disk, layer, plain, 0, chosen.lima)
     pulled = pull.download(client, chosen, disk, keep_compressed=False, reporter=reporter)
     atomic_write(
         record,
         json.dumps({"layer": asdict(layer), "uncompressed": asdict(pulled.uncompressed)}).encode(),
     )
-    return CachedDisk(arch, disk, layer, pulled.uncompressed, pulled.downloaded)
+    return CachedDisk(arch, disk, layer, pulled.uncompressed, pulled.downloaded, chosen.lima)
+
+
+def settings(ref: Reference, disks: list[CachedDisk], reporter: Reporter) -> lima_settings.Settings:
+    """The release's own Lima settings (every manifest of a release carries the same), or the
+    defaults for a release from before they were carried, said once."""
+    carried = {d.lima for d in disks}
+    if len(carried) > 1:
+        raise PipelineError(f"{ref}: its manifests carry different Lima settings")
+    return lima_settings.of_release(carried.pop() if carried else None, str(ref), reporter.info)
 
 
 def make_template(
@@ -136,9 +139,10 @@ def make_template(
 ) -> Made:
     ref = parse_reference(reference)
     directory = cache_dir() / "disks"
+    trust = TrustPolicy.for_reference(options.public_key, ref.name, reporter)
     with options.registry_client(ref.registry) as client:
         disks = [
-            cached_pull(client, ref, arch, directory, reporter)
+            cached_pull(client, ref, arch, directory, reporter, trust)
             for arch in _archs(client, ref, platforms)
         ]
     path = template or Path.cwd() / f"lima-{ref.repository.rsplit('/', 1)[-1]}.yaml"
@@ -147,11 +151,7 @@ def make_template(
         "Its images are local copies verified against the registry's digests.",
         f"Start it with: limactl start {path}",
     )
-    document = lima_settings.template(
-        [d.image() for d in disks],
-        minimum_lima_version=Release.minimum_lima_version,
-        guest_install_prefix=Release.guest_install_prefix,
-    )
+    document = lima_settings.template([d.image() for d in disks], settings(ref, disks, reporter))
     report.write_lima_template(path, document, header=header)
     reporter.info(f"lima template: {path}")
     return Made(path, disks)

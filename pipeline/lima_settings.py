@@ -6,7 +6,14 @@ from a pulled release). Checked against lima-vm/lima at commit
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+from pipeline import mediatypes as mt
+from pipeline.errors import PipelineError
+from pipeline.release import Release
 
 # 9p: CentOS/RHEL-family kernels are built without it (no CONFIG_NET_9P_VIRTIO), and Fedora kernels
 # 6.9-6.11 shipped a broken 9p (Lima's templates/_images/fedora-41.yaml). Saying it is unsupported,
@@ -48,14 +55,75 @@ NOTES: tuple[str, ...] = (
 )
 
 
-def template(
-    images: list[dict[str, Any]], *, minimum_lima_version: str, guest_install_prefix: str
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Settings:
+    """What a release's own Lima template needs beyond its images: the release manifest's `lima:`
+    (pipeline/release.py), carried in the release as index and manifest annotations so that a
+    consumer of the published release (`lima REF`, `boot REF`) uses the same settings."""
+
+    minimum_lima_version: str
+    guest_install_prefix: str
+
+    @classmethod
+    def of(cls, release: Release) -> Settings:
+        return cls(release.minimum_lima_version, release.guest_install_prefix)
+
+    def annotations(self) -> dict[str, str]:
+        return {
+            mt.ANN_LIMA_MINIMUM_VERSION: self.minimum_lima_version,
+            mt.ANN_LIMA_GUEST_INSTALL_PREFIX: self.guest_install_prefix,
+        }
+
+
+# what a release manifest without `lima:` gets (its schema's defaults)
+DEFAULTS = Settings(Release.minimum_lima_version, Release.guest_install_prefix)
+
+# as the release manifest's schema has them (pipeline/schemas/release-manifest.schema.json)
+_VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
+_PREFIX = re.compile(r"/[^\x00-\x1f\x7f]*")
+
+
+def from_annotations(annotations: dict[str, str], where: str) -> Settings | None:
+    """The settings a published manifest carries; None for a release from before they were
+    carried (neither key). One key without the other, or a value of the wrong shape, is remote
+    input gone wrong: one error naming the key."""
+    version = annotations.get(mt.ANN_LIMA_MINIMUM_VERSION)
+    prefix = annotations.get(mt.ANN_LIMA_GUEST_INSTALL_PREFIX)
+    if version is None and prefix is None:
+        return None
+    if version is None or not _VERSION.fullmatch(version):
+        raise PipelineError(
+            f"{where}: annotation {mt.ANN_LIMA_MINIMUM_VERSION} is {str(version)[:80]!r}, "
+            "not a Lima version (X.Y.Z)"
+        )
+    if prefix is None or not _PREFIX.fullmatch(prefix):
+        raise PipelineError(
+            f"{where}: annotation {mt.ANN_LIMA_GUEST_INSTALL_PREFIX} is {str(prefix)[:80]!r}, "
+            "not an absolute path"
+        )
+    return Settings(version, prefix)
+
+
+def of_release(settings: Settings | None, where: str, say: Callable[[str], None]) -> Settings:
+    """A consumer's settings: the release's own, or (a release from before they were carried)
+    the defaults a release manifest gets, said once."""
+    if settings is not None:
+        return settings
+    say(
+        f"{where} carries no Lima settings ({mt.ANN_LIMA_MINIMUM_VERSION}, "
+        f"{mt.ANN_LIMA_GUEST_INSTALL_PREFIX}: published before they were): using the defaults, "
+        f"minimumLimaVersion {DEFAULTS.minimum_lima_version}, guestInstallPrefix "
+        f"{DEFAULTS.guest_install_prefix}"
+    )
+    return DEFAULTS
+
+
+def template(images: list[dict[str, Any]], settings: Settings) -> dict[str, Any]:
     """A whole Lima template for IMAGES (`location`, `arch`, `digest` each), in Lima's key order."""
     return {
-        "minimumLimaVersion": minimum_lima_version,
+        "minimumLimaVersion": settings.minimum_lima_version,
         "images": images,
-        "guestInstallPrefix": guest_install_prefix,
+        "guestInstallPrefix": settings.guest_install_prefix,
         "mountTypesUnsupported": list(MOUNT_TYPES_UNSUPPORTED),
         "mounts": [dict(m) for m in MOUNTS],
         "containerd": dict(CONTAINERD),

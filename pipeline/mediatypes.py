@@ -65,6 +65,10 @@ ANN_UNCOMPRESSED_DIGEST = "org.bootc-pipeline.disk.uncompressed-digest"
 ANN_UNCOMPRESSED_SIZE = "org.bootc-pipeline.disk.uncompressed-size"
 # sha256 of the release's inputs record (pipeline/inputs.py): equal inputs, nothing to rebuild
 ANN_INPUTS = "org.bootc-pipeline.inputs"
+# What a consumer's Lima template needs beyond the images (the release manifest's `lima:`), on the
+# index and every manifest, so `lima REF` and `boot REF` use the release's own settings
+ANN_LIMA_MINIMUM_VERSION = "org.bootc-pipeline.lima.minimum-version"
+ANN_LIMA_GUEST_INSTALL_PREFIX = "org.bootc-pipeline.lima.guest-install-prefix"
 
 # Registries must accept manifests up to 4 MiB (distribution-spec); docker-registry rejects more.
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline import lima_settings, schemas
 from pipeline import mediatypes as mt
-from pipeline import schemas
 from pipeline.arch import Arch
 from pipeline.digest import Blob, of_bytes
 from pipeline.errors import PipelineError
@@ -64,7 +64,8 @@ def encode(document: dict[str, Any]) -> bytes:
 
 
 def release_annotations(release: Release, provenance: Provenance) -> dict[str, str]:
-    """The annotations every manifest and the index carry."""
+    """The annotations every manifest and the index carry (the Lima settings among them: what a
+    consumer of the release needs to write its Lima template, pipeline/lima_settings.py)."""
     optional = {
         mt.ANN_INPUTS: provenance.inputs,
         mt.ANN_VENDOR: release.annotations.get("vendor"),
@@ -72,15 +73,19 @@ def release_annotations(release: Release, provenance: Provenance) -> dict[str, s
         mt.ANN_DOCUMENTATION: release.annotations.get("documentation"),
         mt.ANN_AUTHORS: release.annotations.get("authors"),
     }
-    return {
-        mt.ANN_CREATED: provenance.created,
-        mt.ANN_VERSION: release.version,
-        mt.ANN_REVISION: provenance.revision,
-        mt.ANN_SOURCE: release.annotations["source"],
-        mt.ANN_DESCRIPTION: release.description,
-        mt.ANN_LICENSES: release.annotations["licenses"],
-        mt.ANN_BASE_NAME: release.base,
-    } | {key: value for key, value in optional.items() if value}
+    return (
+        {
+            mt.ANN_CREATED: provenance.created,
+            mt.ANN_VERSION: release.version,
+            mt.ANN_REVISION: provenance.revision,
+            mt.ANN_SOURCE: release.annotations["source"],
+            mt.ANN_DESCRIPTION: release.description,
+            mt.ANN_LICENSES: release.annotations["licenses"],
+            mt.ANN_BASE_NAME: release.base,
+        }
+        | lima_settings.Settings.of(release).annotations()
+        | {key: value for key, value in optional.items() if value}
+    )
 
 
 def _checked(schema: str, document: dict[str, Any], media_type: str) -> Document:

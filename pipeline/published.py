@@ -4,6 +4,7 @@ this machine's push stage or from result files of other machines) and the releas
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline.arch import Arch
 from pipeline.digest import Blob
@@ -20,6 +21,7 @@ class ArchRelease:
     level: int  # zstd level
     manifest: Document
     bytes_sent: int
+    referrers: tuple[dict[str, Any], ...] = ()  # attached by this run (the SBOM)
 
 
 @dataclass(frozen=True)
@@ -30,3 +32,4 @@ class Published:
     index: Document
     tags: tuple[str, ...]
     archs: tuple[ArchRelease, ...]
+    signatures: tuple[dict[str, Any], ...] = ()  # what pipeline/trust/sign.py pushed

@@ -1,7 +1,7 @@
 """`pull REF`: a release's disk out of a registry, verified, in one streaming pass.
 
-Resolve the reference (index → the platform's manifest → its qcow2+zstd layer, pipeline/
-pullplan.py), then stream the layer: each block is appended to a partial `.zst` beside the
+Resolve the reference (index → the platform's manifest → its qcow2+zstd layer: pipeline/
+readback.py), then stream the layer: each block is appended to a partial `.zst` beside the
 output (so a killed run resumes where it stopped, with a Range request), hashed, and fed to the
 zstd decompressor, whose output is hashed and written to a temporary file. Only when the layer's
 sha256 and size match its descriptor, and the qcow2's match the
@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import glob
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,24 +24,13 @@ from pipeline.arch import Arch
 from pipeline.context import Options
 from pipeline.digest import Blob
 from pipeline.errors import PipelineError, UsageError
-from pipeline.files import atomic_output
+from pipeline.files import WriteBehind, atomic_output, fsync_directory
 from pipeline.progress import Reporter
-from pipeline.reference import Reference, parse_reference
+from pipeline.readback import Chosen, resolve  # reading the release back: readback.py
+from pipeline.reference import parse_reference
 from pipeline.registry.client import RegistryClient
-from pipeline.registry.errors import where
+from pipeline.trust.verify import TrustPolicy
 from pipeline.zstdfile import CHUNK, Decompressor
-
-ACCEPT = (*pullplan.INDEX_TYPES, *pullplan.MANIFEST_TYPES)
-
-
-@dataclass(frozen=True)
-class Chosen:
-    """What a reference resolves to for one platform."""
-
-    reference: Reference
-    manifest: str
-    arch: Arch | None  # None: a manifest without an index names no platform
-    layer: pullplan.Layer
 
 
 @dataclass(frozen=True)
@@ -72,34 +60,6 @@ def parse_platform(text: str) -> Arch:
     if sep and os_name != "linux":
         raise UsageError(f"platform {text!r}: only linux/<arch> disks are published")
     return Arch.parse(arch)
-
-
-def resolve(client: RegistryClient, ref: Reference, arch: Arch) -> Chosen:
-    repo = ref.repository
-    target = ref.digest or ref.tag or "latest"
-    top = client.get_manifest(repo, target, accept=ACCEPT)
-    here = f"{where(client.registry, repo)}: {target}"
-    if top.media_type in pullplan.INDEX_TYPES:
-        digest, size = pullplan.choose_manifest(_json(top.body, here), arch, here)
-        fetched = client.get_manifest(repo, digest, accept=pullplan.MANIFEST_TYPES)
-        if size is not None and size != len(fetched.body):
-            raise PipelineError(
-                f"{here}: manifest {digest} is {len(fetched.body)} bytes, not {size}"
-            )
-        chosen_arch: Arch | None = arch
-    elif top.media_type in pullplan.MANIFEST_TYPES:
-        fetched, chosen_arch = top, None
-    else:
-        raise PipelineError(f"{here} is {top.media_type or 'of no media type'}, not a manifest")
-    layer = pullplan.choose_layer(_json(fetched.body, here), f"{here} manifest {fetched.digest}")
-    return Chosen(ref, fetched.digest, chosen_arch, layer)
-
-
-def _json(body: bytes, where: str) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
-        raise PipelineError(f"{where}: not valid JSON") from None
 
 
 def partial_path(directory: Path, layer: Blob) -> Path:
@@ -139,9 +99,10 @@ def download(
                 reporter.info(
                     f"resuming: {have} of {layer.blob.size} bytes kept from an earlier run"
                 )
-            decompressor = Decompressor(out)
+            decompressor = stack.enter_context(Decompressor(out))
             _replay(partial, have, decompressor)
             title = f"{chosen.arch.value + ' ' if chosen.arch else ''}{layer.blob.digest[:19]}"
+            behind = WriteBehind(part.fileno(), start=have) if keep_compressed else None
             with reporter.transfer(f"pull {title}", layer.blob.size) as advance:
                 advance(have)
                 blocks = client.iter_blob(repo, layer.blob.digest, size=layer.blob.size, start=have)
@@ -149,8 +110,11 @@ def download(
                     part.write(block)
                     decompressor.feed(block)
                     advance(len(block))
+                    if behind is not None:
+                        behind.wrote(len(block))
             part.flush()
-            os.fsync(part.fileno())
+            if keep_compressed:  # the partial becomes the output; else it is only a resume point
+                os.fsync(part.fileno())
             plain = _verify(chosen, decompressor)
     except OSError as exc:  # the partial .zst (the qcow2's own errors come as PipelineError)
         raise PipelineError(
@@ -166,6 +130,7 @@ def download(
     if keep_compressed:
         os.chmod(partial, 0o644)
         os.replace(partial, dest)
+        fsync_directory(dest.parent)
     else:
         partial.unlink()
     return Pulled(dest, chosen, plain, layer.blob.size - have, have)
@@ -231,8 +196,9 @@ def pull(
     reporter: Reporter,
 ) -> Pulled:
     ref = parse_reference(reference)
+    trust = TrustPolicy.for_reference(options.public_key, ref.name, reporter)
     with options.registry_client(ref.registry) as client:
-        chosen = resolve(client, ref, arch)
+        chosen = resolve(client, ref, arch, trust=trust)
         where_ = f"{ref} manifest {chosen.manifest}"
         name = pullplan.compressed_name(chosen.layer, ref.repository, chosen.arch, where_)
         if not keep_compressed:

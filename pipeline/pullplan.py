@@ -1,4 +1,8 @@
-"""Choosing what to pull, from documents already fetched: no I/O here.
+"""Reading a release back from its documents, already fetched: no I/O here.
+
+One place for index → platform → artifactType → manifest → layer → a verified per-architecture
+release, used by pull and lima (pull.resolve), the up-to-date check, the join's result files,
+and wherever else a published index is read.
 
 An index (OCI, or a Docker manifest list) is narrowed to the entries for the wanted platform,
 then by this project's artifactType when several remain; a manifest is narrowed to its one
@@ -11,6 +15,7 @@ one PipelineError naming what is wrong, never a traceback.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +24,8 @@ from pipeline import mediatypes as mt
 from pipeline.arch import Arch
 from pipeline.digest import Blob
 from pipeline.errors import PipelineError
+from pipeline.plan import Document
+from pipeline.published import ArchRelease
 from pipeline.reference import is_digest
 
 LAYER_MEDIA_TYPE = mt.Compression.ZSTD.media_type(mt.DiskFormat.QCOW2)
@@ -54,6 +61,14 @@ def _digest(value: Any, what: str) -> str:
     return value
 
 
+def annotations_of(document: Any) -> dict[str, str]:
+    """A document's string annotations (none when it has no such object)."""
+    found = document.get("annotations") if isinstance(document, dict) else None
+    if not isinstance(found, dict):
+        return {}
+    return {k: v for k, v in found.items() if isinstance(k, str) and isinstance(v, str)}
+
+
 def _platform(entry: dict[str, Any]) -> str:
     platform = entry.get("platform")
     if not isinstance(platform, dict):
@@ -62,12 +77,51 @@ def _platform(entry: dict[str, Any]) -> str:
     return text + (f"/{platform['variant']}" if platform.get("variant") else "")
 
 
-def choose_manifest(index: Any, arch: Arch, where: str) -> tuple[str, int | None]:
-    """The digest (and size) of the index entry for linux/`arch`."""
+def parse(body: bytes, where: str) -> Any:
+    """A fetched document's JSON, or one error naming where it came from."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise PipelineError(f"{where}: not valid JSON") from None
+
+
+def _entries(index: Any, where: str) -> list[dict[str, Any]]:
     entries = _object(index, where).get("manifests")
     if not isinstance(entries, list):
         raise PipelineError(f"{where}: manifests is not an array")
-    entries = [e for e in entries if isinstance(e, dict)]
+    return [e for e in entries if isinstance(e, dict)]
+
+
+def linux_digests(index: Any, where: str) -> dict[str, str]:
+    """Per architecture, the digest of an index's first linux entry for it (an image's index:
+    attestations and other OSes left out, as a runtime would pick)."""
+    found: dict[str, str] = {}
+    for entry in _entries(index, where):
+        platform = entry.get("platform")
+        if not isinstance(platform, dict) or platform.get("os") != "linux":
+            continue
+        arch = platform.get("architecture")
+        if isinstance(arch, str) and arch not in found:
+            found[arch] = _digest(entry.get("digest"), f"{where}: linux/{arch} entry")
+    return found
+
+
+def linux_archs(index: Any, where: str) -> list[Arch]:
+    """The architectures an index has linux manifests for (those this project knows), in order."""
+    found: list[Arch] = []
+    for entry in _entries(index, where):
+        platform = entry.get("platform")
+        if isinstance(platform, dict) and platform.get("os") == "linux":
+            try:
+                found.append(Arch.parse(str(platform.get("architecture"))))
+            except PipelineError:
+                continue  # an architecture this project has no disks for
+    return list(dict.fromkeys(found))
+
+
+def choose_manifest(index: Any, arch: Arch, where: str) -> tuple[str, int | None]:
+    """The digest (and size) of the index entry for linux/`arch`."""
+    entries = _entries(index, where)
     matching = [
         e
         for e in entries
@@ -112,8 +166,17 @@ def choose_layer(manifest: Any, where: str) -> Layer:
     what = f"{where}: layer"
     blob = Blob(_digest(layer.get("digest"), what), _size(layer.get("size"), what))
     annotations = layer.get("annotations")
-    annotations = annotations if isinstance(annotations, dict) else {}
+    annotations = {} if annotations is None else _object(annotations, f"{what}: annotations")
     title = annotations.get(mt.ANN_TITLE)
+    # this project writes what the disk is once decompressed on the manifest (plan.py); others
+    # may write it on the layer: the manifest's word first, the layer's otherwise
+    outer = _object(manifest, where).get("annotations")
+    if isinstance(outer, dict) and mt.ANN_UNCOMPRESSED_DIGEST in outer:
+        annotations = annotations | {
+            key: outer[key]
+            for key in (mt.ANN_UNCOMPRESSED_DIGEST, mt.ANN_UNCOMPRESSED_SIZE)
+            if key in outer
+        }
     if title is not None and not isinstance(title, str):
         raise PipelineError(f"{what}: title {title!r} is not a string")
     plain_digest = annotations.get(mt.ANN_UNCOMPRESSED_DIGEST)
@@ -126,6 +189,38 @@ def choose_layer(manifest: Any, where: str) -> Layer:
             raise PipelineError(f"{what}: {mt.ANN_UNCOMPRESSED_SIZE} {plain_size!r} is not a size")
         uncompressed = Blob(plain_digest, int(plain_size))
     return Layer(blob, title, uncompressed, plain_digest)
+
+
+def title_arch(title: str | None) -> Arch | None:
+    """The architecture a layer title of this project names (`<name>-<version>-<arch>.qcow2.zst`,
+    Release.layer_title), or None for a title of another shape."""
+    for arch in Arch:
+        if title is not None and title.endswith(f"-{arch.value}.qcow2.zst"):
+            return arch
+    return None
+
+
+def arch_release(
+    manifest: Document, where: str, *, arch: Arch, level: int = 0, bytes_sent: int = 0
+) -> ArchRelease:
+    """`arch`'s release, from its manifest's bytes alone: its one disk layer, what that layer is
+    once decompressed (this project's annotations, required), and the architecture its layer
+    title names, which must be `arch`. What a caller was told otherwise (a result file, an index
+    entry) is checked against this, never trusted instead of it."""
+    layer = choose_layer(parse(manifest.body, where), where)
+    if layer.uncompressed is None:
+        raise PipelineError(
+            f"{where}: no {mt.ANN_UNCOMPRESSED_DIGEST} and {mt.ANN_UNCOMPRESSED_SIZE} "
+            "annotations: not a disk manifest this project published"
+        )
+    named = title_arch(layer.title)
+    if named != arch:
+        what = f"an {named.value} disk" if named else "no architecture this project publishes"
+        raise PipelineError(
+            f"{where}: its layer is titled {str(layer.title)[:80]!r} ({what}), "
+            f"not an {arch.value} disk"
+        )
+    return ArchRelease(arch, layer.blob, layer.uncompressed, level, manifest, bytes_sent)
 
 
 def safe_title(title: str, where: str) -> str:

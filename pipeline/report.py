@@ -58,6 +58,7 @@ def release_report(
                     "bytesSent": r.bytes_sent,
                 },
                 "uncompressed": asdict(r.uncompressed),
+                "referrers": list(r.referrers),
                 "timings": {
                     stage: seconds
                     for key, seconds in timings.items()
@@ -88,8 +89,7 @@ def lima_template(release: Release, published: Published, *, plain_http: bool) -
     ]
     return lima_settings.template(
         images,
-        minimum_lima_version=release.minimum_lima_version,
-        guest_install_prefix=release.guest_install_prefix,
+        lima_settings.Settings.of(release),
     )
 
 

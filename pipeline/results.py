@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import schemas
+from pipeline import pullplan, schemas
 from pipeline.arch import Arch
 from pipeline.digest import Blob
-from pipeline.errors import UsageError
+from pipeline.errors import PipelineError, UsageError
 from pipeline.files import atomic_write
 from pipeline.mediatypes import OCI_MANIFEST
 from pipeline.plan import Document
@@ -67,6 +67,33 @@ def write(path: Path, result: ArchResult) -> None:
     atomic_write(path, json.dumps(to_json(result), indent=2).encode() + b"\n")
 
 
+def _checked_release(path: Path, data: dict[str, Any], manifest: Document) -> ArchRelease:
+    """The release the manifest's bytes describe; the file's own `arch`, `layer` and
+    `uncompressed` (which set the index's platform and the Lima template's digest) must say the
+    same, or the file is refused."""
+    arch = Arch(data["arch"])
+    try:
+        release = pullplan.arch_release(
+            manifest,
+            f"{path}: manifest.data",
+            arch=arch,
+            level=int(data.get("zstdLevel", 0)),
+            bytes_sent=data["bytesSent"],
+        )
+    except PipelineError as exc:
+        raise UsageError(exc.message) from None
+    for key, claimed, verified in (
+        ("layer", Blob(**data["layer"]), release.layer),
+        ("uncompressed", Blob(**data["uncompressed"]), release.uncompressed),
+    ):
+        if claimed != verified:
+            raise UsageError(
+                f"{path}: {key} says {claimed.digest} ({claimed.size} bytes), but its manifest "
+                f"says {verified.digest} ({verified.size} bytes)"
+            )
+    return release
+
+
 def load(path: Path) -> ArchResult:
     """Read and check a result file; one UsageError naming the file and the problem."""
     try:
@@ -89,14 +116,7 @@ def load(path: Path) -> ArchResult:
             f"{path}: manifest.data hashes to {manifest.digest} ({manifest.size} bytes), "
             f"not the {m['digest']} ({m['size']} bytes) it claims"
         )
-    release = ArchRelease(
-        arch=Arch(data["arch"]),
-        layer=Blob(**data["layer"]),
-        uncompressed=Blob(**data["uncompressed"]),
-        level=int(data.get("zstdLevel", 0)),
-        manifest=manifest,
-        bytes_sent=data["bytesSent"],
-    )
+    release = _checked_release(path, data, manifest)
     return ArchResult(
         data["variant"],
         data["repository"],

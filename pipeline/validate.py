@@ -1,7 +1,9 @@
 """`validate REF`: fetch a published index or manifest back and check everything it references.
 
 Schemas (the OCI rules plus this project's policy), digests and sizes of each manifest, the
-empty config, and the layers (present; with --fetch-blobs also downloaded and hashed).
+empty config, and the layers (present; with --fetch-blobs also downloaded and hashed); then the
+signatures of the index and each child and the index's referrers (pipeline/trust/audit.py,
+verified when a public key is given as for `pull`).
 
 Every document is remote input: whatever its bytes (not JSON, not an object, a `layers` that is
 not a list, entries that are not objects, `data` that is not base64, digests that are not
@@ -19,14 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import mediatypes as mt
-from pipeline import schemas
+from pipeline import pullplan, schemas
+from pipeline.arch import Arch
 from pipeline.context import Options
 from pipeline.digest import of_bytes
 from pipeline.errors import PipelineError
+from pipeline.plan import Document
 from pipeline.progress import Reporter
 from pipeline.reference import is_digest, parse_reference
 from pipeline.registry.client import RegistryClient
 from pipeline.registry.redact import one_line
+from pipeline.trust.audit import audit
+from pipeline.trust.verify import public_key_for
 
 JsonObject = dict[str, Any]
 
@@ -235,16 +241,20 @@ def _check_manifest(
     if expected is not None:
         platform = object_at(expected, "platform", f"index entry {digest}", found)
         arch = platform.get("architecture")
-        titles = [
-            object_at(layer, "annotations", f"{where}: layers[{i}]", found).get(mt.ANN_TITLE, "")
-            for i, layer in layers
-        ]
+        known = {a.value: a for a in Arch}
+        named = known.get(arch) if isinstance(arch, str) else None
         found.check(
-            isinstance(arch, str)
-            and all(isinstance(t, str) and t.endswith(f"-{arch}.qcow2.zst") for t in titles),
-            f"{where}: platform matches layer titles",
-            f"{where}: platform {_show(arch)} but layers titled {_show(titles)}",
+            named is not None,
+            f"{where}: platform",
+            f"{where}: index entry platform {_show(arch)} is not one this project publishes",
         )
+        if named is not None:
+            # what pull, lima and the join read: the layer, its annotations, the title's arch
+            manifest = Document(mt.OCI_MANIFEST, fetched.body)
+            if found.attempt(
+                where, lambda: bool(pullplan.arch_release(manifest, "read back", arch=named))
+            ):
+                found.checked.append(f"{where}: reads back as the {arch} release")
     _check_config(client, repo, where, object_at(document, "config", where, found), found)
     for i, layer in layers:
         _check_layer(client, repo, f"{where}: layers[{i}]", layer, found, fetch_blobs=fetch_blobs)
@@ -264,12 +274,20 @@ def validate_reference(
             index = parse_object(top.body, where, found)
             if index is not None:
                 found.schema(schemas.ARTIFACT_INDEX, where, index)
+                children = []
                 for i, entry in objects_at(index, "manifests", where, found):
                     digest = digest_at(entry, f"{where}: manifests[{i}]", found)
                     if digest is not None:
+                        children.append(digest)
                         _check_manifest(
                             client, ref.repository, digest, entry, found, fetch_blobs=fetch_blobs
                         )
+                key = public_key_for(options.public_key, ref.name)
+                for ok, text in audit(client, ref.repository, top.digest, children, key):
+                    if ok is None:
+                        reporter.info(f"note: {text}")
+                    else:
+                        found.check(ok, text, text)
         elif top.media_type == mt.OCI_MANIFEST:
             _check_manifest(
                 client, ref.repository, top.digest, None, found, fetch_blobs=fetch_blobs

@@ -25,12 +25,36 @@ lima_module=github.com/lima-vm/lima/v2
 mkdir -p "$tools/bin" "$tools/lima/bin" "$tools/lima/share/lima"
 have() { [ -x "$1" ] && [ "$(cat "$1.version" 2>/dev/null)" = "$2" ]; }
 
+# go build PACKAGE@VERSION -o OUT [GOOS/GOARCH from the environment] inside a throwaway module: the
+# module's own go.mod decides the dependencies, as `go install PATH@VERSION` would. Used where
+# `go install` cannot: cross-compiling (it refuses GOBIN), and a module whose version list the proxy
+# refuses (`go install` reads it for the deprecation check; olareg: "reading .../@v/list: 403").
+build_in_module() {
+    local path=$1 version=$2 out=$3 ldflags=${4:-} dir
+    dir=$(mktemp -d)
+    (cd "$dir" && go mod init gotools.local >/dev/null 2>&1 &&
+        GOOS= GOARCH= go get "$path@$version" >&2 &&
+        go build -trimpath -ldflags "$ldflags" -o "$out" "$path")
+    local rc=$?
+    rm -rf "$dir"
+    return $rc
+}
+
+# install_tool NAME PATH VERSION DIR [LDFLAGS]: DIR/NAME, by go install, else from a throwaway module
+install_tool() {
+    local name=$1 path=$2 version=$3 dir=$4 ldflags=${5:-}
+    if ! GOBIN="$dir" go install -trimpath -ldflags "$ldflags" "$path@$version"; then
+        echo "  go install refused $path@$version (above); building it in a throwaway module" >&2
+        build_in_module "$path" "$version" "$dir/$name" "$ldflags"
+    fi
+}
+
 for entry in "${pinned[@]}"; do
     IFS='|' read -r name path version <<<"$entry"
     if have "$tools/bin/$name" "$path@$version"; then continue; fi
     echo "go install $path@$version" >&2
     start=$SECONDS
-    GOBIN="$tools/bin" go install -trimpath "$path@$version"
+    install_tool "$name" "$path" "$version" "$tools/bin"
     echo "$path@$version" >"$tools/bin/$name.version"
     echo "  $name built in $((SECONDS - start)) s" >&2
 done
@@ -41,16 +65,13 @@ ldflags="-X $lima_module/pkg/version.Version=$lima_version"
 if ! have "$tools/lima/bin/limactl" "$lima_version"; then
     echo "go install $lima_module/cmd/limactl@$lima_version" >&2
     start=$SECONDS
-    GOBIN="$tools/lima/bin" go install -trimpath -ldflags "$ldflags" "$lima_module/cmd/limactl@$lima_version"
+    install_tool limactl "$lima_module/cmd/limactl" "$lima_version" "$tools/lima/bin" "$ldflags"
     for goarch in amd64 arm64; do
         case $goarch in amd64) guest=x86_64 ;; arm64) guest=aarch64 ;; esac
-        out=$(mktemp -d)
-        # go build, not go install: a cross-compiled install refuses GOBIN and lands in GOPATH/bin/linux_ARCH
-        (cd "$out" && GOOS=linux GOARCH=$goarch go mod init agentbuild >/dev/null 2>&1 &&
-            go get "$lima_module@$lima_version" >/dev/null 2>&1 &&
-            GOOS=linux GOARCH=$goarch go build -trimpath -ldflags "$ldflags" -o "$out/agent" "$lima_module/cmd/lima-guestagent")
-        gzip -9 -c "$out/agent" >"$tools/lima/share/lima/lima-guestagent.Linux-$guest.gz"
-        rm -rf "$out"
+        agent=$(mktemp)
+        GOOS=linux GOARCH=$goarch build_in_module "$lima_module/cmd/lima-guestagent" "$lima_version" "$agent" "$ldflags"
+        gzip -9 -c "$agent" >"$tools/lima/share/lima/lima-guestagent.Linux-$guest.gz"
+        rm -f "$agent"
     done
     echo "$lima_version" >"$tools/lima/bin/limactl.version"
     echo "  limactl and guest agents built in $((SECONDS - start)) s" >&2

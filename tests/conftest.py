@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.support.bootable",
     "tests.support.registry",
     "tests.support.docker",
+    "tests.support.trust",
 ]

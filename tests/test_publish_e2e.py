@@ -18,7 +18,7 @@ import yaml
 
 from pipeline import mediatypes as mt
 from pipeline import schemas
-from tests.support import judges, oci_official
+from tests.support import gotools, judges, oci_official
 from tests.support.images import FakeBases
 from tests.support.podman import PodmanService
 from tests.support.registry import RunningRegistry
@@ -59,6 +59,7 @@ def publish(
         "--registry", registry.host, "--plain-http", "--skip-boot", *extra,
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env["BOOTC_PIPELINE_SYFT"] = gotools.go_tool("syft")  # the sbom stage's real tool
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=1800, env=env,
@@ -211,11 +212,30 @@ def test_lima_template_points_at_the_layers(first: Run, tmp_path: Path) -> None:
     assert template["guestInstallPrefix"] == "/var/usrlocal"
 
 
+def test_each_image_has_its_sbom_attached_to_its_disk(
+    first: Run, registry: RunningRegistry
+) -> None:
+    """syft's SPDX JSON of the image each disk was made from, a referrer of that disk manifest."""
+    for arch in ("amd64", "arm64"):
+        entry = first.report["architectures"][arch]
+        (referrer,) = entry["referrers"]
+        assert referrer["artifactType"] == "application/spdx+json"
+        assert referrer["digest"] == entry["manifest"]["digest"]
+        sbom = json.loads((first.workdir / "fedora-40" / arch / "sbom.spdx.json").read_text())
+        assert sbom["spdxVersion"].startswith("SPDX-2.") and sbom.get("packages")
+        listed = subprocess.run(
+            [gotools.go_tool("oras"), "discover", "--plain-http", "--format", "json",
+             f"{registry.host}/{REPO}@{entry['manifest']['digest']}"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+        assert referrer["manifest"] in {r["digest"] for r in json.loads(listed)["referrers"]}
+
+
 def test_report_has_timings_per_stage_and_arch(first: Run) -> None:
     report = first.report
     for arch in ("amd64", "arm64"):
         timings = report["architectures"][arch]["timings"]
-        assert set(timings) == {"build", "disk", "compress", "upload"}, timings
+        assert set(timings) == {"build", "sbom", "disk", "compress", "upload"}, timings
         assert all(v > 0 for v in timings.values())
         layer = report["architectures"][arch]["layer"]
         assert layer["bytesSent"] == layer["size"]

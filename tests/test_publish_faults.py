@@ -35,6 +35,7 @@ from pipeline.arch import Arch
 from pipeline.mediatypes import EMPTY_JSON
 from pipeline.registry import RegistryClient
 from tests.factories import manifest_data, write_manifest
+from tests.support.clients import count_clients
 from tests.support.faultproxy import FaultProxy, Rule
 from tests.support.published import Access, ReleaseState, snapshot
 from tests.support.registry import RunningRegistry, start_registry
@@ -652,29 +653,15 @@ def test_one_registry_client_per_run_closed_at_the_end(
 ) -> None:
     """The push stage, its checks and the anonymous probe share one client (its tokens and
     connections), and the run closes it, also when it fails."""
-    made: list[RegistryClient] = []
-    closed: list[RegistryClient] = []
-    real_init, real_close = RegistryClient.__init__, RegistryClient.close
-
-    def counting_init(self: RegistryClient, *args: Any, **kwargs: Any) -> None:
-        made.append(self)
-        real_init(self, *args, **kwargs)
-
-    def counting_close(self: RegistryClient) -> None:
-        closed.append(self)
-        real_close(self)
-
-    monkeypatch.setattr(RegistryClient, "__init__", counting_init)
-    monkeypatch.setattr(RegistryClient, "close", counting_close)
+    clients = count_clients(monkeypatch)
     for key, value in fresh.env().items():
         monkeypatch.setenv(key, value)
     argv = push_argv(workdir, fresh.registry.host)[3:]  # after `python -m pipeline`
     assert cli.main(argv) == 0
-    assert len(made) == 1 and closed == made
-    made.clear()
-    closed.clear()
+    assert len(clients.made) == 1 and clients.all_closed()
+    clients.clear()
     assert cli.main([*argv, "--created", "2026-05-05T00:00:00Z"]) == 2  # tag refused
-    assert len(made) == 1 and closed == made
+    assert len(clients.made) == 1 and clients.all_closed()
 
 
 def test_outputs_are_written_before_the_anonymous_probe(

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from pipeline.arch import Arch
-from tests.factories import ROOT
 from tests.support.published import Access, judge_index, snapshot, tags
 from tests.support.registry import RunningRegistry
 from tests.support.workdirs import (
@@ -22,24 +21,14 @@ from tests.support.workdirs import (
     cli_env,
     error_lines,
     make_workdir,
+    manifest_for,
     push_argv,
     run_push,
 )
 
 pytestmark = pytest.mark.integration
-REPO = "bootc-lima/fedora-bootc-lima"
 AMD64, ARM64 = Arch("amd64"), Arch("arm64")
 SEEDS = {AMD64: 1, ARM64: 2}
-
-
-def _manifest(tmp: Path, repo: str) -> Path:
-    """A copy of manifests/fedora-40.yaml publishing to `repo` (the registry is shared)."""
-    path = tmp / f"manifests-{repo.replace('/', '-')}" / "fedora-40.yaml"
-    path.parent.mkdir(parents=True)
-    path.write_text((ROOT / "manifests" / "fedora-40.yaml").read_text().replace(REPO, repo))
-    if not (tmp / "containerfiles").exists():
-        (tmp / "containerfiles").symlink_to(ROOT / "containerfiles")
-    return path
 
 
 def _index_argv(registry: str, manifest: Path, workdir: Path, *results: Path) -> list[str]:
@@ -62,7 +51,7 @@ def test_two_runners_and_a_join_make_the_single_machine_release(
 ) -> None:
     cache, access, env = _parts(registry, tmp_path)
     repo, single_repo = "joined/fedora-bootc-lima", "single/fedora-bootc-lima"
-    manifest, single_manifest = _manifest(tmp_path, repo), _manifest(tmp_path, single_repo)
+    manifest, single_manifest = manifest_for(tmp_path, repo), manifest_for(tmp_path, single_repo)
 
     # Two runners, each with its own empty work directory and its one architecture.
     found: list[Path] = []
@@ -108,7 +97,7 @@ def test_join_refuses_results_that_do_not_belong_together(
 ) -> None:
     cache, access, env = _parts(registry, tmp_path)
     repo = "refused/fedora-bootc-lima"
-    manifest = _manifest(tmp_path, repo)
+    manifest = manifest_for(tmp_path, repo)
     amd = make_workdir(tmp_path / "a", cache, archs=(AMD64,), seeds=SEEDS)
     arm = make_workdir(tmp_path / "b", cache, archs=(ARM64,), seeds=SEEDS)
     argv = push_argv(amd, registry.host, "--arch", "amd64", manifest=manifest)
@@ -132,10 +121,11 @@ def test_join_refuses_results_that_do_not_belong_together(
     )
     assert twice.returncode == 2 and "a second result for amd64" in twice.stderr
 
-    # A result naming a manifest that was never pushed: nothing is indexed, nothing tagged.
+    # A result naming a manifest that was never pushed (its layer field says what the manifest
+    # says, as results.load checks): nothing is indexed, nothing tagged.
     data = json.loads(amd_result.read_text())
     body = json.loads(base64.b64decode(data["manifest"]["data"]))
-    body["layers"][0]["digest"] = "sha256:" + "0" * 64
+    body["layers"][0]["digest"] = data["layer"]["digest"] = "sha256:" + "0" * 64
     raw = json.dumps(body, separators=(",", ":")).encode()
     data["manifest"] |= {
         "data": base64.b64encode(raw).decode(),

@@ -29,7 +29,7 @@ from pipeline.arch import Arch
 from tests.support.ecosystem import GHCR, QUAY, Profile, RegistryFront
 from tests.support.faultproxy import FaultProxy
 from tests.support.oci_push import push_manifest, push_seed_artifact, seed_manifest
-from tests.support.registry import RunningRegistry, start_registry
+from tests.support.registry import RegistryKind, RunningRegistry, start_registry
 from tests.support.workdirs import DiskCache, Workdir, cli_env, make_workdir, push_argv, run_push
 
 pytestmark = pytest.mark.integration
@@ -58,8 +58,24 @@ class Published:
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
-    directory = tmp_path_factory.mktemp("pull")
-    registry = start_registry(directory / "registry")
+    """The release on docker-registry, behind the fault proxy."""
+    yield from _published(tmp_path_factory, RegistryKind.DOCKER_REGISTRY)
+
+
+@pytest.fixture(scope="module", params=list(RegistryKind), ids=str)
+def published_any(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Published]:
+    """The same release on each of the three registries (docker-registry's is `published`)."""
+    if request.param is RegistryKind.DOCKER_REGISTRY:
+        yield request.getfixturevalue("published")
+        return
+    yield from _published(tmp_path_factory, request.param)
+
+
+def _published(factory: pytest.TempPathFactory, kind: RegistryKind) -> Iterator[Published]:
+    directory = factory.mktemp(f"pull-{kind}")
+    registry = start_registry(directory / "registry", kind=kind)
     try:
         with FaultProxy(registry.host) as proxy:
             (directory / "disks").mkdir()
@@ -76,6 +92,15 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
 
 @pytest.fixture
 def proxy(published: Published) -> Iterator[FaultProxy]:
+    yield from _clean_proxy(published)
+
+
+@pytest.fixture
+def proxy_any(published_any: Published) -> Iterator[FaultProxy]:
+    yield from _clean_proxy(published_any)
+
+
+def _clean_proxy(published: Published) -> Iterator[FaultProxy]:
     published.proxy.clear_rules()
     published.proxy.forget()
     yield published.proxy
@@ -126,13 +151,13 @@ def figures(key: str, value: Any) -> None:
 
 @pytest.mark.parametrize("arch", [Arch("amd64"), Arch("arm64")])
 def test_pull_equals_what_publish_recorded(
-    published: Published, proxy: FaultProxy, tmp_path: Path, arch: Arch
+    published_any: Published, proxy_any: FaultProxy, tmp_path: Path, arch: Arch
 ) -> None:
-    proc = pull(published, f"{proxy.host}/{REPO}:{TAG}", "--platform", arch.platform,
+    proc = pull(published_any, f"{proxy_any.host}/{REPO}:{TAG}", "--platform", arch.platform,
                 "-o", f"{tmp_path}/", "--json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    want = recorded(published, arch)
+    want = recorded(published_any, arch)
     path = Path(result["path"])
     assert path == tmp_path / want["layer"]["title"].removesuffix(".zst")
     assert sha256sum(path) == want["uncompressed"]["digest"] == result["uncompressed"]["digest"]
@@ -162,15 +187,15 @@ def test_keep_compressed_keeps_the_layer_bytes(
 
 
 def test_pull_by_digest_of_the_index(
-    published: Published, proxy: FaultProxy, tmp_path: Path
+    published_any: Published, proxy_any: FaultProxy, tmp_path: Path
 ) -> None:
-    index = published.report["index"]["digest"]
-    proc = pull(published, f"{proxy.host}/{REPO}@{index}", "--platform", "arm64",
+    index = published_any.report["index"]["digest"]
+    proc = pull(published_any, f"{proxy_any.host}/{REPO}@{index}", "--platform", "arm64",
                 "-o", str(tmp_path / "x.qcow2"), "--json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (
         sha256sum(tmp_path / "x.qcow2")
-        == recorded(published, Arch("arm64"))["uncompressed"]["digest"]
+        == recorded(published_any, Arch("arm64"))["uncompressed"]["digest"]
     )
 
 
@@ -224,6 +249,43 @@ def test_pull_through_faults_resumes_and_ends_equal(
     assert gets[-1].status == 206 and gets[-1].sent == size - starts[-1]
     figures("faults", {"injected": proxy.injected(), "served": served, "layer": size,
                        "range_starts": starts})  # fmt: skip
+
+
+def test_breaks_that_make_progress_renew_the_retry_budget(
+    published: Published, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """Three resets, each after 60 % of what the GET had left, held 1.5 s first (so the client
+    has read those bytes): 4.5 s of breaks against `--retry-seconds 3` (and more attempts than
+    breaks, so only time can run out). Each resumed GET gets further (at least one 1 MiB block
+    of the 8 MiB layer), so each starts a new streak; issue 14: one budget for the whole blob
+    ran out of time at the third break."""
+    arch = Arch("amd64")
+    want = recorded(published, arch)
+    resets = proxy.add("hold-answer", method="GET", path=BLOBS, fraction=0.6, times=3, delay=1.5)
+    proc = pull(published, f"{proxy.host}/{REPO}:{TAG}", "--platform", arch.platform,
+                "-o", f"{tmp_path}/", "--json", "--retry-attempts", "5",
+                "--retry-seconds", "3")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert resets.injected == 3
+    starts = [e.range for e in proxy.matching("GET", BLOBS)]
+    assert len(starts) == 4 and starts[0] is None and len(set(starts)) == 4, starts
+    assert sha256sum(Path(json.loads(proc.stdout)["path"])) == want["uncompressed"]["digest"]
+    assert leftovers(tmp_path) == []
+
+
+def test_breaks_without_progress_still_give_up(
+    published: Published, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """The renewed budget still bounds a registry that never lets the download advance."""
+    proxy.add("truncate", method="GET", path=BLOBS, fraction=0.5, times=1)
+    stuck = proxy.add("respond", method="GET", path=BLOBS, status=503, times=10)
+    proc = pull(published, f"{proxy.host}/{REPO}:{TAG}", "--platform", "amd64",
+                "-o", f"{tmp_path}/", "--retry-attempts", "3")  # fmt: skip
+    assert proc.returncode == 1
+    assert 1 <= stuck.injected < 10, stuck
+    partial = f".{recorded(published, Arch('amd64'))['layer']['digest'].split(':')[1]}.zst.partial"
+    assert leftovers(tmp_path) == [partial]  # the resume point; the threads' half-disk is gone
+    assert list(tmp_path.iterdir()) == [tmp_path / partial]
 
 
 def test_corrupt_layer_is_refused_and_leaves_nothing(
@@ -293,6 +355,70 @@ def test_killed_pull_resumes_from_what_it_kept(
             "lost_in_flight": served_before - kept,
         },
     )
+
+
+# What the real pull does with its files, seen from inside its own process: the os functions
+# are wrapped (each still does its work) to log the file each fsync, fdatasync and rename
+# concerns, named by /proc/self/fd.
+_RECORD = """
+import json, os, runpy, sys
+calls = []
+def named(fd): return os.readlink(f"/proc/self/fd/{fd}")
+def wrap(name, describe):
+    real = getattr(os, name)
+    def call(*args, **kwargs):
+        calls.append([name, *describe(*args)])
+        return real(*args, **kwargs)
+    setattr(os, name, call)
+wrap("fsync", lambda fd: [named(fd)])
+wrap("fdatasync", lambda fd: [named(fd)])
+wrap("replace", lambda src, dst, **_: [os.fspath(src), os.fspath(dst)])
+log, sys.argv = sys.argv[1], ["pipeline", *sys.argv[2:]]
+try:
+    runpy.run_module("pipeline", run_name="__main__")
+finally:
+    open(log, "w").write(json.dumps(calls))
+"""
+
+
+def pull_recorded(
+    published: Published, tmp_path: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
+    log = tmp_path.parent / f"{tmp_path.name}.calls.json"
+    argv = [sys.executable, "-c", _RECORD, str(log), "pull", "--plain-http", *args]
+    proc = subprocess.run(argv, env=published.env(), capture_output=True, text=True,
+                          timeout=CLI_TIMEOUT, check=False)  # fmt: skip
+    calls: list[list[str]] = json.loads(log.read_text())
+    return proc, calls
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["qcow2", "keep-compressed"])
+def test_output_and_its_directory_entry_are_durable_before_it_appears(
+    published: Published, proxy: FaultProxy, tmp_path: Path, keep: bool
+) -> None:
+    """The file is fsynced before it is renamed into place, the directory after; the partial
+    .zst (only a resume point when the qcow2 is the output) is not fsynced."""
+    want = recorded(published, Arch("amd64"))
+    name = want["layer"]["title"] if keep else want["layer"]["title"].removesuffix(".zst")
+    out = tmp_path / name
+    proc, calls = pull_recorded(
+        published, tmp_path, f"{proxy.host}/{REPO}:{TAG}", "--platform", "amd64",
+        "-o", f"{tmp_path}/", *(["--keep-compressed"] if keep else []),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert sha256sum(out) == want["layer" if keep else "uncompressed"]["digest"]
+    renames = [i for i, c in enumerate(calls) if c[0] == "replace" and c[2] == str(out)]
+    assert len(renames) == 1, calls
+    renamed = calls[renames[0]][1]
+    assert Path(renamed).parent == tmp_path and renamed != str(out)
+    synced = [i for i, c in enumerate(calls) if c[0] == "fsync" and c[1] == renamed]
+    assert synced and synced[-1] < renames[0], calls
+    after = [c for c in calls[renames[0] + 1 :] if c[0] == "fsync"]
+    assert ["fsync", str(tmp_path)] in after, calls
+    if not keep:
+        partial = tmp_path / f".{want['layer']['digest'].split(':')[1]}.zst.partial"
+        assert not [c for c in calls if c[0] in ("fsync", "fdatasync") and c[1] == str(partial)]
+    assert leftovers(tmp_path) == []
 
 
 # -- artifacts this project did not publish ---------------------------------------------------
@@ -425,7 +551,12 @@ def test_private_image_needs_credentials_and_they_stay_with_the_registry(
         "BOOTC_PIPELINE_REGISTRY_PASSWORD": front.password,
     })  # fmt: skip
     out = tmp_path / "out"
-    proc = pull(published, ref, "--platform", "amd64", "-o", f"{out}/", "--json", env=env)
+    unnamed = pull(published, ref, "--platform", "amd64", "-o", f"{out}/", env=env)
+    assert unnamed.returncode == 1  # the environment's are --registry's only: not sent here
+    assert f"log in to {front.host}" in unnamed.stderr
+    assert not any(authenticated for _, authenticated in front.token_requests)
+    proc = pull(published, ref, "--platform", "amd64", "-o", f"{out}/", "--json",
+                "--registry", front.host, env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (
         sha256sum(Path(json.loads(proc.stdout)["path"]))
@@ -463,14 +594,14 @@ def lima(
 
 
 def test_lima_template_lists_both_architectures_from_a_verified_cache(
-    published: Published, proxy: FaultProxy, tmp_path: Path
+    published_any: Published, proxy_any: FaultProxy, tmp_path: Path
 ) -> None:
     env = cli_env(
         tmp_path / "home", chunk_size=1 << 20, extra={"XDG_CACHE_HOME": str(tmp_path / "cache")}
     )
     template = tmp_path / "fedora.yaml"
-    ref = f"{proxy.host}/{REPO}:{TAG}"
-    proc = lima(published, ref, "--platform", "all", "-o", str(template), "--json", env=env)
+    ref = f"{proxy_any.host}/{REPO}:{TAG}"
+    proc = lima(published_any, ref, "--platform", "all", "-o", str(template), "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     document = yaml.safe_load(template.read_text())
     by_arch = {image["arch"]: image for image in document["images"]}
@@ -479,22 +610,22 @@ def test_lima_template_lists_both_architectures_from_a_verified_cache(
         image = by_arch[arch.lima]
         location = Path(image["location"])
         assert location.parent == tmp_path / "cache" / "bootc-pipeline" / "disks"
-        want = recorded(published, arch)["uncompressed"]["digest"]
+        want = recorded(published_any, arch)["uncompressed"]["digest"]
         assert image["digest"] == want == sha256sum(location)  # what Lima checks, on that file
     # The same settings as the publish-time template: one function makes both.
     published_template = yaml.safe_load(
-        (published.work.variant_dir / "lima-fedora-40.yaml").read_text()
+        (published_any.work.variant_dir / "lima-fedora-40.yaml").read_text()
     )
     assert {k: v for k, v in document.items() if k != "images"} == {
         k: v for k, v in published_template.items() if k != "images"
     }
     assert "limactl start" in template.read_text()
 
-    proxy.forget()
-    again = lima(published, ref, "--platform", "all", "-o", str(template), "--json", env=env)
+    proxy_any.forget()
+    again = lima(published_any, ref, "--platform", "all", "-o", str(template), "--json", env=env)
     assert again.returncode == 0, again.stderr
     assert [i["downloaded"] for i in json.loads(again.stdout)["images"]] == [0, 0]
-    assert proxy.count("GET", BLOBS) == 0  # the cache answered
+    assert proxy_any.count("GET", BLOBS) == 0  # the cache answered
 
 
 def test_lima_start_says_how_to_install_lima_when_missing(
@@ -539,7 +670,7 @@ def test_lima_start_runs_limactl_on_the_template(
 
 @pytest.mark.parametrize("arch", [Arch("amd64"), Arch("arm64")])
 def test_oras_pulls_what_this_project_published(
-    published: Published, tmp_path: Path, arch: Arch
+    published_any: Published, tmp_path: Path, arch: Arch
 ) -> None:
     """oras-py, the ORAS project's Python client, reads the release as an ORAS artifact: the
     layer lands under its title, with the published bytes; it equals what `pull` keeps.
@@ -548,13 +679,13 @@ def test_oras_pulls_what_this_project_published(
     tag names), so the test reads the index with oras-py and picks the entry per the OCI spec."""
     from oras.provider import Registry
 
-    host = published.registry.host
+    host = published_any.registry.host
     oras = Registry(hostname=host, insecure=True)
     index = oras.get_manifest(f"{host}/{REPO}:{TAG}")
     assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
     (digest,) = [m["digest"] for m in index["manifests"] if m["platform"]["architecture"] == arch]
     files = oras.pull(target=f"{host}/{REPO}@{digest}", outdir=str(tmp_path / "oras"))
-    want = recorded(published, arch)
+    want = recorded(published_any, arch)
     assert [Path(f).name for f in files] == [want["layer"]["title"]]
     zst = Path(files[0])
     assert sha256sum(zst) == want["layer"]["digest"]
@@ -562,7 +693,7 @@ def test_oras_pulls_what_this_project_published(
     assert sha256sum(zst.with_suffix("")) == want["uncompressed"]["digest"]
 
     ours = tmp_path / "ours.zst"
-    proc = pull(published, f"{host}/{REPO}:{TAG}", "--platform", arch.platform,
+    proc = pull(published_any, f"{host}/{REPO}:{TAG}", "--platform", arch.platform,
                 "-o", str(ours), "--keep-compressed")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert ours.read_bytes() == zst.read_bytes()

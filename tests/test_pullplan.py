@@ -8,17 +8,23 @@ from typing import Any
 import pytest
 
 from pipeline import mediatypes as mt
+from pipeline import plan
 from pipeline.arch import Arch
+from pipeline.digest import Blob
 from pipeline.errors import PipelineError
 from pipeline.pull import parse_platform
 from pipeline.pullplan import (
     LAYER_MEDIA_TYPE,
+    arch_release,
     choose_layer,
     choose_manifest,
     compressed_name,
+    linux_archs,
+    linux_digests,
     output_path,
     safe_title,
 )
+from tests.factories import fedora
 
 D1, D2, D3 = ("sha256:" + c * 64 for c in "123")
 
@@ -130,3 +136,62 @@ def test_platforms() -> None:
     assert parse_platform("x86_64") is Arch.AMD64
     with pytest.raises(PipelineError):
         parse_platform("darwin/arm64")
+
+
+# -- a release read back: pullplan.arch_release over the bytes publish planned ----------------
+
+PROVENANCE = plan.Provenance("2026-11-28T05:00:00Z", "0123456789abcdef0123456789abcdef01234567")
+LAYER = Blob(D1, 10)
+PLAIN = Blob(D2, 4096)
+
+
+def planned(arch: Arch) -> plan.Document:
+    disk = plan.DiskArtifact(arch, LAYER, PLAIN, D3)
+    return plan.artifact_manifest(fedora(), disk, PROVENANCE)
+
+
+def test_this_projects_manifest_gives_the_uncompressed_disk_to_verify() -> None:
+    """publish writes the uncompressed digest and size on the manifest, not on the layer: a pull
+    that read only the layer's annotations verified the qcow2 against nothing."""
+    chosen = choose_layer(planned(Arch.AMD64).json(), "m")
+    assert chosen.uncompressed == PLAIN
+    assert chosen.uncompressed_digest == PLAIN.digest
+
+
+@pytest.mark.parametrize("arch", list(Arch))
+def test_a_planned_manifest_reads_back_as_its_release(arch: Arch) -> None:
+    manifest = planned(arch)
+    found = arch_release(manifest, "m", arch=arch, level=10)
+    assert (found.arch, found.layer, found.uncompressed, found.manifest) == (
+        arch,
+        LAYER,
+        PLAIN,
+        manifest,
+    )
+
+
+def test_a_manifest_read_as_another_architecture_is_refused() -> None:
+    with pytest.raises(PipelineError, match=r"\(an amd64 disk\), not an arm64 disk"):
+        arch_release(planned(Arch.AMD64), "m", arch=Arch.ARM64)
+
+
+def test_a_manifest_without_the_uncompressed_annotations_is_no_release() -> None:
+    body = planned(Arch.AMD64).json()
+    del body["annotations"][mt.ANN_UNCOMPRESSED_SIZE]
+    del body["annotations"][mt.ANN_UNCOMPRESSED_DIGEST]
+    document = plan.Document(mt.OCI_MANIFEST, plan.encode(body))
+    with pytest.raises(PipelineError, match="not a disk manifest this project published"):
+        arch_release(document, "m", arch=Arch.AMD64)
+
+
+def test_a_manifest_that_is_not_json_is_one_error() -> None:
+    with pytest.raises(PipelineError, match="^m: not valid JSON$"):
+        arch_release(plan.Document(mt.OCI_MANIFEST, b"<html>"), "m", arch=Arch.AMD64)
+
+
+def test_index_platforms() -> None:
+    other = entry("s390x", D3)
+    attestation = {**entry("amd64", D2), "platform": {"os": "unknown", "architecture": "unknown"}}
+    index = {"manifests": [entry("arm64", D1), attestation, other, entry("arm64", D2)]}
+    assert linux_digests(index, "i") == {"arm64": D1, "s390x": D3}
+    assert linux_archs(index, "i") == [Arch.ARM64]

@@ -368,8 +368,9 @@ def test_pull_from_a_token_registry_anonymous_when_public_else_with_credentials(
     reg = token_registry.registry
     ref = f"{reg.host}/{repository_name}:v1"
 
-    def pull(out: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    def pull(out: Path, *flags: str, **extra: str) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, "-m", "pipeline", "pull", ref, "--plain-http", "-o", f"{out}/"]
+        argv += flags
         env = cli_env(tmp_path / "home", chunk_size=1 << 20, extra=extra)
         return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
 
@@ -392,7 +393,7 @@ def test_pull_from_a_token_registry_anonymous_when_public_else_with_credentials(
         "BOOTC_PIPELINE_REGISTRY_USERNAME": reg.username,
         "BOOTC_PIPELINE_REGISTRY_PASSWORD": reg.password,
     }
-    private = pull(tmp_path / "c", **creds)
+    private = pull(tmp_path / "c", "--registry", reg.host, **creds)  # theirs: named
     assert private.returncode == 0, private.stderr
     assert (tmp_path / "c" / "d.qcow2").read_bytes() == DATA
     assert token_registry.tokens.requests[-1][1]  # the last token was asked for with credentials

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from pipeline.errors import UsageError
 from pipeline.registry import RegistryClient, RetryPolicy
+from pipeline.registry.access import RegistryAccess
 from pipeline.registry.auth import Challenge, _scope_key, parse_challenge
 from pipeline.registry.credentials import Credentials, credentials_from_config, find_credentials
 from pipeline.registry.redact import (
@@ -285,13 +286,62 @@ def test_bad_auth_entry_is_a_usage_error() -> None:
         credentials_from_config("r.example", {"auths": {"r.example": {"auth": "%%%"}}}, "cfg")
 
 
-def test_environment_wins_and_must_be_complete(tmp_path: Path) -> None:
-    env = {"BOOTC_PIPELINE_REGISTRY_USERNAME": "ci", "BOOTC_PIPELINE_REGISTRY_PASSWORD": "tok"}
-    found = find_credentials("r.example", environ=env)
+ENV = {"BOOTC_PIPELINE_REGISTRY_USERNAME": "ci", "BOOTC_PIPELINE_REGISTRY_PASSWORD": "tok"}
+
+
+def test_environment_credentials_are_the_environment_hosts_alone(tmp_path: Path) -> None:
+    """$BOOTC_PIPELINE_REGISTRY_* are one host's (the target's); every other host gets only its
+    own docker config entry, or nothing (issue 14: the CI token went to quay.io's token
+    service)."""
+    auth = base64.b64encode(b"quay-user:quay-pw").decode()
+    (tmp_path / "config.json").write_text(f'{{"auths": {{"quay.io": {{"auth": "{auth}"}}}}}}')
+    env = ENV | {"DOCKER_CONFIG": str(tmp_path)}
+    access = RegistryAccess(target="ghcr.io", environment_host="ghcr.io")
+    found = access.host("ghcr.io").find_credentials(env)
     assert found is not None and (found.username, found.password) == ("ci", "tok")
+    base = access.host("quay.io").find_credentials(env)  # the base's registry: its own
+    assert base is not None and (base.username, base.password) == ("quay-user", "quay-pw")
+    assert access.host("registry.example").find_credentials(env) is None
+    assert find_credentials("ghcr.io", environ=env) is None  # the docker config's only
+    reading = RegistryAccess(target="ghcr.io", environment_host=None)  # pull without --registry
+    assert reading.host("ghcr.io").find_credentials(env) is None
     with pytest.raises(UsageError, match="set both"):
-        find_credentials("r.example", environ={"BOOTC_PIPELINE_REGISTRY_USERNAME": "ci"})
-    assert find_credentials("r.example", environ={"DOCKER_CONFIG": str(tmp_path)}) is None
+        access.host("ghcr.io").find_credentials({"BOOTC_PIPELINE_REGISTRY_USERNAME": "ci"})
+
+
+def test_access_profiles_per_host(tmp_path: Path) -> None:
+    """The target gets --ca-bundle, --plain-http and --force-plain-http; another host gets the
+    system's trust alone, and plain HTTP only if it is loopback as well."""
+    ca = tmp_path / "ca.pem"
+    access = RegistryAccess(
+        target="localhost:5000",
+        environment_host="localhost:5000",
+        plain_http=True,
+        force_plain_http=True,
+        ca_bundle=ca,
+        credentials=Credentials("u", "p"),
+    )
+    target = access.host("127.0.0.1:5000")  # localhost is 127.0.0.1
+    assert (target.plain_http, target.force_plain_http, target.ca_bundle) == (True, True, ca)
+    assert target.environment_credentials and target.credentials == Credentials("u", "p")
+    source = access.host("127.0.0.1:5001")
+    assert (source.plain_http, source.force_plain_http, source.ca_bundle) == (True, False, None)
+    assert not source.environment_credentials and source.credentials is None
+    public = access.host("quay.io")
+    assert (public.plain_http, public.ca_bundle) == (False, None)
+    assert RegistryAccess(target="quay.io", environment_host=None).trusted_hosts() == {}
+
+
+def test_the_commands_make_registry_clients_in_one_place() -> None:
+    """Every client the commands make takes its hosts' access from Options.access (one place,
+    registry/access.py): no other module of the product constructs a RegistryClient."""
+    root = PACKAGE.parent
+    makers = sorted(
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*.py")
+        if re.search(r"\bRegistryClient\(\s*\w", path.read_text())
+    )
+    assert makers == ["context.py"]
 
 
 def test_only_the_transport_opens_connections() -> None:

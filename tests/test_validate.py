@@ -237,7 +237,10 @@ MALFORMED_MANIFESTS: list[tuple[Callable[[Doc], Doc], str]] = [
     (lambda m: dict(m, config=dict(m["config"], data=123)), "config data 123 is not base64"),
     (lambda m: dict(m, config=dict(m["config"], digest="md5:x")), "config: digest 'md5:x' is"),
     (lambda m: dict(m, layers=[dict(_layer(m), digest=None)]), "layers[0]: digest None is"),
-    (lambda m: dict(m, layers=[dict(_layer(m), annotations="t")]), "layers[0]: annotations is"),
+    (
+        lambda m: dict(m, layers=[dict(_layer(m), annotations="t")]),
+        "read back: layer: annotations is not",
+    ),
 ]
 
 CASE_IDS = [expected for _, expected in MALFORMED_MANIFESTS]
@@ -271,7 +274,12 @@ def test_malformed_manifest_at_the_top(
     ("change", "expected"),
     [
         ({"platform": "linux/amd64"}, "platform is a string, not an object"),
-        ({"platform": {"architecture": 64, "os": "linux"}}, "platform 64 but layers titled"),
+        ({"platform": {"architecture": 64, "os": "linux"}}, "platform 64 is not one this project"),
+        # the amd64 manifest listed as arm64: its layer title says which disk it is
+        (
+            {"platform": {"architecture": "arm64", "os": "linux"}},
+            "(an amd64 disk), not an arm64 disk",
+        ),
         ({"size": "big"}, "index says 'big' bytes"),
         ({"digest": "sha256:" + "0" * 64}, "manifest unknown"),
     ],

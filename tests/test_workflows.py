@@ -95,6 +95,13 @@ def test_nightly_workflow_shape() -> None:
     for variant in matrix["variant"]:
         assert (ROOT / "manifests" / f"{variant}.yaml").is_file()
     assert nightly["jobs"]["index"]["needs"] == ["plan", "publish"]
+    # keyless signing: the OIDC token only where the join signs, before its tags move
+    for name, job in nightly["jobs"].items():
+        granted = job.get("permissions", nightly["permissions"])
+        assert ("id-token" in granted) == (name == "index"), name
+    assert nightly["jobs"]["index"]["permissions"]["id-token"] == "write"
+    (join,) = [s for j, s in workflows.steps(nightly) if j == "index" and "env" in s]
+    assert join["env"]["SIGN_FLAGS"] == "--keyless"
     # a failed boot check leaves its guest console where test_boot_e2e finds it (the default
     # workdir .work); the job keeps the logs, not the boot's throwaway ssh key beside them
     (kept,) = [s for j, s in workflows.steps(nightly) if j == "publish" and "if" in s]

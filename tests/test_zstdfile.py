@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import zstdfile
+from pipeline.digest import Blob
 from pipeline.errors import PipelineError
 
 
@@ -117,3 +118,71 @@ def test_streamed_digest_agrees_with_whole_bytes() -> None:
         streamed.update(memoryview(data)[start : start + 7])
     assert streamed.blob() == digest.of_bytes(data)
     assert digest.of_bytes(data).hex == hashlib.sha256(data).hexdigest()
+
+
+def _decompress_peak_mib(src: Path, dest: Path, packed: zstdfile.Compressed) -> float:
+    code = (
+        "import sys; from pathlib import Path; from pipeline import zstdfile; "
+        "from pipeline.digest import Blob; "
+        "zstdfile.decompress(Path(sys.argv[1]), Path(sys.argv[2]), "
+        "compressed=Blob(sys.argv[3], int(sys.argv[4])), uncompressed=None); "
+        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(src), str(dest),
+         packed.compressed.digest, str(packed.compressed.size)],
+        capture_output=True, text=True, check=True, timeout=300,
+        cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    return int(out.stdout.strip()) / 1024
+
+
+def test_decompression_memory_stays_bounded(tmp_path: Path) -> None:
+    """Decompressing 192 MiB through the threads and their queues (a run of zeros expands a
+    thousandfold per block) peaks far below the output's size, and writes it exactly."""
+    src = tmp_path / "big"
+    _sample(src, 192 * 1024 * 1024)
+    packed = zstdfile.compress(src, tmp_path / "big.zst", level=3)
+    out = tmp_path / "back"
+    peak_mib = _decompress_peak_mib(tmp_path / "big.zst", out, packed)
+    assert peak_mib < 150, f"peak RSS {peak_mib:.0f} MiB decompressing 192 MiB"
+    assert _sha256sum(out) == packed.uncompressed.digest
+
+
+def test_writer_thread_error_reaches_the_caller(tmp_path: Path) -> None:
+    """A full disk met by the thread that writes the decompressed bytes is one clear error in
+    the caller, and nothing is left (needs root to mount a small tmpfs; CI runs as root)."""
+    src = tmp_path / "disk"
+    _sample(src, 16 * 1024 * 1024)
+    packed = zstdfile.compress(src, tmp_path / "disk.zst", level=3)
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(small)], check=True)
+    try:
+        with pytest.raises(PipelineError, match="no space left on device while writing"):
+            zstdfile.decompress(
+                tmp_path / "disk.zst", small / "disk", compressed=packed.compressed,
+                uncompressed=None,
+            )  # fmt: skip
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
+def test_bad_stream_and_wrong_digest_are_refused(tmp_path: Path) -> None:
+    src = tmp_path / "disk"
+    _sample(src, 3 * 1024 * 1024)
+    packed = zstdfile.compress(src, tmp_path / "disk.zst", level=3)
+    junk = tmp_path / "junk.zst"
+    junk.write_bytes(os.urandom(5 * 1024 * 1024))
+    with pytest.raises(PipelineError, match="not a valid zstd stream"):
+        zstdfile.decompress(
+            junk, tmp_path / "out", compressed=Blob(_sha256sum(junk), 5 * 1024 * 1024),
+            uncompressed=None,
+        )  # fmt: skip
+    with pytest.raises(PipelineError, match="is not the recorded bytes"):
+        zstdfile.decompress(
+            tmp_path / "disk.zst", tmp_path / "out", compressed=packed.uncompressed,
+            uncompressed=None,
+        )  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["disk", "disk.zst", "junk.zst"]

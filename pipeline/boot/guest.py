@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipeline.arch import Arch
 from pipeline.boot import checks as lima
@@ -133,6 +134,31 @@ def _run(argv: list[str], what: str) -> None:
         raise PipelineError(f"{what} failed: {proc.stderr.strip()[-300:]}")
 
 
+def disk_info(disk: Path, what: str) -> dict[str, Any]:
+    """`qemu-img info` of DISK (its `format` and `virtual-size`), or one error naming WHAT."""
+    try:
+        proc = subprocess.run(
+            ["qemu-img", "info", "--output=json", str(disk)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PipelineError(f"{what}: qemu-img info could not run ({exc})") from None
+    if proc.returncode != 0:
+        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        raise PipelineError(f"{what}: qemu-img cannot read it as a disk image ({why[-300:]})")
+    try:
+        info = json.loads(proc.stdout)
+        if not isinstance(info, dict) or not isinstance(info.get("format"), str):
+            raise ValueError("no format")
+        int(info["virtual-size"])
+    except (ValueError, KeyError, TypeError):
+        raise PipelineError(f"{what}: qemu-img info gave no format and size") from None
+    return info
+
+
 def console_tail(path: Path | None, lines: int = CONSOLE_TAIL) -> list[str]:
     if path is None or not path.exists():
         return []
@@ -169,15 +195,7 @@ def _prepare(disk: Path, work: Path, arch: Arch) -> tuple[Ssh, BootPlan, seed.Se
     machine = MACHINES[arch]
     vars_copy = work / f"{machine.firmware.name}_VARS.fd"
     shutil.copyfile(machine.firmware.vars, vars_copy)
-    info = json.loads(
-        subprocess.run(
-            ["qemu-img", "info", "--output=json", str(disk)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        ).stdout
-    )
+    info = disk_info(disk, str(disk))
     size = max(DISK_BYTES, int(info["virtual-size"]))
     overlay = work / "diffdisk.qcow2"  # as Lima: the published disk stays untouched underneath
     _run(

@@ -1,7 +1,8 @@
 """Registry transport: the only code that talks HTTP to an OCI registry.
 
-`client.RegistryClient` is the entry point; the other modules hold its parts (retry policy, auth,
-uploads, redaction) so each can be read and tested on its own.
+`client.RegistryClient` is the entry point; the other modules hold its parts (each host's access
+profile: credentials, trust, plain HTTP; retry policy, auth, uploads, redaction) so each can be
+read and tested on its own.
 """
 
 from pipeline.mediatypes import OCI_INDEX, OCI_MANIFEST

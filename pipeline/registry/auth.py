@@ -96,9 +96,13 @@ class Authenticator:
         load_credentials: Callable[[], Credentials | None],
         fetch_token: TokenFetcher,
         allow_plain_realm: bool = False,
+        login_hint: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._registry = registry
+        self._login_hint = login_hint or (
+            f"log in (docker config.json, --registry-config) or set {ENV_USERNAME}/{ENV_PASSWORD}"
+        )
         self._load_credentials = load_credentials
         self._fetch_token = fetch_token
         self._allow_plain_realm = allow_plain_realm
@@ -222,9 +226,7 @@ class Authenticator:
         if creds is not None:
             origin = f"credentials from {creds.source}" if creds.source else "credentials given"
             return origin, f"check the {origin}"
-        return "no credentials", (
-            f"log in (docker config.json, --registry-config) or set {ENV_USERNAME}/{ENV_PASSWORD}"
-        )
+        return "no credentials", self._login_hint
 
     def failure(
         self, scope: str, what: str, *, status: int | None = 401, hint: str | None = None

@@ -27,7 +27,8 @@ from pipeline.mediatypes import (
 )
 from pipeline.reference import is_digest, validate_digest, validate_tag
 from pipeline.registry import downloads
-from pipeline.registry.credentials import Credentials, find_credentials
+from pipeline.registry.access import RegistryAccess
+from pipeline.registry.credentials import Credentials
 from pipeline.registry.errors import (
     RegistryError,
     describe_response,
@@ -39,7 +40,7 @@ from pipeline.registry.journal import UploadJournal, may_record
 from pipeline.registry.redact import one_line
 from pipeline.registry.retry import RetryPolicy, Timeouts
 from pipeline.registry.sources import BlobSource
-from pipeline.registry.transport import Endpoint, Transport
+from pipeline.registry.transport import Transport
 from pipeline.registry.uploads import (
     ChunkSizing,
     Uploader,
@@ -99,8 +100,11 @@ class RegistryClient:
         timeouts: Timeouts | None = None,
         chunk_size: int | None = None,
         credentials: Credentials | None = None,
+        access: RegistryAccess | None = None,
     ) -> None:
-        """`credentials`, if given, replace the lookup (environment, docker config).
+        """A client of `registry`, reached as `access` (access.py) decides. Without `access`,
+        `registry` is the target of the other settings, and the environment's credentials are
+        its own; `credentials`, if given, replace the lookup (environment, docker config).
 
         `chunk_size` defaults to $BOOTC_PIPELINE_CHUNK_SIZE, else 16 MiB; capped where the
         registry's request-body limit is known (ghcr.io: 4 MiB), and adapted to what the
@@ -112,18 +116,19 @@ class RegistryClient:
             raise ValueError("chunk size must be positive")  # $BOOTC_PIPELINE_CHUNK_SIZE is checked
         self.registry = registry
         self.chunks = ChunkSizing(chunk_size_for(registry, chunk_size))
-        endpoint = Endpoint.choose(
-            registry, plain_http=plain_http, force_plain_http=force_plain_http, ca_bundle=ca_bundle
-        )
-
-        def load_credentials() -> Credentials | None:
-            if credentials is not None:
-                return credentials
-            return find_credentials(registry, registry_config=registry_config)
-
+        if access is None:
+            access = RegistryAccess(
+                target=registry,
+                environment_host=registry,
+                plain_http=plain_http,
+                force_plain_http=force_plain_http,
+                ca_bundle=ca_bundle,
+                registry_config=registry_config,
+                credentials=credentials,
+            )
         self._t = Transport(
-            endpoint,
-            load_credentials=load_credentials,
+            access,
+            registry,
             retry=retry or RetryPolicy(),
             timeouts=timeouts or Timeouts(),
         )
@@ -502,6 +507,36 @@ class RegistryClient:
         if echoed and is_digest(echoed):
             return echoed
         return self.get_manifest(repository, reference, accept).digest  # header is optional
+
+    def referrers(self, repository: str, digest: str) -> dict[str, Any] | None:
+        """The referrers API's index for `digest` (distribution-spec v1.1), None where the
+        registry has no such API (404 / 405 / not an index: use the `sha256-HEX` tag)."""
+        validate_digest(digest)
+        url = self._t.url(f"/v2/{repository}/referrers/{digest}")
+        response = self._t.request(
+            "GET",
+            url,
+            scope=downloads.pull_scope(repository),
+            action=f"listing referrers of {digest}",
+            repository=repository,
+            headers={"Accept": OCI_INDEX},
+            read_limit=MAX_MANIFEST_BYTES,
+        )
+        with response:
+            if response.status_code in (404, 405):
+                return None
+            if response.status_code != 200:
+                raise response_error(
+                    self.registry, repository, f"listing referrers of {digest}", response
+                )
+            media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+            try:
+                body = response.json()
+            except ValueError:
+                return None
+        if media_type != OCI_INDEX or not isinstance(body, dict):
+            return None
+        return body
 
     def list_tags(self, repository: str) -> list[str]:
         """All tags of a repository (following pagination); [] if the repository is unknown."""

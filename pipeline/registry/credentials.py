@@ -1,4 +1,5 @@
-"""Where registry credentials come from: CI environment variables, then a docker config.json.
+"""Where registry credentials come from: CI environment variables (for one host, see access.py),
+and each host's own entry in a docker config.json.
 
 oras-py 0.2.43 has a loader for this (oras.auth.utils.load_configs) but it does not fit: it always
 merges ~/.docker/config.json into an explicitly given config (so `--registry-config` could not
@@ -49,23 +50,34 @@ def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
     return Path.home() / ".docker" / "config.json"
 
 
+def credentials_from_environment(environ: Mapping[str, str] | None = None) -> Credentials | None:
+    """$BOOTC_PIPELINE_REGISTRY_USERNAME/_PASSWORD, or None; both or neither must be set.
+
+    They are one host's (a CI token for the target registry): access.py decides which host
+    that is, and only that host's lookup calls this.
+    """
+    env = os.environ if environ is None else environ
+    username, password = env.get(ENV_USERNAME), env.get(ENV_PASSWORD)
+    if bool(username) != bool(password):
+        raise UsageError(f"set both {ENV_USERNAME} and {ENV_PASSWORD}, or neither")
+    if username and password:
+        return Credentials(username, password, f"${ENV_USERNAME}/${ENV_PASSWORD}")
+    return None
+
+
 def find_credentials(
     registry: str,
     *,
     registry_config: Path | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Credentials | None:
-    """Credentials for `registry` (host[:port]), or None for anonymous access.
+    """`registry`'s (host[:port]) own credentials in the docker config, or None (anonymous).
 
+    Never the environment's: those belong to one host only (credentials_from_environment).
     An explicit `registry_config` must exist (a typo must not silently mean "anonymous"); the
     default config may be absent.
     """
     env = os.environ if environ is None else environ
-    username, password = env.get(ENV_USERNAME), env.get(ENV_PASSWORD)
-    if username and password:
-        return Credentials(username, password, f"${ENV_USERNAME}/${ENV_PASSWORD}")
-    if bool(username) != bool(password):
-        raise UsageError(f"set both {ENV_USERNAME} and {ENV_PASSWORD}, or neither")
     if registry_config is not None:
         if not registry_config.is_file():
             raise UsageError(f"registry config {registry_config} does not exist")

@@ -54,11 +54,18 @@ def iter_blob(
     block: int = _BLOCK,
 ) -> Iterator[bytes]:
     """The bytes of blob `digest` from offset `start` on, resuming with Range where a
-    connection breaks. Verifies nothing but lengths: the caller hashes what it gets."""
+    connection breaks. Verifies nothing but lengths: the caller hashes what it gets.
+
+    The retry budget bounds each streak of failures, as for uploads: it starts afresh whenever
+    an attempt got further than any before it, so a long download over a flaky link survives
+    any number of breaks that each made progress, while one that never advances still fails in
+    bounded attempts and time. A break after progress resumes at once (the registry was
+    answering; the link broke): only a streak without progress backs off."""
     here = where(transport.registry, repository)
     budget = transport.retry.start()
     offset = start
     while size is None or offset < size:
+        reached = offset
         try:
             with _open(transport, repository, digest, size, offset) as response:
                 for chunk in response.iter_content(block):
@@ -72,13 +79,19 @@ def iter_blob(
         except NETWORK_ERRORS as exc:
             # Broken mid-body (the transport already retried failures before the headers).
             reason = describe_exception(exc)
+        progressed = offset > reached
+        if progressed:
+            budget = transport.retry.start()
         wait = budget.next_wait()
         if wait is None:
             raise ConnectionFailed(
-                f"{here}: downloading {digest} failed at byte {offset}: {reason}", reason=reason
+                f"{here}: downloading {digest} failed at byte {offset} after "
+                f"{budget.attempts} attempts without progress: {reason}",
+                reason=reason,
             )
         log.info("registry %s: %s at byte %d; resuming", transport.registry, reason, offset)
-        budget.wait(wait)
+        if not progressed:
+            budget.wait(wait)
 
 
 def _open(

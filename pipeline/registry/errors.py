@@ -47,7 +47,8 @@ def error_codes(response: requests.Response) -> tuple[str, ...]:
 
 
 def _errors(response: requests.Response) -> list[tuple[str, str]]:
-    if "json" not in response.headers.get("Content-Type", ""):
+    kind = response.headers.get("Content-Type", "")
+    if "json" not in kind and not kind.startswith("text/plain"):  # olareg 0.2.2: text/plain
         return []
     try:
         body = json.loads(response.content[:65536])

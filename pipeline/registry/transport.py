@@ -3,25 +3,27 @@
 Every byte the pipeline exchanges with a registry passes through `Transport.request`, so the
 policies live in one place: connect+read timeouts on every call, bounded jittered retries for
 429/5xx/connection failures (only when the request body can be sent again), the auth dance on
-401, credentials only ever sent to the registry's own host, and redacted logging.
+401, credentials only ever sent to the registry's own host, each host's trust and scheme as
+access.py decides them, and redacted logging.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import ssl
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import requests.adapters
 import requests.utils
 
 from pipeline.errors import UsageError
 from pipeline.reference import is_loopback_registry, validate_registry
+from pipeline.registry.access import HostAccess, RegistryAccess, trust
 from pipeline.registry.auth import Authenticator
-from pipeline.registry.credentials import Credentials
 from pipeline.registry.errors import RegistryError, where
 from pipeline.registry.redact import install_log_redaction, redact_headers, redact_url
 from pipeline.registry.retry import RETRYABLE_STATUSES, RetryPolicy, Timeouts, parse_retry_after
@@ -63,41 +65,48 @@ class Endpoint:
 
     registry: str
     scheme: str
-    verify: bool | str
 
     @property
     def base_url(self) -> str:
         return f"{self.scheme}://{api_host(self.registry)}"
 
     @classmethod
-    def choose(
-        cls,
-        registry: str,
-        *,
-        plain_http: bool,
-        force_plain_http: bool,
-        ca_bundle: Path | None,
-    ) -> Endpoint:
+    def choose(cls, access: HostAccess) -> Endpoint:
         """Apply the TLS policy: verify by default; plain HTTP only to loopback unless forced.
 
         `force_plain_http` only lifts the loopback restriction of `plain_http`: on its own it
         changes nothing (HTTPS, `ca_bundle` honoured), so credentials never go out unencrypted
         because of it alone.
         """
+        registry = access.registry
         validate_registry(registry)
-        if plain_http and not force_plain_http and not is_loopback_registry(registry):
+        if access.plain_http and not access.force_plain_http and not is_loopback_registry(registry):
             raise UsageError(
                 f"{where(registry)}: plain HTTP is only allowed to loopback registries "
                 "(127.0.0.0/8, ::1, localhost)",
                 hint="use TLS (with --ca-bundle for a private CA), or force plain HTTP",
             )
-        if plain_http:
-            return cls(registry, "http", True)
-        if ca_bundle is not None:
-            if not ca_bundle.is_file():
-                raise UsageError(f"CA bundle {ca_bundle} does not exist")
-            return cls(registry, "https", str(ca_bundle))
-        return cls(registry, "https", True)
+        return cls(registry, "http" if access.plain_http else "https")
+
+
+class TrustAdapter(requests.adapters.HTTPAdapter):
+    """HTTPS verified against one SSL context (access.trust), not requests' certifi bundle."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._context = context
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._context
+        super().init_poolmanager(*args, **kwargs)
+
+    def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["ssl_context"] = self._context
+        return super().proxy_manager_for(*args, **kwargs)
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
+        conn.ca_certs = conn.ca_cert_dir = None  # not certifi's bundle on top: the context is it
 
 
 def api_host(registry: str) -> str:
@@ -110,29 +119,39 @@ class Transport:
 
     def __init__(
         self,
-        endpoint: Endpoint,
+        access: RegistryAccess,
+        registry: str,
         *,
-        load_credentials: Callable[[], Credentials | None],
         retry: RetryPolicy,
         timeouts: Timeouts,
     ) -> None:
+        """A transport to `registry`, reached as `access` says (its credentials, its trust, its
+        scheme; every other host it meets gets its own from `access` too)."""
+        own = access.host(registry)
+        endpoint = Endpoint.choose(own)
         self.endpoint = endpoint
         self.registry = endpoint.registry
         self.retry = retry
         self.timeouts = timeouts
         self._host = urlsplit(endpoint.base_url).netloc.lower()
         self.session = requests.Session()
-        # No ~/.netrc (it would add credentials behind our back), but keep proxy variables.
+        # No ~/.netrc (it would add credentials behind our back), but keep proxy variables;
+        # the CA variables are part of the system's trust (access.trust).
         self.session.trust_env = False
         self.session.proxies = dict(requests.utils.get_environ_proxies(endpoint.base_url))
-        self.session.verify = endpoint.verify
+        # Every HTTPS host (redirects, token services) gets the system's trust, and the hosts
+        # with a CA bundle of their own get theirs: the longest mounted prefix wins.
+        self.session.mount("https://", TrustAdapter(trust(None)))
+        for host, context in access.trusted_hosts().items():
+            self.session.mount(f"https://{api_host(host)}/", TrustAdapter(context))
         self.session.headers["User-Agent"] = USER_AGENT
         install_log_redaction()  # urllib3's own DEBUG lines show URLs: keep signatures out
         self.auth = Authenticator(
             endpoint.registry,
-            load_credentials=load_credentials,
+            load_credentials=own.find_credentials,
             fetch_token=self._fetch_token,
             allow_plain_realm=endpoint.scheme == "http",
+            login_hint=own.login_hint(),
         )
 
     def __repr__(self) -> str:
@@ -313,7 +332,8 @@ class Transport:
         return RegistryError(
             f"{where(self.registry, repository)}: {action} failed: "
             "TLS certificate verification failed",
-            hint="pass the registry's CA certificate with --ca-bundle",
+            hint="pass the target registry's CA certificate with --ca-bundle; another host's "
+            "goes into the system's trust (or $SSL_CERT_FILE)",
         )
 
 

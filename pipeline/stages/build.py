@@ -73,13 +73,10 @@ def build(ctx: Context, arch: Arch, base_digest: str | None = None) -> BuiltImag
             ctx.reporter.info(f"    {arch.value}: {tag} unchanged since the last run")
             return BuiltImage(**reused)
     if not inputs.engine_only(release.base):
-        registry = parse_reference(release.base).registry
-        engine.ensure_pinned(
-            base,
-            arch,
-            tls_verify=not inputs.source_plain_http(ctx, registry),
-            on_line=ctx.reporter.detail,
-        )
+        # the base's registry gets its own access: plain HTTP only where it is loopback too
+        access = ctx.options.access(ctx.target.registry, publishing=True)
+        plain = access.host(parse_reference(release.base).registry).plain_http
+        engine.ensure_pinned(base, arch, tls_verify=not plain, on_line=ctx.reporter.detail)
     facts = engine.build(
         context=context,
         containerfile=release.containerfile,

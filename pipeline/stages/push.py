@@ -19,7 +19,7 @@ from pipeline import mediatypes as mt
 from pipeline.arch import Arch
 from pipeline.context import Context, Options, apply_overrides
 from pipeline.errors import PipelineError
-from pipeline.plan import Provenance
+from pipeline.plan import Document, Provenance
 from pipeline.published import ArchRelease, Published
 from pipeline.reference import parse_reference
 from pipeline.registry.client import BlobAction, BlobPushResult
@@ -28,7 +28,11 @@ from pipeline.release import load as load_release
 from pipeline.stages import runner
 from pipeline.stages.build import built_image
 from pipeline.stages.compress import compressed_disk
+from pipeline.stages.sbom import made_sbom
 from pipeline.tags import TagPolicy
+from pipeline.trust import attestations, referrers
+from pipeline.trust.sign import signing_key
+from pipeline.trust.subjects import Subject
 from pipeline.zstdfile import Compressed
 
 log = logging.getLogger(__name__)
@@ -118,7 +122,28 @@ def push_arch(
     ctx.reporter.info(f"    {arch.value}: {_describe(result)}")
     manifest = planned.manifest
     client.push_manifest(repo, manifest.digest, manifest.body, manifest.media_type)
-    return dataclasses.replace(planned, bytes_sent=result.bytes_sent)
+    attached = attach_sbom(ctx, arch, manifest)
+    return dataclasses.replace(planned, bytes_sent=result.bytes_sent, referrers=attached)
+
+
+def attach_sbom(ctx: Context, arch: Arch, manifest: Document) -> tuple[dict[str, Any], ...]:
+    """The SBOM of the image this disk was made from, as a referrer of its manifest."""
+    path = made_sbom(ctx, arch)
+    if path is None:
+        return ()
+    target = ctx.target
+    subject = Subject(f"disk {arch.value}", target.registry, target.repository, manifest)
+    found = referrers.attach_document(
+        ctx.registry,
+        subject,
+        attestations.SBOM_ARTIFACT_TYPE,
+        attestations.SBOM_ARTIFACT_TYPE,
+        path.read_bytes(),
+        {mt.ANN_CREATED: manifest.json().get("annotations", {}).get(mt.ANN_CREATED, "")},
+    )
+    how = "referrers API" if found["storedAs"] == "api" else "fallback tag"
+    ctx.reporter.info(f"    {arch.value}: SBOM {found['manifest'][:19]} attached ({how})")
+    return (found | {"format": "SPDX JSON SBOM (syft), OCI referrer"},)
 
 
 def push(ctx: Context, provenance: Provenance) -> Published:
@@ -128,6 +153,7 @@ def push(ctx: Context, provenance: Provenance) -> Published:
         gate(ctx, arch)
     index = assemble.plan_index(ctx, planned, provenance)
     client = assemble.client_for(ctx)
+    signing_key(ctx.options)  # a bad key fails before anything is sent
     if ctx.tags_to_move:  # fail before sending anything, not after
         policy = TagPolicy.of(ctx, client)
         policy.check(index.digest)

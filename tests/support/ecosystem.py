@@ -184,6 +184,7 @@ class RegistryFront:
         self.password = password
         self.public: set[str] = set()  # repositories anyone may pull
         self.token_requests: list[tuple[dict[str, list[str]], bool]] = []
+        self.seen: list[Seen] = []  # every request to the front (token service included)
         self.store = BlobStore(upstream)
         self._tokens: dict[str, tuple[set[str], bool]] = {}  # token -> (pullable repos, pushable)
         self._lock = threading.Lock()
@@ -229,6 +230,8 @@ class RegistryFront:
         class Handler(_Handler):
             def do_GET(self) -> None:
                 parts = urllib.parse.urlsplit(self.path)
+                with front._lock:
+                    front.seen.append(Seen(self.path, self.headers.get("Authorization")))
                 if parts.path == front.profile.token_path:
                     status, body = front._issue(
                         urllib.parse.parse_qs(parts.query), self.headers.get("Authorization")

@@ -33,6 +33,10 @@ By default the proxy buffers each request body and forwards only complete reques
 registry. With `buffer_requests=False` bodies stream through as they arrive, and a client that
 goes away mid-body leaves the registry a short body (the `hold` rule then forwards its part).
 
+Used as a forward proxy (HTTP_PROXY), it forwards every plain request to its upstream whatever
+host the client named, and logs the absolute URL (so the scheme and host the client used); an
+HTTPS attempt is a CONNECT, logged and refused (501).
+
 Every request is logged (`log`: method, path, request bytes received, status, fault) and bytes
 are counted as they arrive, so a test can tell what a client sent. Upstream calls have timeouts;
 every wait is bounded.
@@ -561,6 +565,12 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                 super().finish()
 
         do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        def do_CONNECT(self) -> None:
+            """An HTTPS attempt through the proxy used as a forward proxy: logged, refused."""
+            proxy._record(Exchange("CONNECT", self.path, 0, status=501))
+            self.close_connection = True
+            self._reply(501, [], b"no tunnels here")
 
     return Handler
 

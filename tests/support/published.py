@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -129,12 +130,18 @@ def judge_index(
     return ReleaseState(_sha256(raw), manifests, blobs)
 
 
+TRUST_TAG = re.compile(r"^sha256-[0-9a-f]{64}(\.sig)?$")  # cosign signatures, referrers fallback
+
+
 def snapshot(access: Access, repository: str) -> dict[str, ReleaseState]:
-    """Every tag of `repository` → the complete index it names (AssertionError otherwise)."""
+    """Every release tag of `repository` → the complete index it names (AssertionError
+    otherwise). Signature and referrers-fallback tags (`sha256-HEX[.sig]`) are not releases."""
     checked: set[str] = set()
     by_index: dict[str, ReleaseState] = {}
     result: dict[str, ReleaseState] = {}
     for tag in tags(access, repository):
+        if TRUST_TAG.match(tag):
+            continue
         raw = skopeo_raw(access, f"{repository}:{tag}")
         assert raw is not None, f"tag {tag} is listed but does not resolve"
         digest = _sha256(raw)

@@ -1,7 +1,11 @@
-"""pytest plugin: real `docker-registry` (distribution 2.8) instances on 127.0.0.1 for tests.
+"""pytest plugin: real registries on 127.0.0.1 for tests: Debian's `docker-registry`
+(distribution 2.8), distribution v3.1.1 and olareg v0.2.2 (RegistryKind).
 
 Fixtures:
-- `registry`: plain HTTP, anonymous (session-scoped; use a unique repository per test).
+- `registry`: plain HTTP, anonymous docker-registry (session-scoped; use a unique repository
+  per test).
+- `any_registry`: the same, parametrized over all three kinds (`.kind` says which; only olareg
+  has the OCI 1.1 referrers API).
 - `auth_registry`: plain HTTP with htpasswd basic auth; `.username` / `.password`.
 - `tls_registry`: HTTPS with a throwaway CA; `.ca_cert`.
 - `token_registry`: the bearer-token flow, with a real token service (`TokenServer`).
@@ -18,9 +22,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import enum
 import http.client
 import http.server
 import json
+import os
 import secrets
 import shutil
 import signal
@@ -40,6 +46,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import gotools
 from tests.support.faultproxy import FaultProxy
 
 START_TIMEOUT_SECONDS = 15.0
@@ -56,6 +63,29 @@ def registry_binary() -> str:
             pytrace=False,
         )
     return path
+
+
+class RegistryKind(enum.StrEnum):
+    """The registries the tests run: what they are and what they can do."""
+
+    DOCKER_REGISTRY = "docker-registry"  # Debian's distribution 2.8.2 (2022)
+    DISTRIBUTION = "distribution-v3"  # distribution v3.1.1
+    OLAREG = "olareg"  # olareg v0.2.2
+
+    @property
+    def has_referrers_api(self) -> bool:
+        """`GET /v2/<name>/referrers/<digest>` (distribution-spec v1.1): olareg only."""
+        return self is RegistryKind.OLAREG
+
+    @property
+    def configurable(self) -> bool:
+        """Takes distribution's config file (htpasswd, TLS, token auth): olareg does not."""
+        return self is not RegistryKind.OLAREG
+
+    def binary(self) -> str:
+        if self is RegistryKind.DOCKER_REGISTRY:
+            return registry_binary()
+        return gotools.go_tool("registry" if self is RegistryKind.DISTRIBUTION else "olareg")
 
 
 def free_port() -> int:
@@ -77,6 +107,8 @@ class RunningRegistry:
     password: str | None = field(default=None, repr=False)
     ca_cert: Path | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    kind: RegistryKind = RegistryKind.DOCKER_REGISTRY
+    argv: list[str] = field(default_factory=list)
 
     @property
     def log_path(self) -> Path:
@@ -88,7 +120,9 @@ class RunningRegistry:
         log = self.log_path.open("ab")
         try:
             self.process = subprocess.Popen(
-                [registry_binary(), "serve", str(self.config)],
+                self.argv or [registry_binary(), "serve", str(self.config)],
+                # distribution v3 exports traces to localhost:4318 unless told not to
+                env=os.environ | {"OTEL_TRACES_EXPORTER": "none"},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -130,7 +164,7 @@ class RunningRegistry:
                 time.sleep(0.05)
         log = self.log_path.read_text(errors="replace")[-2000:]
         self.stop()
-        pytest.fail(f"docker-registry on {self.host} did not become ready:\n{log}", pytrace=False)
+        pytest.fail(f"{self.kind} on {self.host} did not become ready:\n{log}", pytrace=False)
 
 
 def start_registry(
@@ -140,14 +174,26 @@ def start_registry(
     tls: bool = False,
     relative_urls: bool = False,
     extra_lines: list[str] | None = None,
+    address: str = "127.0.0.1",
+    tls_files: tuple[Path, Path, Path] | None = None,
+    kind: RegistryKind = RegistryKind.DOCKER_REGISTRY,
 ) -> RunningRegistry:
-    """Start docker-registry on 127.0.0.1:<free port> with storage under `workdir`."""
-    registry_binary()
+    """Start a registry of `kind` on `address`:<free port> with storage under `workdir`.
+
+    `address` is a loopback address (`[::1]` for IPv6); `tls_files` (ca, cert, key) reuses
+    another registry's CA and certificate instead of a new CA (implies `tls`). olareg takes
+    none of distribution's configuration (auth, TLS) and listens on 127.0.0.1.
+    """
+    binary = kind.binary()
     workdir.mkdir(parents=True, exist_ok=True)
     root = workdir / "storage"
     root.mkdir(exist_ok=True)
     port = free_port()
-    host = f"127.0.0.1:{port}"
+    host = f"{address}:{port}"
+    if not kind.configurable:
+        if htpasswd or tls or tls_files or extra_lines or address != "127.0.0.1":
+            raise ValueError(f"{kind} takes no distribution config (auth, TLS, address)")
+        return _start_olareg(binary, workdir, root, port)
     lines = [
         "version: 0.1",
         "log:",
@@ -168,8 +214,8 @@ def start_registry(
         f"  relativeurls: {'true' if relative_urls else 'false'}",
     ]
     reg = RunningRegistry(host, "", root, workdir / "config.yml", workdir)
-    if tls:
-        reg.ca_cert, cert, key = make_tls_files(workdir / "tls")
+    if tls or tls_files:
+        reg.ca_cert, cert, key = tls_files or make_tls_files(workdir / "tls")
         lines += ["  tls:", f"    certificate: {cert}", f"    key: {key}"]
     if htpasswd:
         reg.username = "pipeline-user"
@@ -179,7 +225,19 @@ def start_registry(
         lines += ["auth:", "  htpasswd:", "    realm: test-realm", f"    path: {path}"]
     lines += extra_lines or []
     reg.config.write_text("\n".join(lines) + "\n")
-    reg.url = f"{'https' if tls else 'http'}://{host}"
+    reg.url = f"{'https' if tls or tls_files else 'http'}://{host}"
+    reg.kind = kind
+    reg.argv = [binary, "serve", str(reg.config)]
+    reg.start()
+    return reg
+
+
+def _start_olareg(binary: str, workdir: Path, root: Path, port: int) -> RunningRegistry:
+    host = f"127.0.0.1:{port}"
+    reg = RunningRegistry(host, f"http://{host}", root, workdir / "config.yml", workdir)
+    reg.kind = RegistryKind.OLAREG
+    reg.argv = [binary, "serve", "--addr", "127.0.0.1", "--port", str(port), "--dir", str(root)]
+    reg.argv += ["--api-delete"]  # as docker-registry's storage.delete.enabled above
     reg.start()
     return reg
 
@@ -228,9 +286,11 @@ def make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
 
 
 @contextlib.contextmanager
-def _running(*, htpasswd: bool = False, tls: bool = False) -> Iterator[RunningRegistry]:
+def _running(
+    *, htpasswd: bool = False, tls: bool = False, kind: RegistryKind = RegistryKind.DOCKER_REGISTRY
+) -> Iterator[RunningRegistry]:
     with tempfile.TemporaryDirectory(prefix="bootc-registry-") as temp:
-        reg = start_registry(Path(temp), htpasswd=htpasswd, tls=tls)
+        reg = start_registry(Path(temp), htpasswd=htpasswd, tls=tls, kind=kind)
         try:
             yield reg
         finally:
@@ -242,6 +302,34 @@ def registry() -> Iterator[RunningRegistry]:
     """A plain-HTTP anonymous registry shared by the session."""
     with _running() as reg:
         yield reg
+
+
+@pytest.fixture(scope="session")
+def distribution_registry() -> Iterator[RunningRegistry]:
+    """distribution v3.1.1, plain HTTP, anonymous (no referrers API)."""
+    with _running(kind=RegistryKind.DISTRIBUTION) as reg:
+        yield reg
+
+
+@pytest.fixture(scope="session")
+def olareg_registry() -> Iterator[RunningRegistry]:
+    """olareg v0.2.2, plain HTTP, anonymous (has the referrers API)."""
+    with _running(kind=RegistryKind.OLAREG) as reg:
+        yield reg
+
+
+REGISTRY_FIXTURES = {
+    RegistryKind.DOCKER_REGISTRY: "registry",
+    RegistryKind.DISTRIBUTION: "distribution_registry",
+    RegistryKind.OLAREG: "olareg_registry",
+}
+
+
+@pytest.fixture(params=list(RegistryKind), ids=str)
+def any_registry(request: pytest.FixtureRequest) -> RunningRegistry:
+    """Each of the three registries in turn (session-wide instances)."""
+    reg: RunningRegistry = request.getfixturevalue(REGISTRY_FIXTURES[request.param])
+    return reg
 
 
 @pytest.fixture(scope="session")

@@ -146,6 +146,18 @@ def manifest_path(variant: str) -> Path:
     return ROOT / "manifests" / f"{variant}.yaml"
 
 
+def manifest_for(tmp: Path, repo: str, variant: str = "fedora-40") -> Path:
+    """A copy of manifests/VARIANT.yaml publishing to `repo` (for tests sharing a registry)."""
+    path = tmp / f"manifests-{repo.replace('/', '-')}" / f"{variant}.yaml"
+    path.parent.mkdir(parents=True)
+    text = manifest_path(variant).read_text()
+    published = release.load(manifest_path(variant)).repository.split("/", 1)[1]
+    path.write_text(text.replace(published, repo))
+    if not (tmp / "containerfiles").exists():
+        (tmp / "containerfiles").symlink_to(ROOT / "containerfiles")
+    return path
+
+
 # -- the real CLI over a work directory ------------------------------------------------------------
 
 CLI_TIMEOUT_SECONDS = 120.0
