@@ -18,7 +18,7 @@ COSIGN_V2 ?= /opt/bootc-pipeline-tools/cosign-v2/cosign
 PIPELINE = $(PYTHON) -m pipeline
 STAGE_ARGS = --variant $(VARIANT) $(if $(ARCH),--arch $(ARCH)) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(RELEASE_VERSION),--version $(RELEASE_VERSION)) $(FLAGS) $(SIGN_FLAGS)
 
-.PHONY: publish build disk compress boot push index cosign-v2 version versions validate check setup test test-fast boot-test lint bench
+.PHONY: publish build disk compress boot push index cosign-v2 prune version versions validate check setup setup-runner test test-fast boot-test lint bench
 
 publish: STAGE_ARGS += $(PUBLISH_FLAGS)
 publish build disk compress boot push version:
@@ -31,6 +31,11 @@ index:
 cosign-v2:
 	GOBIN=$(dir $(COSIGN_V2)) GOTOOLCHAIN=auto go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.4
 
+# the release manifest's retention policy, after the join (PRUNE_FLAGS: e.g. --plain-http)
+PRUNE_FLAGS ?=
+prune:
+	$(PIPELINE) prune --variant $(VARIANT) $(if $(REGISTRY),--registry $(REGISTRY)) --yes $(PRUNE_FLAGS)
+
 # `variant=version` per nightly manifest (the nightly workflow's plan job: one version per run)
 NIGHTLY_VARIANTS ?= $(basename $(notdir $(wildcard manifests/*-nightly.yaml)))
 versions:
@@ -41,6 +46,11 @@ check:
 
 setup:
 	bash scripts/setup-debian.sh
+
+# A GitHub-hosted Ubuntu 24.04 runner, for one nightly job: ROLE=publish or ROLE=join
+ROLE ?=
+setup-runner:
+	bash scripts/setup-runner.sh $(ROLE)
 
 test:
 	$(PYTHON) -m pytest

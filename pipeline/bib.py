@@ -67,47 +67,52 @@ _ERROR_LINE = re.compile(r"(^|\s)error:\s*(?P<msg>.+)$", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class BuilderRun:
-    """One bib container: its command and mounts (host path → container path, mode)."""
+    """One builder container: its command and mounts (host path → container path, mode)."""
 
     image: str
     command: tuple[str, ...]
     mounts: tuple[tuple[Path, str, str], ...]
+    name: str = "bootc-image-builder"  # which builder, for messages
 
 
-def builder_run(
-    *,
-    builder_image: str,
-    bootc_image: str,
-    arch: Arch,
-    disk_format: DiskFormat,
-    rootfs: str,
-    graph_root: Path,
-    output_dir: Path,
-    config_path: Path,
-    chown: tuple[int, int] | None = None,
-) -> BuilderRun:
+@dataclass(frozen=True)
+class DiskJob:
+    """What a disk builder is asked to do, whichever builder it is (pipeline/builders.py)."""
+
+    builder_image: str
+    bootc_image: str
+    arch: Arch
+    disk_format: DiskFormat
+    rootfs: str
+    graph_root: Path
+    output_dir: Path
+    config_path: Path
+    chown: tuple[int, int] | None = None  # only bib has the option
+
+
+def builder_run(job: DiskJob) -> BuilderRun:
     """The canonical run from bib's README: privileged, the storage mounted, config as JSON."""
     command = [
         "--type",
-        disk_format.value,
+        job.disk_format.value,
         "--target-arch",
-        arch.uname,
+        job.arch.uname,
         "--rootfs",
-        rootfs,
+        job.rootfs,
         "--progress",
         "verbose",
         "--output",
         OUTPUT,
     ]
-    if chown is not None:
-        command += ["--chown", f"{chown[0]}:{chown[1]}"]
-    command.append(bootc_image)
+    if job.chown is not None:
+        command += ["--chown", f"{job.chown[0]}:{job.chown[1]}"]
+    command.append(job.bootc_image)
     mounts = (
-        (graph_root, STORAGE, "rw"),
-        (output_dir, OUTPUT, "rw"),
-        (config_path, CONFIG, "ro"),
+        (job.graph_root, STORAGE, "rw"),
+        (job.output_dir, OUTPUT, "rw"),
+        (job.config_path, CONFIG, "ro"),
     )
-    return BuilderRun(builder_image, tuple(command), mounts)
+    return BuilderRun(job.builder_image, tuple(command), mounts)
 
 
 def error_lines(log_lines: list[str]) -> list[str]:

@@ -1,4 +1,5 @@
-"""The command line: `bootc-pipeline COMMAND` (publish, its stages, boot, validate, pull, lima)."""
+"""The command line: `bootc-pipeline COMMAND` (publish, its stages, boot, validate, pull, lima,
+list, promote, prune)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pipeline import cli_releases, settings, versions, worklock
 from pipeline import provenance as prov
 from pipeline import release as releases
-from pipeline import versions, worklock
 from pipeline.arch import Arch
 from pipeline.context import Context, Options, apply_overrides
 from pipeline.errors import EXIT_FAILURE, PipelineError, UsageError
@@ -26,19 +27,6 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
 
 
-def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-        return value
-
-    return parse
-
-
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="show tools' own log lines")
     p.add_argument("--debug", action="store_true", help="tracebacks and HTTP-level logging")
@@ -46,40 +34,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _registry_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("registry")
-    g.add_argument(
-        "--registry",
-        help="the target registry host[:port]: publish there instead of the manifest's; the "
-        "environment's credentials are for it alone (pull, lima, validate, boot REF: for REF's "
-        "registry only when this names it)",
-    )
-    g.add_argument("--plain-http", action="store_true", help="HTTP, not HTTPS (loopback only)")
-    g.add_argument(
-        "--force-plain-http", action="store_true", help="allow --plain-http to a non-loopback host"
-    )
-    g.add_argument(
-        "--ca-bundle",
-        type=Path,
-        help="CA certificates added to the system's trust, for the target registry only",
-    )
-    g.add_argument("--registry-config", type=Path, help="docker config.json with credentials")
-    g.add_argument(
-        "--retry-attempts",
-        type=_positive(int),
-        default=Options.retry_attempts,
-        help="tries per request (default %(default)s)",
-    )
-    g.add_argument(
-        "--retry-seconds",
-        type=_positive(float),
-        default=Options.retry_seconds,
-        help="time budget for retrying one request or resuming one upload (default %(default)s)",
-    )
-    g.add_argument(
-        "--connect-timeout", type=_positive(float), default=Options.connect_timeout, help="seconds"
-    )
-    g.add_argument(
-        "--read-timeout", type=_positive(float), default=Options.read_timeout, help="seconds"
-    )
+    settings.add_arguments(g, "registry")
 
 
 def _release_options(p: argparse.ArgumentParser) -> None:
@@ -96,38 +51,7 @@ def _release_options(p: argparse.ArgumentParser) -> None:
         "nearest parent that has one)",
     )
     g.add_argument("--arch", help="comma-separated architectures (default: the manifest's)")
-    g.add_argument("--workdir", type=Path, default=Options.workdir, help="default %(default)s")
-    g.add_argument("--engine", help="Docker API URL of the engine (default: DOCKER_HOST)")
-    g.add_argument("--builder-image", default=Options.builder_image, help="default %(default)s")
-    g.add_argument("--base-image", help="build FROM this image instead of the manifest's base")
-    g.add_argument("--containerfile", type=Path, help="build this Containerfile instead")
-    g.add_argument("--revision", help="source revision (default: git HEAD)")
-    g.add_argument(
-        "--created", help="RFC 3339 creation time (default: SOURCE_DATE_EPOCH or commit)"
-    )
-    g.add_argument("--force", action="store_true", help="move release tags that name other content")
-    g.add_argument(
-        "--signing-key",
-        type=Path,
-        help="sign the release with this PEM key (else $BOOTC_PIPELINE_SIGNING_KEY; "
-        "password in $BOOTC_PIPELINE_SIGNING_PASSWORD)",
-    )
-    g.add_argument(
-        "--keyless",
-        action="store_true",
-        help="sign with cosign v2 keyless (GitHub Actions' OIDC token, Fulcio, Rekor)",
-    )
-    g.add_argument(
-        "--jobs",
-        type=_positive(int),
-        default=Options.jobs,
-        help="architectures built, compressed and uploaded at the same time (default %(default)s)",
-    )
-    g.add_argument(
-        "--rebuild",
-        action="store_true",
-        help="build and publish even when the current release was made from the same inputs",
-    )
+    settings.add_arguments(g, "release")
     g.add_argument(
         "--version",
         dest="release_version",
@@ -136,12 +60,7 @@ def _release_options(p: argparse.ArgumentParser) -> None:
 
 
 def _verify_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--public-key",
-        type=Path,
-        help="refuse a release not signed with this key (else $BOOTC_PIPELINE_PUBLIC_KEY or "
-        "~/.config/bootc-pipeline/trust.yaml)",
-    )
+    settings.add_arguments(p, "verify")
 
 
 def _pull_output_options(p: argparse.ArgumentParser) -> None:
@@ -217,47 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate release manifests (no engine, no registry)")
     p.add_argument("manifests", nargs="+", type=Path)
     _common(p)
+    cli_releases.add_parsers(sub, _registry_options, _common)
     return parser
 
 
 def _options(args: argparse.Namespace) -> Options:
-    """Options from whichever flags this subcommand has (validate has only the registry's)."""
-    a = argparse.Namespace(**(vars(_RELEASE_DEFAULTS) | vars(args)))
+    """Options from whichever flags this subcommand has (validate has only the registry's): the
+    table's defaults for the rest."""
+    given = settings.defaults() | vars(args)
     return Options(
-        engine_url=a.engine,
-        workdir=a.workdir,
-        builder_image=a.builder_image,
-        base_image=a.base_image,
-        containerfile=a.containerfile,
-        registry=a.registry,
-        plain_http=a.plain_http,
-        force_plain_http=a.force_plain_http,
-        ca_bundle=a.ca_bundle,
-        registry_config=a.registry_config,
-        revision=a.revision,
-        created=a.created,
-        force=a.force,
-        skip_boot=bool(getattr(a, "skip_boot", False)),
-        rebuild=a.rebuild,
-        jobs=int(a.jobs),
-        archs=tuple(Arch.parse_list(a.arch)) if a.arch else None,
-        retry_attempts=int(a.retry_attempts),
-        retry_seconds=a.retry_seconds,
-        connect_timeout=a.connect_timeout,
-        read_timeout=a.read_timeout,
-        signing_key=a.signing_key,
-        keyless=a.keyless,
-        public_key=getattr(a, "public_key", None),
+        **{setting.dest: given[setting.dest] for setting in settings.SETTINGS},
+        skip_boot=bool(given.get("skip_boot", False)),
+        archs=tuple(Arch.parse_list(given["arch"])) if given.get("arch") else None,
     )
-
-
-def _release_defaults() -> argparse.Namespace:
-    parser = _Parser()
-    _release_options(parser)
-    return parser.parse_args([])
-
-
-_RELEASE_DEFAULTS = _release_defaults()
 
 
 def _context(args: argparse.Namespace, reporter: Reporter) -> Context:
@@ -399,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _lima(args, reporter)
         if args.command == "check":
             return _check(args, reporter)
+        if args.command in cli_releases.COMMANDS:
+            return cli_releases.COMMANDS[args.command](args, reporter, _options(args))
         if args.command == "boot" and args.reference:
             return _boot_published(args, reporter)
         return _run_stage(args, reporter)

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline import settings
 from pipeline.arch import Arch
-from pipeline.bib import DEFAULT_BUILDER_IMAGE
 from pipeline.errors import UsageError
 from pipeline.progress import Reporter
 from pipeline.reference import Reference, parse_reference
@@ -24,32 +24,36 @@ if TYPE_CHECKING:  # the Docker SDK is imported only by commands that use an eng
 
 @dataclass(frozen=True)
 class Options:
-    """Command-line overrides and settings (air-gapped users and tests need each of them)."""
+    """Command-line overrides and settings (air-gapped users and tests need each of them); the
+    defaults are pipeline/settings.py's table."""
 
-    engine_url: str | None = None
-    workdir: Path = Path(".work")
-    builder_image: str = DEFAULT_BUILDER_IMAGE
-    base_image: str | None = None
-    containerfile: Path | None = None
-    registry: str | None = None
-    plain_http: bool = False
-    force_plain_http: bool = False
-    ca_bundle: Path | None = None
-    registry_config: Path | None = None
-    revision: str | None = None
-    created: str | None = None
-    force: bool = False
+    engine_url: str | None = settings.ENGINE.default
+    workdir: Path = settings.WORKDIR.default
+    builder_image: str | None = settings.BUILDER_IMAGE.default  # else the release's builder's
+    base_image: str | None = settings.BASE_IMAGE.default
+    containerfile: Path | None = settings.CONTAINERFILE.default
+    registry: str | None = settings.REGISTRY.default
+    plain_http: bool = settings.PLAIN_HTTP.default
+    force_plain_http: bool = settings.FORCE_PLAIN_HTTP.default
+    ca_bundle: Path | None = settings.CA_BUNDLE.default
+    registry_config: Path | None = settings.REGISTRY_CONFIG.default
+    revision: str | None = settings.REVISION.default
+    created: str | None = settings.CREATED.default
+    force: bool = settings.FORCE.default
     skip_boot: bool = False
-    rebuild: bool = False  # build even when the inputs equal the current release's
-    jobs: int = 2  # architectures whose pipelines run at the same time
+    # build even when the inputs equal the current release's
+    rebuild: bool = settings.REBUILD.default
+    jobs: int = settings.JOBS.default  # architectures whose pipelines run at the same time
     archs: tuple[Arch, ...] | None = None
-    retry_attempts: int = 5
-    retry_seconds: float = 300.0
-    connect_timeout: float = 10.0
-    read_timeout: float = 120.0
-    signing_key: Path | None = None  # else $BOOTC_PIPELINE_SIGNING_KEY (pipeline/trust/keys.py)
-    keyless: bool = False  # sign with cosign keyless (Sigstore) instead of a key
-    public_key: Path | None = None  # else the environment or trust file (pipeline/trust/verify.py)
+    retry_attempts: int = settings.RETRY_ATTEMPTS.default
+    retry_seconds: float = settings.RETRY_SECONDS.default
+    connect_timeout: float = settings.CONNECT_TIMEOUT.default
+    read_timeout: float = settings.READ_TIMEOUT.default
+    # else $BOOTC_PIPELINE_SIGNING_KEY (pipeline/trust/keys.py)
+    signing_key: Path | None = settings.SIGNING_KEY.default
+    keyless: bool = settings.KEYLESS.default  # sign with cosign keyless (Sigstore) instead of a key
+    # else the environment or trust file (pipeline/trust/verify.py)
+    public_key: Path | None = settings.PUBLIC_KEY.default
 
     def access(self, target: str, *, publishing: bool) -> RegistryAccess:
         """Each host's access (registry/access.py) from the user's settings. `target`: the
@@ -132,6 +136,11 @@ class Context:
     @property
     def target(self) -> Reference:
         return parse_reference(self.release.repository)
+
+    @property
+    def builder_image(self) -> str:
+        """The disk builder's image: --builder-image, else the release's builder's default."""
+        return self.options.builder_image or self.release.builder.default_image
 
     @property
     def variant_dir(self) -> Path:

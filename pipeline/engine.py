@@ -295,7 +295,8 @@ class Engine:
         return facts
 
     def run_builder(self, run: BuilderRun, *, on_line: Callable[[str], None]) -> list[str]:
-        """Run bootc-image-builder to completion; return its log, raising on non-zero exit.
+        """Run the disk builder (bib or image-builder) to completion; return its log, raising on
+        non-zero exit.
 
         Created, then started inside the block that removes it: a container that fails to
         start (privileges refused) is not left behind."""
@@ -327,7 +328,7 @@ class Engine:
                 hint = None
                 if "caps" in str(exc.explanation) or "privileged" in str(exc.explanation):
                     hint = (
-                        f"bootc-image-builder needs a privileged container and {self.name} "
+                        f"{run.name} needs a privileged container and {self.name} "
                         "could not make one here (a restricted capability bounding set?); "
                         "Podman clamps --privileged to the capabilities the host has"
                     )
@@ -346,9 +347,7 @@ class Engine:
                 on_line(pending)
             status = int(container.wait().get("StatusCode", -1))
         except (docker.errors.DockerException, requests.RequestException) as exc:
-            raise PipelineError(
-                f"lost bootc-image-builder's container: {_first_line(exc)}"
-            ) from None
+            raise PipelineError(f"lost {run.name}'s container: {_first_line(exc)}") from None
         finally:
             try:
                 container.remove(force=True)
@@ -356,9 +355,7 @@ class Engine:
                 log.warning("could not remove builder container: %s", _first_line(exc))
         if status != 0:
             errors = error_lines(lines) or list(lines[-LOG_TAIL:])
-            raise PipelineError(
-                f"bootc-image-builder exited with status {status}: " + "\n  ".join(errors)
-            )
+            raise PipelineError(f"{run.name} exited with status {status}: " + "\n  ".join(errors))
         return lines
 
 

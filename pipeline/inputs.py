@@ -126,26 +126,24 @@ def recorded_base(ctx: Context, arch: Arch) -> str:
 
 
 def builder_digest(ctx: Context) -> str:
-    ref = parse_reference(ctx.options.builder_image)
+    ref = parse_reference(ctx.builder_image)
     if ref.digest:
         return ref.digest
     if ref.registry == LOCAL_REGISTRY:
-        facts = ctx.engine.inspect(ctx.options.builder_image)
+        facts = ctx.engine.inspect(ctx.builder_image)
         if facts is None:
-            raise PipelineError(
-                f"the builder image {ctx.options.builder_image} is not in the engine"
-            )
+            raise PipelineError(f"the builder image {ctx.builder_image} is not in the engine")
         return facts.id
     try:
         with ctx.target_client(ref.registry) as client:  # the builder's registry: its own
             digest = client.manifest_digest(ref.repository, ref.target)
     except PipelineError as exc:
         raise PipelineError(
-            f"cannot resolve the builder image {ctx.options.builder_image}: {exc.message}",
+            f"cannot resolve the builder image {ctx.builder_image}: {exc.message}",
             hint="check --builder-image and that its registry answers",
         ) from None
     if digest is None:
-        raise PipelineError(f"the builder image {ctx.options.builder_image} is not in its registry")
+        raise PipelineError(f"the builder image {ctx.builder_image} is not in its registry")
     return digest
 
 
@@ -158,7 +156,8 @@ def record(ctx: Context) -> dict[str, Any]:
         "containerfile": release.containerfile.name,
         "buildContext": tree_digest(release.containerfile.parent),
         "releaseManifest": of_bytes(release.path.read_bytes()).digest,
-        "builderImage": ctx.options.builder_image,
+        "builder": ctx.release.builder.value,
+        "builderImage": ctx.builder_image,
         "builderDigest": builder_digest(ctx),
         "pipelineVersion": pipeline_version(),
         "pipelineCode": pipeline_code(),

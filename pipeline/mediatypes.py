@@ -63,6 +63,8 @@ ANN_BASE_DIGEST = A + "base.digest"
 # This project's own keys: what the layer holds once decompressed (as coreos-assembler's meta.json).
 ANN_UNCOMPRESSED_DIGEST = "org.bootc-pipeline.disk.uncompressed-digest"
 ANN_UNCOMPRESSED_SIZE = "org.bootc-pipeline.disk.uncompressed-size"
+# the boot check of this architecture's disk before it was pushed: passed, or skipped
+ANN_BOOT_CHECK = "org.bootc-pipeline.boot-check"
 # sha256 of the release's inputs record (pipeline/inputs.py): equal inputs, nothing to rebuild
 ANN_INPUTS = "org.bootc-pipeline.inputs"
 # What a consumer's Lima template needs beyond the images (the release manifest's `lima:`), on the

@@ -56,6 +56,7 @@ class DiskArtifact:
     layer: Blob  # the compressed disk, as pushed
     uncompressed: Blob  # the qcow2 before compression
     base_digest: str  # the base image the disk was built from
+    boot_check: str | None = None  # "passed" or "skipped" (mediatypes.ANN_BOOT_CHECK)
 
 
 def encode(document: dict[str, Any]) -> bytes:
@@ -128,7 +129,8 @@ def artifact_manifest(release: Release, disk: DiskArtifact, provenance: Provenan
             mt.ANN_BASE_DIGEST: disk.base_digest,
             mt.ANN_UNCOMPRESSED_DIGEST: disk.uncompressed.digest,
             mt.ANN_UNCOMPRESSED_SIZE: str(disk.uncompressed.size),
-        },
+        }
+        | ({mt.ANN_BOOT_CHECK: disk.boot_check} if disk.boot_check else {}),
     }
     return _checked(schemas.ARTIFACT_MANIFEST, manifest, mt.OCI_MANIFEST)
 

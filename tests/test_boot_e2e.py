@@ -67,9 +67,14 @@ class Run:
         return [line for line in self.proc.stderr.splitlines() if "error:" in line]
 
 
-def _manifest(directory: Path, variant: str, containerfile: Path) -> tuple[Path, str]:
-    """fedora-40's release manifest for one architecture, at zstd level 3, in its own repository."""
+def _manifest(
+    directory: Path, variant: str, containerfile: Path, tool: str | None = None
+) -> tuple[Path, str]:
+    """fedora-40's release manifest for one architecture, at zstd level 3, in its own repository
+    (with TOOL as builder.tool when given)."""
     doc = yaml.safe_load((ROOT / "manifests" / "fedora-40.yaml").read_text())
+    if tool is not None:
+        doc["builder"]["tool"] = tool
     repository = f"bootc-lima/{variant}"
     doc |= {
         "name": variant,
@@ -101,8 +106,9 @@ def publish(
     directory: Path,
     variant: str,
     extra: str = "",
+    tool: str | None = None,
 ) -> Run:
-    manifest, repository = _manifest(directory, variant, _containerfile(directory, extra))
+    manifest, repository = _manifest(directory, variant, _containerfile(directory, extra), tool)
     workdir = directory / "work"
     args = [
         "publish", "--manifest", str(manifest), "--engine", podman.url,
@@ -285,3 +291,27 @@ def test_boot_of_a_published_ref_finds_the_platform_in_the_index(
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     assert f"has no linux/{other} manifest (it has linux/{ARCH})" in proc.stderr
+
+
+def test_the_image_builder_stand_ins_disk_boots(
+    podman: PodmanService,
+    bootable_base: Callable[[str], str],
+    image_builder_standin: str,
+    registry: RunningRegistry,
+    tmp_path: Path,
+) -> None:
+    """builder.tool: image-builder: the disk its stand-in writes (`image-builder build
+    --bootc-ref IMAGE qcow2`, output renamed to disk.qcow2) passes the same boot check."""
+    run = publish(
+        podman, bootable_base(ARCH), image_builder_standin, registry, tmp_path, "boot-ib",
+        tool="image-builder",
+    )  # fmt: skip
+    assert run.proc.returncode == 0, run.proc.stderr[-8000:]
+    assert (run.workdir / "boot-ib" / ARCH / "disk" / "disk.qcow2").is_file()  # its output name
+    boot = run.report["boot"][ARCH]
+    assert boot["booted"] and boot["ok"], boot
+    failed = [c for c in boot["checks"] if c["required"] and not c["ok"]]
+    assert [c["name"] for c in boot["checks"]] == LIMA_CHECKS and failed == [], boot["checks"]
+    inputs = json.loads((run.workdir / "boot-ib" / "inputs.json").read_text())
+    assert inputs["inputs"]["builder"] == "image-builder"
+    assert {"40.1.0", "40", "latest"} <= set(tags(Access(registry.host), run.repository))

@@ -4,6 +4,7 @@ a recorder here; tests/test_publish_e2e.py runs the real ones concurrently."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
 import time
@@ -24,9 +25,13 @@ PROV = Provenance("2026-01-01T00:00:00Z", "abc")
 
 
 class Recorder:
-    def __init__(self, seconds: float, fail: Arch | None = None) -> None:
-        self.seconds, self.fail = seconds, fail
-        self.lock = threading.Lock()
+    """Stands in for an architecture's pipeline: records how many run at once. With `together`,
+    each call first waits (up to 10 s) until that many run at once, then `seconds` more, so a
+    pool that allows more starts them meanwhile, and one that allows fewer never gets there."""
+
+    def __init__(self, seconds: float, fail: Arch | None = None, together: int = 0) -> None:
+        self.seconds, self.fail, self.together = seconds, fail, together
+        self.lock = threading.Condition()
         self.running = 0
         self.most = 0
         self.finished: list[Arch] = []
@@ -37,6 +42,8 @@ class Recorder:
         with self.lock:
             self.running += 1
             self.most = max(self.most, self.running)
+            self.lock.notify_all()
+            self.lock.wait_for(lambda: self.most >= self.together, timeout=10)
         try:
             if arch == self.fail:
                 raise PipelineError(f"{arch.value} failed")
@@ -54,15 +61,20 @@ def _context(tmp_path: Path, jobs: int, out: io.StringIO) -> Context:
     return Context(r, Options(workdir=tmp_path / "w", jobs=jobs), Reporter(stream=out, live=False))
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
+@pytest.mark.parametrize("jobs", [1, 2, 3])
 def test_at_most_jobs_architectures_at_a_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
 ) -> None:
-    recorder = Recorder(0.3)
+    """Four pipelines (each architecture twice: the scheduler runs what it is given, whatever
+    the architecture), so a bound of 2 or 3 shows: with two, an unbounded pool also ran 2."""
+    recorder = Recorder(0.3, together=jobs)
     monkeypatch.setattr(publish, "arch_pipeline", recorder)
-    sent = publish.run_arch_pipelines(_context(tmp_path, jobs, io.StringIO()), PROV)
-    assert [r.arch for r in sent] == [Arch.AMD64, Arch.ARM64]  # release order, always
+    ctx = _context(tmp_path, jobs, io.StringIO())
+    ctx.options = dataclasses.replace(ctx.options, archs=(Arch.AMD64, Arch.ARM64) * 2)
+    sent = publish.run_arch_pipelines(ctx, PROV)
+    assert [r.arch for r in sent] == [Arch.AMD64, Arch.ARM64] * 2  # release order, always
     assert recorder.most == jobs
+    assert len(recorder.finished) == 4
 
 
 def test_a_failure_waits_for_the_others_and_is_raised(

@@ -1,9 +1,9 @@
-"""Nightlies on real parts, as the workflow runs them: the nightly workflow's own commands, read
-from .github/workflows/nightly.yml, run as separate processes in separate empty directories
-(the plan job, two per-architecture "runners", the join) against a real Podman service and a
-real registry, through a counting loopback proxy (tests/support/faultproxy.py, no faults) that
-tells what the clients sent. The fake base is pushed to that registry, so it has a registry
-digest.
+"""Nightlies on real parts, as the workflow runs them: the nightly workflows' own commands, read
+from .github/workflows/nightly.yml and nightly-variant.yml, run as separate processes in separate
+empty directories (the plan job, two per-architecture "runners", the join) against a real Podman
+service and a real registry, through a counting loopback proxy (tests/support/faultproxy.py, no
+faults) that tells what the clients sent. The fake base is pushed to that registry, so it has a
+registry digest.
 
 1. The first nightly: a dated release, judged by skopeo, curl + sha256sum and the schemas.
 2. The same inputs again, empty work directories: "up to date", nothing built or sent, the
@@ -83,7 +83,7 @@ class Setup:
         )
         assert plan.returncode == 0, plan.stderr[-3000:]
         version = dict(line.split("=", 1) for line in plan.stdout.splitlines())[VARIANT]
-        values = {"matrix.variant": VARIANT, "needs.plan.outputs[matrix.variant]": version}
+        values = {"inputs.variant": VARIANT, "inputs.version": version}  # the variant's call
         join = workflows.machine(root / "join")
         (join / "results").mkdir()
         runners: dict[str, subprocess.CompletedProcess[str]] = {}
@@ -92,7 +92,7 @@ class Setup:
         for arch in ARCHS:
             runner = workflows.machine(root / f"runner-{arch}")
             command = workflows.command(
-                "nightly.yml", "publish", "publish", values | {"matrix.arch": arch}
+                "nightly-variant.yml", "publish", "publish", values | {"matrix.arch": arch}
             )
             begin = time.monotonic()
             runners[arch] = proc = self.sh(command, runner)
@@ -101,7 +101,7 @@ class Setup:
             result = runner / ".work" / VARIANT / f"result-{arch}.json"  # what the job uploads
             shutil.copy(result, join / "results")
             results[arch] = json.loads(result.read_text())
-        proc = self.sh(workflows.command("nightly.yml", "index", "index", values), join)
+        proc = self.sh(workflows.command("nightly-variant.yml", "index", "index", values), join)
         assert proc.returncode == 0, proc.stderr[-4000:]
         report = json.loads((join / ".work" / VARIANT / "release-report.json").read_text())
         seconds = time.monotonic() - start

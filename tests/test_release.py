@@ -123,9 +123,18 @@ def test_tag_both_release_and_moving(tmp_path: Path) -> None:
     assert "moving_tags: latest also listed in tags" in message
 
 
-def test_invalid_yaml_names_line(tmp_path: Path) -> None:
-    message = _error(tmp_path, "name: [unclosed\n")
-    assert "line 2" in message or "line 1" in message
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        # the flow sequence is still open at the end of the stream: YAML's mark is there
+        ("name: [unclosed\n", "(line 2, column 1): expected ',' or ']', but got '<stream end>'"),
+        ("name: x\nversion: '1'\ntags: [a, b\nother: 1\n",
+         "(line 4, column 6): expected ',' or ']', but got ':'"),
+    ],
+)  # fmt: skip
+def test_invalid_yaml_names_line(tmp_path: Path, text: str, where: str) -> None:
+    path = tmp_path / "manifests" / "test-variant.yaml"
+    assert _error(tmp_path, text) == f"{path} {where}"
 
 
 def test_top_level_not_a_mapping(tmp_path: Path) -> None:

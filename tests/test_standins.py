@@ -24,6 +24,7 @@ import pytest
 from pipeline import bib as pipeline_bib
 from tests.standins.bib import bootc_image_builder as bib
 from tests.support import judges
+from tests.support.containers import run_to_end
 from tests.support.images import FLAVOURS, FakeBases
 from tests.support.podman import PodmanService, run_checked
 
@@ -449,21 +450,7 @@ def run_bib(
         volumes[str(output)] = {"bind": "/output", "mode": "rw"}
     if config is not None:
         volumes[str(config)] = {"bind": f"/config{config.suffix}", "mode": "ro"}
-    container = client.containers.run(
-        image,
-        command=args,
-        privileged=privileged,
-        security_opt=["label=type:unconfined_t"],
-        volumes=volumes,
-        network_mode="none",
-        detach=True,
-    )
-    try:
-        status = container.wait(timeout=CONTAINER_TIMEOUT)["StatusCode"]
-        stdout = container.logs(stdout=True, stderr=False).decode(errors="replace")
-        stderr = container.logs(stdout=False, stderr=True).decode(errors="replace")
-    finally:
-        container.remove(force=True)
+    status, stdout, stderr = run_to_end(client, image, args, volumes, privileged=privileged)
     return BibRun(status, stdout, stderr)
 
 

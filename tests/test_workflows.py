@@ -85,28 +85,90 @@ def test_nightly_workflow_shape() -> None:
     assert nightly["permissions"] == {"contents": "read", "packages": "write"}
     assert nightly["concurrency"]["cancel-in-progress"] is False
     assert "env" not in nightly  # the token only reaches the steps that use the registry
-    for job in ("plan", "publish", "index"):
-        (step,) = [s for j, s in workflows.steps(nightly) if j == job and "env" in s]
-        assert step["env"]["BOOTC_PIPELINE_REGISTRY_PASSWORD"] == "${{ secrets.GITHUB_TOKEN }}"
-        assert step["env"]["BOOTC_PIPELINE_REGISTRY_USERNAME"] == "${{ github.actor }}"
-    matrix = nightly["jobs"]["publish"]["strategy"]["matrix"]
-    runners = {i["arch"]: i["runner"] for i in matrix["include"]}
-    assert runners == {"amd64": "ubuntu-24.04", "arm64": "ubuntu-24.04-arm"}
-    for variant in matrix["variant"]:
+    (step,) = [s for j, s in workflows.steps(nightly) if j == "plan" and "env" in s]
+    assert step["env"]["BOOTC_PIPELINE_REGISTRY_PASSWORD"] == "${{ secrets.GITHUB_TOKEN }}"
+    assert step["env"]["BOOTC_PIPELINE_REGISTRY_USERNAME"] == "${{ github.actor }}"
+    # one call of the variant's workflow per variant, each with the version the plan resolved
+    release = nightly["jobs"]["release"]
+    assert release["needs"] == "plan" and release["strategy"]["fail-fast"] is False
+    assert release["uses"] == "./.github/workflows/nightly-variant.yml"
+    assert release["with"] == {"variant": "${{ matrix.variant }}",
+                               "version": "${{ needs.plan.outputs[matrix.variant] }}"}  # fmt: skip
+    for variant in release["strategy"]["matrix"]["variant"]:
         assert (ROOT / "manifests" / f"{variant}.yaml").is_file()
-    assert nightly["jobs"]["index"]["needs"] == ["plan", "publish"]
-    # keyless signing: the OIDC token only where the join signs, before its tags move
-    for name, job in nightly["jobs"].items():
-        granted = job.get("permissions", nightly["permissions"])
-        assert ("id-token" in granted) == (name == "index"), name
-    assert nightly["jobs"]["index"]["permissions"]["id-token"] == "write"
-    (join,) = [s for j, s in workflows.steps(nightly) if j == "index" and "env" in s]
+        assert variant in nightly["jobs"]["plan"]["outputs"]
+    assert set(nightly["jobs"]) == {"plan", "release"}
+
+
+def test_each_variants_join_waits_for_its_own_runners_only() -> None:
+    """The join of a variant needed the whole publish matrix (`needs: [plan, publish]` over every
+    variant): one variant's failed runner held back the other's release. Now each variant's
+    runners and join are one call of nightly-variant.yml, its join needing that call's runners."""
+    variant: dict[Any, Any] = workflows.workflow("nightly-variant.yml")
+    assert set(variant[True]) == {"workflow_call"}
+    assert set(variant[True]["workflow_call"]["inputs"]) == {"variant", "version"}
+    assert set(variant["jobs"]) == {"publish", "index"}
+    assert variant["jobs"]["index"]["needs"] == "publish"
+    publish = variant["jobs"]["publish"]
+    assert set(publish["strategy"]["matrix"]) == {"arch", "include"}  # no variant axis here
+    runners = {i["arch"]: i["runner"] for i in publish["strategy"]["matrix"]["include"]}
+    assert runners == {"amd64": "ubuntu-24.04", "arm64": "ubuntu-24.04-arm"}
+    for job in ("publish", "index"):
+        with_env = [s for j, s in workflows.steps(variant) if j == job and "env" in s]
+        assert len(with_env) == (2 if job == "index" else 1)  # the join, then the prune
+        for step in with_env:
+            # the caller's token, with its permissions: a called workflow has it as github.token
+            assert step["env"]["BOOTC_PIPELINE_REGISTRY_PASSWORD"] == "${{ github.token }}"
+            assert step["env"]["BOOTC_PIPELINE_REGISTRY_USERNAME"] == "${{ github.actor }}"
+    index_steps = [s.get("name", "") for j, s in workflows.steps(variant) if j == "index"]
+    assert index_steps[-1].startswith("prune")  # after the join, never before
+    # result artifacts are named per variant: both variants' calls upload into one run
+    (upload,) = [
+        s
+        for j, s in workflows.steps(variant)
+        if j == "publish" and "upload-artifact" in s.get("uses", "") and "if" not in s
+    ]
+    assert upload["with"]["name"] == "result-${{ inputs.variant }}-${{ matrix.arch }}"
+    (download,) = [
+        s for j, s in workflows.steps(variant) if "download-artifact" in s.get("uses", "")
+    ]
+    assert download["with"]["pattern"] == "result-${{ inputs.variant }}-*"
+    # keyless signing: the OIDC token only where the join signs, before its tags move (the
+    # caller's release job grants it as a ceiling: a called workflow can only narrow it)
+    nightly: dict[Any, Any] = workflows.workflow("nightly.yml")
+    assert "id-token" not in nightly["permissions"]
+    assert "id-token" not in nightly["jobs"]["plan"].get("permissions", {})
+    assert nightly["jobs"]["release"]["permissions"]["id-token"] == "write"
+    assert "id-token" not in variant["jobs"]["publish"]["permissions"]
+    assert variant["jobs"]["index"]["permissions"]["id-token"] == "write"
+    (join,) = [s for j, s in workflows.steps(variant)
+               if j == "index" and s.get("name", "").startswith("index")]  # fmt: skip
     assert join["env"]["SIGN_FLAGS"] == "--keyless"
+    assert "sudo make cosign-v2" in [
+        s.get("run") for j, s in workflows.steps(variant) if j == "index"
+    ]
     # a failed boot check leaves its guest console where test_boot_e2e finds it (the default
     # workdir .work); the job keeps the logs, not the boot's throwaway ssh key beside them
-    (kept,) = [s for j, s in workflows.steps(nightly) if j == "publish" and "if" in s]
+    (kept,) = [s for j, s in workflows.steps(variant) if j == "publish" and "if" in s]
     assert kept["if"] == "failure()"
-    assert kept["with"]["path"] == ".work/${{ matrix.variant }}/${{ matrix.arch }}/boot/*.log"
+    assert kept["with"]["path"] == ".work/${{ inputs.variant }}/${{ matrix.arch }}/boot/*.log"
+
+
+def test_runners_install_only_their_jobs_needs() -> None:
+    """`sudo make setup` on a runner installed the whole test tool chain and docker.io, which
+    conflicts with the runners' containerd.io: each job installs its own role's packages."""
+    roles: dict[str, str] = {}
+    for name in ("nightly.yml", "nightly-variant.yml"):
+        for job, step in workflows.steps(workflows.workflow(name)):
+            if step.get("name") == "install":
+                roles[job] = step["run"]
+    assert roles == {
+        "plan": "sudo make setup-runner ROLE=join",
+        "publish": "sudo make setup-runner ROLE=publish",
+        "index": "sudo make setup-runner ROLE=join",
+    }
+    for path in WORKFLOWS:
+        assert not re.search(r"make setup($|\s)", path.read_text(), re.M), path.name
 
 
 def _sh(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -169,9 +231,8 @@ def test_nightly_plan_and_join_commands_from_the_yaml(
         assert proc.returncode == 0, proc.stderr[-3000:]
         shutil.copy(work.variant_dir / f"result-{arch.value}.json", join / "results")
 
-    values = {"matrix.variant": "fedora-40-nightly",
-              "needs.plan.outputs[matrix.variant]": version}  # fmt: skip
-    proc = _sh(workflows.command("nightly.yml", "index", "index", values), join, env)
+    values = {"inputs.variant": "fedora-40-nightly", "inputs.version": version}
+    proc = _sh(workflows.command("nightly-variant.yml", "index", "index", values), join, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((join / ".work" / "fedora-40-nightly" / "release-report.json").read_text())
     state = snapshot(access, repo)
@@ -179,5 +240,11 @@ def test_nightly_plan_and_join_commands_from_the_yaml(
     assert {s.index for s in state.values()} == {report["index"]["digest"]}
     assert report["version"] == version
     assert list(state[version].manifests) == ["linux/amd64", "linux/arm64"]
+    # The prune step after the join: within the manifest's retention, nothing goes yet.
+    prune_env = env | {"PRUNE_FLAGS": f"--registry {own_registry.host} --plain-http"}
+    proc = _sh(workflows.command("nightly-variant.yml", "index", "prune", values), join, prune_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "deleting 0 release(s)" in proc.stdout and "keeping 1" in proc.stdout
+    assert set(snapshot(access, repo)) == {version, "40", "latest", "nightly"}
     # The next nightly of the same day gets the next counter; the first release tag stays.
     assert plan()["fedora-40-nightly"] == "40.20260315.2"

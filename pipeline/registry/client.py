@@ -356,6 +356,36 @@ class RegistryClient:
                 return False, urljoin(response.url, location)
             return False, None
 
+    def mount_blob(self, repository: str, origin: str, digest: str) -> bool:
+        """Mount `digest` from `origin` into `repository` (same registry); False where the
+        registry does not (the upload session it opened instead is cancelled)."""
+        validate_digest(digest)
+        mounted, opened = self._mount(repository, origin, digest)
+        if opened is not None:
+            cancel_upload(self._t, repository, opened)
+        return mounted
+
+    def delete(self, repository: str, kind: str, digest: str) -> bool:
+        """DELETE a manifest or blob (`kind`: "manifests" or "blobs") by digest (distribution
+        spec "Deleting tags/manifests/blobs"); False when it was already gone (404)."""
+        validate_digest(digest)
+        url = self._t.url(f"/v2/{repository}/{kind}/{digest}")
+        response = self._t.request(
+            "DELETE",
+            url,
+            scope=f"{push_scope(repository)},delete",
+            action=f"deleting {kind[:-1]} {digest}",
+            repository=repository,
+        )
+        with response:
+            if response.status_code == 404:
+                return False
+            if response.status_code not in (200, 202):
+                raise response_error(
+                    self.registry, repository, f"deleting {kind[:-1]} {digest}", response
+                )
+        return True
+
     @overload
     def fetch_blob(
         self,

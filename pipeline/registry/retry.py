@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pipeline import settings
+
 # 429 = rate limited, 5xx = the registry or a proxy in front of it is (maybe briefly) unwell.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -21,8 +23,8 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 class Timeouts:
     """Seconds to wait for a TCP/TLS connection, and between bytes of a response."""
 
-    connect: float = 10.0
-    read: float = 120.0  # generous: a registry may hash a large blob before answering the PUT
+    connect: float = settings.CONNECT_TIMEOUT.default
+    read: float = settings.READ_TIMEOUT.default  # generous: a registry may hash a large blob first
 
     def as_requests(self) -> tuple[float, float]:
         return (self.connect, self.read)
@@ -36,8 +38,8 @@ class RetryPolicy:
     attempts and waits. `sleep`/`clock`/`rng` are injectable so tests run without waiting.
     """
 
-    max_attempts: int = 5
-    total_seconds: float = 120.0
+    max_attempts: int = settings.RETRY_ATTEMPTS.default
+    total_seconds: float = settings.RETRY_SECONDS.default
     base_delay: float = 0.5
     max_delay: float = 20.0
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)

@@ -1,4 +1,5 @@
-"""Disk stage: bootc-image-builder turns the built image into a qcow2, exactly per its contract."""
+"""Disk stage: the release's builder (bootc-image-builder, or osbuild's image-builder) turns the
+built image into a qcow2, exactly per its contract (pipeline/bib.py, pipeline/image_builder.py)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def check_qcow2(path: Path) -> None:
         with path.open("rb") as f:
             header = f.read(8)
     except FileNotFoundError:
-        raise PipelineError(f"bootc-image-builder finished but wrote no {path}") from None
+        raise PipelineError(f"the disk builder finished but wrote no {path}") from None
     if header[:4] != QCOW2_MAGIC or int.from_bytes(header[4:8], "big") not in (2, 3):
         raise PipelineError(f"{path} is not a qcow2 image (header {header[:8]!r})")
 
@@ -108,7 +109,7 @@ def release_storage_mount(root: Path) -> None:
 def builder_image(ctx: Context) -> ImageFacts:
     """bootc-image-builder's image in the engine, pulled (once, with progress) if missing, so
     that its id, part of the disk's inputs, is the same on every run."""
-    ref = ctx.options.builder_image
+    ref = ctx.builder_image
     return ctx.engine.ensure_image(ref, on_line=lambda line: ctx.reporter.info(f"    {line}"))
 
 
@@ -121,17 +122,19 @@ def disk(ctx: Context, arch: Arch) -> Path:
     bib_config = release.bib_config_for(arch)
     config = json.dumps(bib_config, sort_keys=True).encode()
     builder = builder_image(ctx)
+    tool = release.builder
     key = inputs_key(
         {
             "image": image.id,
-            "builder": ctx.options.builder_image,
+            "tool": tool.value,
+            "builder": ctx.builder_image,
             "builder_id": builder.id,
             "format": disk_format.value,
             "rootfs": release.rootfs,
             "config": bib_config,
         }
     )
-    output = bib.output_disk(directory.disk_dir, disk_format)
+    output = tool.output_disk(directory.disk_dir, disk_format)
     if directory.load_stamp("disk", key) is not None and output.is_file():
         ctx.reporter.info(f"    {arch.value}: disk unchanged since the last run, reusing {output}")
         return output
@@ -144,16 +147,18 @@ def disk(ctx: Context, arch: Arch) -> Path:
         raise PipelineError(f"cannot reset {directory.disk_dir}: {exc.strerror}") from None
     config_path = directory.root / "bib-config.json"
     atomic_write(config_path, config, mode=0o600)  # may hold user passwords: never world-readable
-    invocation = bib.builder_run(
-        builder_image=ctx.options.builder_image,
-        bootc_image=image.tag,
-        arch=arch,
-        disk_format=disk_format,
-        rootfs=release.rootfs,
-        graph_root=graph_root,
-        output_dir=directory.disk_dir.resolve(),
-        config_path=config_path.resolve(),
-        chown=(os.getuid(), os.getgid()),
+    invocation = tool.run(
+        bib.DiskJob(
+            builder_image=ctx.builder_image,
+            bootc_image=image.tag,
+            arch=arch,
+            disk_format=disk_format,
+            rootfs=release.rootfs,
+            graph_root=graph_root,
+            output_dir=directory.disk_dir.resolve(),
+            config_path=config_path.resolve(),
+            chown=(os.getuid(), os.getgid()),
+        )
     )
 
     def on_line(line: str) -> None:
@@ -165,7 +170,7 @@ def disk(ctx: Context, arch: Arch) -> Path:
     try:
         ctx.engine.run_builder(invocation, on_line=on_line)
     finally:
-        config_path.unlink(missing_ok=True)  # it may hold passwords: gone once bib has read it
+        config_path.unlink(missing_ok=True)  # it may hold passwords: gone once it has been read
         if not ctx.engine.is_podman:  # Podman's own graph root is not ours to unmount
             release_storage_mount(graph_root)
     check_qcow2(output)

@@ -26,6 +26,7 @@ from pipeline.registry.client import BlobAction, BlobPushResult
 from pipeline.registry.journal import UploadJournal
 from pipeline.release import load as load_release
 from pipeline.stages import runner
+from pipeline.stages.boot import recorded
 from pipeline.stages.build import built_image
 from pipeline.stages.compress import compressed_disk
 from pipeline.stages.sbom import made_sbom
@@ -53,7 +54,9 @@ def plan_arch(ctx: Context, arch: Arch, provenance: Provenance) -> tuple[ArchRel
     """One architecture's manifest, from the earlier stages' outputs; nothing is sent."""
     disk = compressed_disk(ctx, arch)
     base_digest = built_image(ctx, arch, in_engine=False).base_digest
-    artifact = plan.DiskArtifact(arch, disk.compressed, disk.uncompressed, base_digest)
+    boot = None if ctx.options.skip_boot else recorded(ctx, arch)
+    checked = "passed" if boot and boot.get("ok") else "skipped"
+    artifact = plan.DiskArtifact(arch, disk.compressed, disk.uncompressed, base_digest, checked)
     manifest = plan.artifact_manifest(ctx.release, artifact, provenance)
     return ArchRelease(arch, disk.compressed, disk.uncompressed, disk.level, manifest, 0), disk
 

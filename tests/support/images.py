@@ -7,6 +7,8 @@ Fixtures (session scope, loaded through tests/support/podman.py):
   (tests/standins/fakebase/).
 - `bib_standin(podman) -> str`: the bootc-image-builder stand-in image (tests/standins/bib/),
   built on a debootstrapped Debian rootfs.
+- `image_builder_standin(podman) -> str`: the image-builder stand-in (tests/standins/
+  image_builder/), on the same rootfs, sharing the bib stand-in's disk writer.
 
 Everything is built once per store and reused while a content hash of its sources (kept in the
 label SOURCE_LABEL) still matches; downloads (busybox-static debs, the debootstrap tarball) are
@@ -32,10 +34,12 @@ from tests.support.podman import PodmanService, cache_dir, run_checked
 STANDINS = Path(__file__).resolve().parent.parent / "standins"
 FAKEBASE_SOURCES = STANDINS / "fakebase"
 BIB_SOURCES = STANDINS / "bib"
+IMAGE_BUILDER_SOURCES = STANDINS / "image_builder"
 
 SOURCE_LABEL = "org.bootc-pipeline.test.source-hash"
 ARCHS = ("amd64", "arm64")
 BIB_STANDIN_IMAGE = "localhost/test/bootc-image-builder:standin"
+IMAGE_BUILDER_STANDIN_IMAGE = "localhost/test/image-builder:standin"
 BIB_PACKAGES = (
     "python3",
     "e2fsprogs",
@@ -426,36 +430,68 @@ def _bib_rootfs_tarball() -> Path:
     return debootstrap_tarball("bib-standin", "rootfs-bookworm", BIB_PACKAGES)
 
 
-def bib_sources_hash() -> str:
-    files = sorted(p for p in BIB_SOURCES.iterdir() if p.is_file() and p.suffix != ".pyc")
+def bib_sources_hash(*directories: Path) -> str:
+    files = sorted(
+        p
+        for d in directories or (BIB_SOURCES,)
+        for p in d.iterdir()
+        if p.is_file() and p.suffix != ".pyc"
+    )
     return _sources_hash(
         [Path(__file__).read_bytes(), " ".join(BIB_PACKAGES).encode()]
         + [p.name.encode() + b"\0" + p.read_bytes() for p in files]
     )
 
 
-def ensure_bib_standin(podman: PodmanService) -> str:
-    """Build the bootc-image-builder stand-in unless the store has it from the same sources."""
-    source_hash = bib_sources_hash()
-    if podman.image_label(BIB_STANDIN_IMAGE, SOURCE_LABEL) == source_hash:
-        return BIB_STANDIN_IMAGE
+def _ensure_builder_standin(
+    podman: PodmanService, image: str, containerfile: Path, context: Path, sources: list[Path]
+) -> str:
+    """Build a builder stand-in unless the store has it from the same sources."""
+    source_hash = bib_sources_hash(*sources)
+    if podman.image_label(image, SOURCE_LABEL) == source_hash:
+        return image
     tarball = _bib_rootfs_tarball()
     base = f"localhost/test/bib-standin-rootfs:{tarball.name.split('.')[0]}"
     if not podman.image_exists(base):
         podman.cli("import", "--quiet", "--arch", _dpkg_arch(), str(tarball), base)
-    stale = _image_id(podman, BIB_STANDIN_IMAGE)
+    stale = _image_id(podman, image)
     build = ["build", "--quiet", "--pull=never", "--network=none", "--layers=false"]
     build += ["--build-arg", f"BASE={base}", "--label", f"{SOURCE_LABEL}={source_hash}"]
-    build += ["--tag", BIB_STANDIN_IMAGE, "--file", str(BIB_SOURCES / "Containerfile")]
-    podman.cli(*build, str(BIB_SOURCES), timeout=BUILD_TIMEOUT)
-    if podman.image_label(BIB_STANDIN_IMAGE, SOURCE_LABEL) != source_hash:
-        pytest.fail(f"{BIB_STANDIN_IMAGE} lacks its source label after building it")
+    build += ["--tag", image, "--file", str(containerfile)]
+    podman.cli(*build, str(context), timeout=BUILD_TIMEOUT)
+    if podman.image_label(image, SOURCE_LABEL) != source_hash:
+        pytest.fail(f"{image} lacks its source label after building it")
     if stale:
         podman.cli("rmi", stale, check=False)  # the previous stand-in, now untagged
-    return BIB_STANDIN_IMAGE
+    return image
+
+
+def ensure_bib_standin(podman: PodmanService) -> str:
+    """The bootc-image-builder stand-in (tests/standins/bib/)."""
+    return _ensure_builder_standin(
+        podman, BIB_STANDIN_IMAGE, BIB_SOURCES / "Containerfile", BIB_SOURCES, [BIB_SOURCES]
+    )
+
+
+def ensure_image_builder_standin(podman: PodmanService) -> str:
+    """The image-builder stand-in (tests/standins/image_builder/, with the bib stand-in's disk
+    writer: its build context is tests/standins/)."""
+    return _ensure_builder_standin(
+        podman,
+        IMAGE_BUILDER_STANDIN_IMAGE,
+        IMAGE_BUILDER_SOURCES / "Containerfile",
+        STANDINS,
+        [BIB_SOURCES, IMAGE_BUILDER_SOURCES],
+    )
 
 
 @pytest.fixture(scope="session")
 def bib_standin(podman: PodmanService) -> str:
     """The bootc-image-builder stand-in image (name), built in the test store."""
     return ensure_bib_standin(podman)
+
+
+@pytest.fixture(scope="session")
+def image_builder_standin(podman: PodmanService) -> str:
+    """The image-builder stand-in image (name), built in the test store."""
+    return ensure_image_builder_standin(podman)

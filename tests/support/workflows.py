@@ -22,7 +22,8 @@ def workflow(name: str) -> dict[str, Any]:
 
 
 def steps(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    return [(job, step) for job, body in data["jobs"].items() for step in body["steps"]]
+    """Every job's steps (a job that calls a reusable workflow has none of its own)."""
+    return [(job, step) for job, body in data["jobs"].items() for step in body.get("steps", [])]
 
 
 def command(name: str, job: str, step_name: str, values: dict[str, str]) -> str:

@@ -411,17 +411,20 @@ def check_rootful(uid_map: str | None = None) -> None:
         raise BibError("must be run in rootful (not rootless) podman")
 
 
-def check_storage(mountinfo: str | None = None) -> None:
+STORAGE_MISSING = (
+    "could not access container storage, did you forget "
+    "-v /var/lib/containers/storage:/var/lib/containers/storage?"
+)
+
+
+def check_storage(mountinfo: str | None = None, message: str = STORAGE_MISSING) -> None:
     text = mountinfo if mountinfo is not None else Path("/proc/self/mountinfo").read_text()
     mounted = any(
         len(fields) > 4 and fields[4] == str(STORAGE)
         for fields in (line.split() for line in text.splitlines())
     )
     if not mounted or not (STORAGE / "overlay-images").is_dir():
-        raise BibError(
-            "could not access container storage, did you forget "
-            "-v /var/lib/containers/storage:/var/lib/containers/storage?"
-        )
+        raise BibError(message)
 
 
 def check_binfmt(target: str) -> None:
@@ -457,6 +460,10 @@ class Skopeo:
 
     workdir: Path
     debug: bool = False
+    absent: str = (
+        "bootc-image-builder no longer pulls images, make sure to pull it before "
+        "running bootc-image-builder: sudo podman pull {image}"
+    )
 
     def __post_init__(self) -> None:
         self.storage_conf = self.workdir / "storage.conf"
@@ -497,10 +504,7 @@ class Skopeo:
                     "no such image",
                 )
             ):
-                raise BibError(
-                    "bootc-image-builder no longer pulls images, make sure to pull it before "
-                    f"running bootc-image-builder: sudo podman pull {image}"
-                )
+                raise BibError(self.absent.format(image=image))
             raise BibError(f"cannot inspect {image} in container storage: {err.strip()}")
         doc: dict[str, Any] = json.loads(proc.stdout)
         return doc
@@ -1028,16 +1032,52 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def build(opts: Options) -> None:
+    """bib's build: its checks, then the disk, in bib's output layout."""
     check_privileged()
     check_rootful()
     config = load_config()
     check_storage()
-    target = opts.target_arch or host_arch()
-    progress = Progress(opts.progress, interactive=sys.stdin.isatty())
+    make_disk(
+        DiskRequest(
+            image=opts.image,
+            types=opts.types,
+            target=opts.target_arch or host_arch(),
+            rootfs=opts.rootfs,
+            config=config,
+            output=opts.output,
+            manifest_name=f"manifest-{'-'.join(opts.types)}.json",
+            chown=opts.chown,
+        ),
+        Progress(opts.progress, interactive=sys.stdin.isatty()),
+    )
 
+
+@dataclass(frozen=True)
+class DiskRequest:
+    """What both builder front ends (bib's and image-builder's) ask of the one disk writer."""
+
+    image: str
+    types: tuple[str, ...]
+    target: str  # OCI architecture name
+    rootfs: str | None  # None: the image's own default
+    config: Config
+    output: Path
+    manifest_name: str | None  # None: no osbuild manifest written
+    chown: tuple[int, int] | None = None
+    absent: str = Skopeo.absent  # the message when the image is not in the storage
+    no_rootfs: str = (
+        'no default root filesystem type specified in container, please use "--rootfs" '
+        "to set manually"
+    )
+
+
+def make_disk(req: DiskRequest, progress: Progress) -> None:
+    """Read REQ.image from the mounted storage and write the disk in bib's output layout
+    (OUTPUT/qcow2/disk.qcow2, OUTPUT/image/disk.raw, ...), as osbuild's exports are."""
+    opts, target, config = req, req.target, req.config
     work = Path(tempfile.mkdtemp(prefix="bib-standin-", dir="/var/tmp"))
     try:
-        skopeo = Skopeo(work, debug=progress.debug)
+        skopeo = Skopeo(work, debug=progress.debug, absent=req.absent)
         info = skopeo.inspect(opts.image)
         labels = info.get("Labels") or {}
         if labels.get("containers.bootc") != "1":
@@ -1064,10 +1104,7 @@ def build(opts: Options) -> None:
 
         rootfs = opts.rootfs or default_rootfs(rootfs_dir)
         if rootfs is None:
-            raise BibError(
-                'no default root filesystem type specified in container, please use "--rootfs" '
-                "to set manually"
-            )
+            raise BibError(req.no_rootfs)
         if rootfs not in ROOTFS_TYPES:
             raise BibError(f'unsupported root filesystem type "{rootfs}" in the container')
 
@@ -1130,10 +1167,12 @@ def build(opts: Options) -> None:
         doc = manifest_document(
             pipelines, {"org.osbuild.containers-storage": {"items": {image_id: {}}}}, meta
         )
-        manifest_name = f"manifest-{'-'.join(opts.types)}.json"
+        manifest_name = req.manifest_name or "manifest"
         opts.output.mkdir(parents=True, exist_ok=True)
         progress.say(f"Generating manifest {manifest_name}")
-        _write_atomic(opts.output / manifest_name, json.dumps(doc, indent=2).encode() + b"\n")
+        if req.manifest_name:
+            encoded = json.dumps(doc, indent=2).encode() + b"\n"
+            _write_atomic(opts.output / req.manifest_name, encoded)
         progress.say("DONE")
         progress.say(f"Building {manifest_name}")
         progress.detail("starting -")
