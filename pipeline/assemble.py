@@ -67,6 +67,7 @@ def release(
     policy = TagPolicy.of(ctx, client)
     if tags:
         policy.check(index.digest, sent=sent)
+        policy.check_forward(index.json().get("annotations") or {})
     verify_children(client, ctx, archs)
     if client.manifest_digest(repo, index.digest) != index.digest:
         client.push_manifest(repo, index.digest, index.body, index.media_type)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pipeline import cli_releases, settings, versions
+from pipeline import cli_releases, settings, versions, worklock
 from pipeline import provenance as prov
 from pipeline import release as releases
 from pipeline.arch import Arch
@@ -83,10 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
         _release_options(p)
         _registry_options(p)
         _common(p)
-    publish_parser = sub.choices["publish"]
-    publish_parser.add_argument(
-        "--skip-boot", action="store_true", help="do not boot the disks before tags move"
-    )
+    for name in ("publish", "push"):  # the skip is recorded as the disk's boot record
+        sub.choices[name].add_argument(
+            "--skip-boot", action="store_true", help="send the disks without a boot check"
+        )
     p = sub.add_parser(
         "boot", help="boot the work directory's disks (or a published REF) and check Lima's needs"
     )
@@ -188,7 +188,11 @@ def _run_stage(args: argparse.Namespace, reporter: Reporter) -> int:
         "version": lambda: print(ctx.release.version),
     }
     try:
-        stages[args.command]()
+        if args.command == "version":
+            stages[args.command]()
+        else:
+            with worklock.locked(ctx.variant_dir):  # one run at a time writes its stamps
+                stages[args.command]()
     finally:
         ctx.close()
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections import deque
@@ -215,7 +216,53 @@ class Engine:
             )
         return facts
 
-    def ensure_image(self, ref: str, *, on_line: Callable[[str], None]) -> ImageFacts:
+    def ensure_pinned(
+        self, ref: str, arch: Arch, *, tls_verify: bool, on_line: Callable[[str], None]
+    ) -> ImageFacts:
+        """REGISTRY/REPO@DIGEST in the engine, pulled for `arch` when missing. A digest names
+        one image whatever the local tags say, so no name is shared between platforms. Podman
+        is asked through its libpod API, which can skip TLS for a loopback registry the user
+        gave --plain-http for; Docker Engine treats 127.0.0.0/8 registries as insecure itself."""
+        facts = self.inspect(ref)
+        if facts is not None:
+            return facts
+        if not self.is_podman:
+            return self.ensure_image(ref, on_line=on_line, platform=arch.platform)
+        api = self.client.api
+        params = {
+            "reference": ref,
+            "tlsVerify": "true" if tls_verify else "false",
+            "arch": arch.value,
+            "os": "linux",
+            "policy": "missing",
+        }
+        failure = None
+        try:
+            response = api.post(
+                f"{api.base_url}{LIBPOD_API}/images/pull", params=params, stream=True, timeout=600
+            )
+            if response.status_code != 200:
+                failure = f"{response.status_code} {_libpod_message(response)}"
+            else:
+                for raw in response.iter_lines():
+                    event = json.loads(raw) if raw.strip() else {}
+                    if event.get("error"):
+                        failure = " ".join(str(event["error"]).split())[:300]
+                    elif event.get("stream"):
+                        on_line(str(event["stream"]).strip())
+        except (requests.RequestException, ValueError) as exc:
+            failure = _first_line(exc)
+        facts = self.inspect(ref) if failure is None else None
+        if facts is None:
+            raise PipelineError(
+                f"cannot pull the base {ref} into {self.name}: {failure or 'not there after'}",
+                hint="check that the base's registry answers, or load the base into the engine",
+            )
+        return facts
+
+    def ensure_image(
+        self, ref: str, *, on_line: Callable[[str], None], platform: str | None = None
+    ) -> ImageFacts:
         """`ref` in the engine, pulled first if it is missing (the builder image: bib itself
         never pulls the bootc image, but its own image may come from a registry)."""
         facts = self.inspect(ref)
@@ -226,7 +273,10 @@ class Engine:
             repository, tag = ref, ""
         failure = None
         try:
-            for event in self.client.api.pull(repository, tag or None, stream=True, decode=True):
+            events = self.client.api.pull(
+                repository, tag or None, stream=True, decode=True, platform=platform
+            )
+            for event in events:
                 if "error" in event:
                     failure = str(event["error"]).strip()
                     break

@@ -2,12 +2,15 @@
 
 The record: the base image's digest per architecture (resolved from its registry, not pulled),
 a hash of the Containerfile and its build context, a hash of the release manifest file, the
-builder image's digest and this pipeline's version. Its sha256 is the annotation
+builder image's digest and this pipeline's version (the installed package's, and a digest of its
+code, so a new version of the code republishes). Its sha256 is the annotation
 `org.bootc-pipeline.inputs` on the index and every manifest; `publish` compares it with the
 release its first moving tag names before building anything.
 
 A base or builder named `localhost/...` exists only in the engine (tests, air-gapped users):
-its digest then comes from the engine, which is also not a pull.
+its digest then comes from the engine, which is also not a pull. Any other base is built FROM
+REGISTRY/REPO@DIGEST, the digest recorded here for that architecture (pulled when the engine
+lacks it), so the annotation, the inputs and the bytes built on agree.
 """
 
 from __future__ import annotations
@@ -32,13 +35,26 @@ from pipeline.registry.client import FetchedManifest
 LOCAL_REGISTRY = "localhost"
 PLATFORM_LISTS = (mt.OCI_INDEX, mt.DOCKER_MANIFEST_LIST)
 RECORD_NAME = "inputs.json"
+PACKAGE = Path(__file__).resolve().parent  # the installed `pipeline` package
 
 
 def pipeline_version() -> str:
+    """The installed package's version, as its metadata says (not a constant of the code)."""
     try:
         return metadata.version("bootc-pipeline")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def pipeline_code(root: Path = PACKAGE) -> str:
+    """sha256 over the code that runs (every module and schema of the `pipeline` package): a
+    version number that nobody bumped must not hide a change of the code that makes a release."""
+    total = Sha256()
+    for path in sorted(root.rglob("*")):
+        if path.suffix in (".py", ".json") and "__pycache__" not in path.parts:
+            digest = of_bytes(path.read_bytes()).digest
+            total.update(f"{path.relative_to(root).as_posix()} {digest}\n".encode())
+    return total.blob().digest
 
 
 def tree_digest(root: Path) -> str:
@@ -66,16 +82,47 @@ def _per_arch(fetched: FetchedManifest, archs: tuple[Arch, ...], ref: str) -> di
     return {arch.value: found[arch.value] for arch in archs}
 
 
-def base_digests(ctx: Context) -> dict[str, str]:
-    """The base's digest per architecture of the release, without pulling it."""
-    archs = ctx.release.architectures
+def base_digests(ctx: Context, archs: tuple[Arch, ...] | None = None) -> dict[str, str]:
+    """The base's digest per architecture of the release (or of ARCHS), without pulling it."""
+    archs = archs or ctx.release.architectures
     ref = parse_reference(ctx.release.base)
-    if ref.registry == LOCAL_REGISTRY:
+    if engine_only(ctx.release.base):
         return {arch.value: ctx.engine.base_digest(ctx.release.base, arch) for arch in archs}
     accept = (mt.OCI_INDEX, mt.DOCKER_MANIFEST_LIST, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST)
     with ctx.target_client(ref.registry) as client:  # the base's registry: its own access
         fetched = client.get_manifest(ref.repository, ref.target, accept)
     return _per_arch(fetched, archs, str(ref))
+
+
+def engine_only(base: str) -> bool:
+    """A base named `localhost/...` exists only in the engine: it is built by its name (and its
+    digest checked after the build), never pulled."""
+    return parse_reference(base).registry == LOCAL_REGISTRY
+
+
+def pinned_base(base: str, digest: str) -> str:
+    """What a build names its base by: the very image the inputs recorded (REGISTRY/REPO@DIGEST),
+    so the bytes built on are the digest the release says, whatever a local tag names."""
+    if engine_only(base):
+        return base
+    ref = parse_reference(base)
+    return f"{ref.registry}/{ref.repository}@{digest}"
+
+
+def recorded_base(ctx: Context, arch: Arch) -> str:
+    """ARCH's base digest from the inputs this work directory recorded for the current base."""
+    found = saved(ctx)
+    digests = (
+        found[1].get("baseDigests") if found and found[1].get("base") == ctx.release.base else None
+    )
+    digest = digests.get(arch.value) if isinstance(digests, dict) else None
+    if not isinstance(digest, str):
+        raise PipelineError(
+            f"no digest of the base {ctx.release.base} for {arch.value} is recorded in "
+            f"{ctx.variant_dir / RECORD_NAME}",
+            hint="run `bootc-pipeline build` or `publish`: they record the inputs, then build",
+        )
+    return digest
 
 
 def builder_digest(ctx: Context) -> str:
@@ -113,6 +160,7 @@ def record(ctx: Context) -> dict[str, Any]:
         "builderImage": ctx.builder_image,
         "builderDigest": builder_digest(ctx),
         "pipelineVersion": pipeline_version(),
+        "pipelineCode": pipeline_code(),
     }
 
 

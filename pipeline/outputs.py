@@ -17,12 +17,11 @@ from pipeline.stages.boot import recorded
 
 
 def boot_records(ctx: Context) -> dict[str, dict[str, Any]]:
-    """Per architecture, the boot check recorded for the disk being pushed (or why none)."""
-    if ctx.options.skip_boot:
-        return {arch.value: {"skipped": True, "reason": "--skip-boot"} for arch in ctx.archs}
+    """Per architecture, the boot check recorded for the disk being pushed (a pass, or the
+    --skip-boot skip: the push gate let nothing else through), or a joined result's."""
     not_run = {"skipped": True, "reason": "not run"}
     return {
-        arch.value: recorded(ctx, arch) or ctx.joined_boots.get(arch.value, not_run)
+        arch.value: ctx.joined_boots.get(arch.value) or recorded(ctx, arch) or not_run
         for arch in ctx.archs
     }
 

@@ -66,9 +66,9 @@ def preflight(ctx: Context, provenance: Provenance) -> None:
     ctx.reporter.info(f"builder: {ctx.builder_image} ({builder_image(ctx).id[:19]})")
 
 
-def build_step(ctx: Context, arch: Arch) -> None:
+def build_step(ctx: Context, arch: Arch, base_digest: str | None = None) -> None:
     with ctx.reporter.stage(f"build:{arch.value}", f"build {ctx.image_tag(arch)}"):
-        build(ctx, arch)
+        build(ctx, arch, base_digest)
 
 
 def sbom_step(ctx: Context, arch: Arch) -> None:
@@ -95,8 +95,13 @@ def boot_step(ctx: Context, arch: Arch) -> None:
 
 
 def run_build(ctx: Context) -> None:
+    """`build` alone: the base's digest for each architecture of the run, resolved now, then
+    each architecture built FROM that digest, as `publish` builds FROM the recorded ones."""
+    ctx.engine.describe()  # the engine first: a build without one fails in the first second
+    with ctx.reporter.stage("inputs", f"inputs: the digests of {ctx.release.base}"):
+        digests = inputs.base_digests(ctx, ctx.archs)
     for arch in ctx.archs:
-        build_step(ctx, arch)
+        build_step(ctx, arch, digests[arch.value])
 
 
 def run_disk(ctx: Context) -> None:

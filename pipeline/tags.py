@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from pipeline import mediatypes as mt
 from pipeline.context import Context
@@ -20,7 +21,15 @@ from pipeline.registry.client import RegistryClient
 
 RELEASE_TAG_HINT = "bump the version in the release manifest, or pass --force to move the tag"
 RACE_HINT = "check which release the tag names; re-run with --force to take it over"
+FORWARD_HINT = "publish from a newer commit, or pass --force to move the tags back"
 PROVENANCE_KEYS = (mt.ANN_VERSION, mt.ANN_REVISION, mt.ANN_CREATED)
+
+
+def _created(annotations: dict[str, str]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(annotations[mt.ANN_CREATED])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ class TagPolicy:
         The index digest is only known after the build, but an index made from other
         provenance cannot have the same digest: refuse it now rather than after a long build.
         An index with the same provenance may be this very release (a re-run); the digest
-        check after planning decides that.
+        check after planning decides that. Then: moving tags must not move backwards.
         """
         for tag in self.release_tags:
             current = self.client.manifest_digest(self.repository, tag)
@@ -68,6 +77,29 @@ class TagPolicy:
                     f"{self._where(tag)} already names {current}, a release with another "
                     f"{names}; release tags are immutable",
                     hint=RELEASE_TAG_HINT,
+                )
+        self.check_forward(annotations)
+
+    def check_forward(self, annotations: dict[str, str]) -> None:
+        """Moving tags only move forwards: one naming a release created after this one (an
+        older commit re-run) is refused, nothing moved, unless --force."""
+        ours = _created(annotations)
+        if self.force or ours is None:
+            return
+        for tag in self.moving_tags:
+            current = self.client.manifest_digest(self.repository, tag)
+            if current is None:
+                continue
+            theirs = self.client.get_manifest(self.repository, current).json()
+            found = theirs.get("annotations") or {}
+            created = _created(found)
+            if created is not None and created > ours:
+                raise UsageError(
+                    f"{self._where(tag)} names release {found.get(mt.ANN_VERSION, '?')} created "
+                    f"{found[mt.ANN_CREATED]}, newer than this one ("
+                    f"{annotations.get(mt.ANN_VERSION, '?')}, created "
+                    f"{annotations[mt.ANN_CREATED]}): moving tags do not move backwards",
+                    hint=FORWARD_HINT,
                 )
 
     def check(self, index_digest: str, *, sent: bool = False) -> None:

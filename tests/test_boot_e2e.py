@@ -169,6 +169,20 @@ def test_publish_boots_the_disk_before_tagging(good: Run, registry: RunningRegis
     print(f"\nboot figures ({ARCH}): {json.dumps(boot, indent=1)}")
 
 
+def test_a_disk_that_passed_and_did_not_change_is_not_booted_again(good: Run) -> None:
+    """The boot record of the current disk is a pass: the boot stage skips it (no QEMU), and the
+    gate still lets it through."""
+    manifest = good.workdir.parent / "manifests" / f"{good.variant}.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "boot", "--manifest", str(manifest),
+         "--workdir", str(good.workdir)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"{ARCH}: this disk passed its boot check already, not rebooted" in proc.stderr
+    assert "ssh on 127.0.0.1" not in proc.stderr and "decompressing" not in proc.stderr  # no QEMU
+
+
 def test_the_published_disk_answers_for_itself(
     good: Run, registry: RunningRegistry, tmp_path: Path
 ) -> None:

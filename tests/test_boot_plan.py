@@ -12,7 +12,7 @@ import yaml
 
 from pipeline import zstdfile
 from pipeline.arch import Arch
-from pipeline.boot import checks, seed, tools
+from pipeline.boot import checks, firmware, seed, tools
 from pipeline.boot.machine import MACHINES, BootPlan, qemu_argv
 from pipeline.digest import Blob
 from pipeline.errors import PipelineError
@@ -126,3 +126,52 @@ def test_boot_of_a_published_ref_wants_a_linux_platform() -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     assert "platform 'windows/amd64': only linux/<arch> disks are published" in proc.stderr
+
+
+@pytest.mark.parametrize("arch", [Arch.AMD64, Arch.ARM64])
+def test_the_guest_never_boots_from_the_network(arch: Arch) -> None:
+    """The disk is the only boot option (strict boot order) and the NIC has no option ROM, so a
+    firmware that cannot boot the disk falls through to nothing that wanders (tests/
+    test_boot_gate.py sees it on a real OVMF boot)."""
+    argv = qemu_argv(_plan(arch))
+    assert argv[argv.index("-boot") + 1] == "strict=on"
+    devices = [argv[i + 1] for i, a in enumerate(argv) if a == "-device"]
+    [nic] = [d for d in devices if d.startswith("virtio-net-pci")]
+    assert "romfile=" in nic.split(",")
+    [disk] = [d for d in devices if d.startswith("virtio-blk-pci")]
+    assert "bootindex=0" in disk.split(",") and "drive=disk0" in disk.split(",")
+    assert sum("bootindex=" in d for d in devices) == 1
+    drives = [argv[i + 1] for i, a in enumerate(argv) if a == "-drive"]
+    assert "if=none,id=disk0,format=qcow2,file=/w/d.qcow2" in drives
+
+
+# What OVMF printed for a GPT disk with an empty ESP (Debian 12's OVMF_CODE_4M.fd, before and
+# after the NIC lost its option ROM); AAVMF prints the same BdsDxe lines.
+OVMF_NOTHING = (
+    'BdsDxe: failed to load Boot0001 "UEFI Misc Device" from PciRoot(0x0)/Pci(0x2,0x0): Not Found\n'
+)
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        ">>Start PXE over IPv4.\n",
+        ">>Start HTTP Boot over IPv4.....\n",
+        'BdsDxe: starting Boot0002 "EFI Internal Shell" from Fv(7CB8)/FvFile(7C04)\n',
+        "BdsDxe: No bootable option or device was found.\n",
+    ],
+)
+def test_the_firmware_saying_it_found_nothing_ends_the_wait(after: str) -> None:
+    found = firmware.nothing_to_boot("\x1b[=3h" + OVMF_NOTHING + after, "OVMF")
+    assert found is not None and found.startswith(firmware.NOTHING_TO_BOOT)
+    assert 'OVMF: Boot0001 "UEFI Misc Device" from PciRoot(0x0)/Pci(0x2,0x0): Not Found' in found
+
+
+def test_the_firmware_still_trying_is_not_a_failure() -> None:
+    # one option failed, nothing fallen through to yet: it may still load the next option
+    assert firmware.nothing_to_boot(OVMF_NOTHING, "OVMF") is None
+    # a disk that boots: no failed load at all
+    booted = 'BdsDxe: loading Boot0001 "UEFI Misc Device" from PciRoot(0x0)\nLinux version 6.1\n'
+    assert firmware.nothing_to_boot(booted, "OVMF") is None
+    # a fall-through line before any failed load (the shell started on purpose) is not it
+    assert firmware.nothing_to_boot("UEFI Interactive Shell v2.2\n", "OVMF") is None

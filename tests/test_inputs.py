@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +75,21 @@ def test_inputs_digest_is_canonical() -> None:
     b = {"baseDigests": {"arm64": "2", "amd64": "1"}, "base": "x"}
     assert inputs.digest_of(a) == inputs.digest_of(b)
     assert inputs.digest_of(a) != inputs.digest_of(a | {"base": "y"})
+
+
+def test_a_new_version_of_the_code_is_a_new_input(tmp_path: Path) -> None:
+    """The record names the installed package's version (its metadata, not a constant) and a
+    digest of the code that runs: a change of the code with the version left alone still
+    changes the inputs, so the next publish republishes."""
+    assert inputs.pipeline_version() == metadata.version("bootc-pipeline")
+    copy = tmp_path / "pipeline"
+    shutil.copytree(inputs.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "__pycache__").mkdir(exist_ok=True)
+    (copy / "__pycache__" / "inputs.cpython-311.pyc").write_bytes(b"not code that is read")
+    live = inputs.pipeline_code()
+    assert inputs.pipeline_code(copy) == live  # the same code anywhere, bytecode ignored
+    stage = copy / "stages" / "compress.py"
+    stage.write_text(stage.read_text() + "\n# a new version of the code\n")
+    assert inputs.pipeline_code(copy) != live
+    (copy / "schemas" / "arch-result.schema.json").write_text("{}")
+    assert inputs.pipeline_code(copy) != live

@@ -557,7 +557,8 @@ def test_release_tag_is_immutable_unless_forced(
     assert forced["40.1.0"].index != first_index
 
     manifest = next_version_manifest(tmp_path / "tree")
-    proc = run_push(push_argv(workdir, host, manifest=manifest), fresh.env())
+    later = "2026-03-03T00:00:00Z"  # made after the forced one: moving tags move forwards only
+    proc = run_push(push_argv(workdir, host, manifest=manifest, created=later), fresh.env())
     assert proc.returncode == 0, proc.stderr[-4000:]
     moved = snapshot(fresh.access, REPO)
     assert sorted(moved) == ["40", "40.1.0", "40.2.0", "latest"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from pipeline.arch import Arch
 from pipeline.boot import checks as lima
-from pipeline.boot import seed, tools
+from pipeline.boot import firmware, seed, tools
 from pipeline.boot.machine import DISK_BYTES, MACHINES, BootPlan, kvm_usable, qemu_argv
 from pipeline.boot.tools import SFTP_SERVER
 from pipeline.errors import PipelineError
@@ -246,10 +246,13 @@ def _wait_for_ssh(
         if status == 0:
             return time.monotonic() - start, ""
         last = output.splitlines()[-1] if output else f"ssh exit status {status}"
-        if finished_at is None and CLOUD_INIT_FINISHED.search(
-            plan.console.read_text(errors="replace") if plan.console.exists() else ""
-        ):
-            finished_at = time.monotonic()
+        console = plan.console.read_text(errors="replace") if plan.console.exists() else ""
+        if finished_at is None:
+            stuck = firmware.nothing_to_boot(console, plan.machine.firmware.name)
+            if stuck is not None:
+                return None, stuck
+            if CLOUD_INIT_FINISHED.search(console):
+                finished_at = time.monotonic()
         if finished_at is not None and time.monotonic() - finished_at > SSHD_GRACE:
             return None, (
                 f"cloud-init finished but sshd never accepted the seed's key on 127.0.0.1:"

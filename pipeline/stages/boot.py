@@ -18,8 +18,8 @@ from pipeline.context import Context
 from pipeline.digest import Blob
 from pipeline.errors import PipelineError
 from pipeline.progress import Reporter
+from pipeline.stages import runner
 from pipeline.stages.compress import compressed_disk
-from pipeline.state import inputs_key
 
 
 def boot_work(ctx: Context, arch: Arch) -> Path:
@@ -68,27 +68,29 @@ def fail_if_bad(result: BootResult, reporter: Reporter) -> BootResult:
     )
 
 
-def _key(ctx: Context, arch: Arch) -> str:
-    return inputs_key({"compress": ctx.arch_dir(arch).key_of("compress")})
-
-
-def boot(ctx: Context, arch: Arch) -> BootResult:
-    """Boot ARCH's compressed disk from the work directory; PipelineError if it fails. The result
-    is recorded (stamp `boot`, chained to the compress stage) for the release report."""
+def boot(ctx: Context, arch: Arch) -> BootResult | None:
+    """Boot ARCH's compressed disk from the work directory; PipelineError if it fails. The
+    result, pass or failure, is the gate's record for this disk (pipeline/stages/runner.py):
+    a disk that passed and did not change is not booted again (None then)."""
+    directory = ctx.arch_dir(arch)
+    disk = compressed_disk(ctx, arch)
+    gate = runner.gate_id(directory)
+    if runner.reusable(directory, runner.GATE, gate) is not None:
+        ctx.reporter.info(
+            f"    {arch.value}: this disk passed its boot check already, not rebooted"
+        )
+        return None
     result = boot_compressed(
-        compressed_disk(ctx, arch),
+        disk,
         arch,
         boot_work(ctx, arch),
         install_prefix=ctx.release.guest_install_prefix,
         reporter=ctx.reporter,
     )
-    directory = ctx.arch_dir(arch)
-    directory.save_stamp(
-        "boot", _key(ctx, arch), result.to_dict(), after=directory.key_of("compress")
-    )
+    runner.record(directory, runner.GATE, gate, result.to_dict())
     return fail_if_bad(result, ctx.reporter)
 
 
 def recorded(ctx: Context, arch: Arch) -> dict[str, Any] | None:
-    """The boot check recorded for ARCH's current compressed disk, if one ran."""
-    return ctx.arch_dir(arch).load_stamp("boot", _key(ctx, arch))
+    """The boot check recorded for ARCH's current compressed disk (pass, failure or skip)."""
+    return runner.gate_record(ctx.arch_dir(arch))

@@ -6,9 +6,12 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import inputs
 from pipeline.arch import Arch
 from pipeline.context import Context
 from pipeline.errors import PipelineError
+from pipeline.reference import parse_reference
+from pipeline.stages import runner
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 BOOTC_LABEL = "containers.bootc"
@@ -39,17 +42,47 @@ def check_cross_arch(arch: Arch, host: Arch, binfmt: Path = BINFMT) -> None:
         )
 
 
-def build(ctx: Context, arch: Arch) -> BuiltImage:
+def build(ctx: Context, arch: Arch, base_digest: str | None = None) -> BuiltImage:
+    """Build ARCH FROM the base by BASE_DIGEST, else the digest the inputs recorded for it
+    (pulled if missing); a build whose chained id is unchanged and whose image is still in the
+    engine is not redone."""
     release = ctx.release
     check_cross_arch(arch, Arch.host())
     engine = ctx.engine
     tag = ctx.image_tag(arch)
+    directory = ctx.arch_dir(arch)
+    base_digest = base_digest or inputs.recorded_base(ctx, arch)
+    base = inputs.pinned_base(release.base, base_digest)
+    context = release.containerfile.parent
+    stage_id = runner.chained_id(
+        directory,
+        "build",
+        {
+            "base": base,
+            "baseDigest": base_digest,
+            "containerfile": release.containerfile.relative_to(context).as_posix(),
+            "context": inputs.tree_digest(context),
+            "tag": tag,
+            "platform": arch.platform,
+        },
+    )
+    reused = runner.reusable(directory, "build", stage_id)
+    if reused is not None:
+        facts = engine.inspect(tag)
+        if facts is not None and facts.id == reused.get("id"):
+            ctx.reporter.info(f"    {arch.value}: {tag} unchanged since the last run")
+            return BuiltImage(**reused)
+    if not inputs.engine_only(release.base):
+        # the base's registry gets its own access: plain HTTP only where it is loopback too
+        access = ctx.options.access(ctx.target.registry, publishing=True)
+        plain = access.host(parse_reference(release.base).registry).plain_http
+        engine.ensure_pinned(base, arch, tls_verify=not plain, on_line=ctx.reporter.detail)
     facts = engine.build(
-        context=release.containerfile.parent,
+        context=context,
         containerfile=release.containerfile,
         tag=tag,
         arch=arch,
-        buildargs={"BASE": release.base},
+        buildargs={"BASE": base},
         on_line=ctx.reporter.detail,
     )
     if facts.labels.get(BOOTC_LABEL) != "1":
@@ -57,9 +90,16 @@ def build(ctx: Context, arch: Arch) -> BuiltImage:
             f"{tag} has no label {BOOTC_LABEL}=1: bootc-image-builder would refuse it",
             hint=f"keep `LABEL {BOOTC_LABEL}=1` in {release.containerfile.name}",
         )
-    built = BuiltImage(tag=tag, id=facts.id, base_digest=engine.base_digest(release.base, arch))
-    directory = ctx.arch_dir(arch)
-    directory.save_stamp("build", facts.id, dataclasses.asdict(built))
+    if inputs.engine_only(release.base):  # built by name: it must still be the recorded image
+        now = engine.base_digest(release.base, arch)
+        if now != base_digest:
+            raise PipelineError(
+                f"the base {release.base} for {arch.value} is {now} in {engine.name}, not the "
+                f"{base_digest} its inputs recorded: it changed during the run",
+                hint="run the build again",
+            )
+    built = BuiltImage(tag=tag, id=facts.id, base_digest=base_digest)
+    runner.record(directory, "build", stage_id, dataclasses.asdict(built))
     return built
 
 

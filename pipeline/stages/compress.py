@@ -9,15 +9,15 @@ from pipeline.arch import Arch
 from pipeline.context import Context
 from pipeline.digest import Blob
 from pipeline.errors import PipelineError
+from pipeline.stages import runner
 from pipeline.stages.disk import built_disk
-from pipeline.state import inputs_key
 
 
 def compress(ctx: Context, arch: Arch) -> zstdfile.Compressed:
     directory = ctx.arch_dir(arch)
     source = built_disk(ctx, arch)
     level = ctx.release.zstd_level
-    key = inputs_key({"disk": directory.key_of("disk"), "level": level})
+    key = runner.chained_id(directory, "compress", {"level": level})
     dest = directory.root / ctx.release.layer_title(arch)
     reused = _from_stamp(directory.load_stamp("compress", key))
     if reused is not None and reused.path == dest:
@@ -31,7 +31,8 @@ def compress(ctx: Context, arch: Arch) -> zstdfile.Compressed:
         f"    {arch.value}: {result.uncompressed.size} -> {result.compressed.size} bytes "
         f"(ratio {ratio:.3f})"
     )
-    directory.save_stamp(
+    runner.record(
+        directory,
         "compress",
         key,
         {
@@ -40,7 +41,6 @@ def compress(ctx: Context, arch: Arch) -> zstdfile.Compressed:
             "uncompressed": result.uncompressed.__dict__,
             "compressed": result.compressed.__dict__,
         },
-        after=directory.key_of("disk"),
     )
     return result
 
@@ -70,7 +70,7 @@ def compressed_disk(ctx: Context, arch: Arch) -> zstdfile.Compressed:
             f"no compressed disk of {ctx.release.variant} for {arch.value}",
             hint="run `bootc-pipeline compress` first",
         )
-    stale = directory.stale_link(["build", "disk", "compress"])
+    stale = directory.stale_link(runner.ORDER[: runner.ORDER.index("compress") + 1])
     if stale:
         raise PipelineError(
             f"the {arch.value} outputs in {directory.root} are from different runs: the "

@@ -19,6 +19,7 @@ from pipeline.context import Context
 from pipeline.errors import UsageError
 from pipeline.plan import Provenance
 from pipeline.published import Published
+from pipeline.stages import runner
 
 
 def _agree(paths: Sequence[Path], found: Sequence[results.ArchResult], ctx: Context) -> None:
@@ -37,6 +38,12 @@ def _agree(paths: Sequence[Path], found: Sequence[results.ArchResult], ctx: Cont
         if result.variant != ctx.release.variant:
             raise UsageError(
                 f"{path}: a result of variant {result.variant}, not {ctx.release.variant}"
+            )
+        if result.boot is not None and not runner.passed(result.boot):
+            why = result.boot.get("error") or result.boot.get("reason") or "not a pass"
+            raise UsageError(
+                f"{path}: the {arch.value} disk failed its boot check ({why}): it is not joined",
+                hint="re-run that architecture's publish once its disk boots",
             )
         if result.repository != target:
             raise UsageError(f"{path}: pushed to {result.repository}, not {target}")

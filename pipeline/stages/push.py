@@ -25,6 +25,7 @@ from pipeline.reference import parse_reference
 from pipeline.registry.client import BlobAction, BlobPushResult
 from pipeline.registry.journal import UploadJournal
 from pipeline.release import load as load_release
+from pipeline.stages import runner
 from pipeline.stages.boot import recorded
 from pipeline.stages.build import built_image
 from pipeline.stages.compress import compressed_disk
@@ -38,6 +39,15 @@ from pipeline.zstdfile import Compressed
 log = logging.getLogger(__name__)
 
 JOURNAL_NAME = "upload-journal.json"
+
+
+def gate(ctx: Context, arch: Arch) -> dict[str, Any]:
+    """The boot check's record for ARCH's disk about to be sent: a pass, or (`--skip-boot`) the
+    skip, recorded now; anything else stops the push before a byte is sent."""
+    directory = ctx.arch_dir(arch)
+    if ctx.options.skip_boot:
+        return runner.record_skip(directory)
+    return runner.require_gate(directory)
 
 
 def plan_arch(ctx: Context, arch: Arch, provenance: Provenance) -> tuple[ArchRelease, Compressed]:
@@ -96,6 +106,7 @@ def push_arch(
 ) -> ArchRelease:
     """One architecture's blobs, then its manifest by digest (no index, no tag)."""
     planned, disk = plan_arch(ctx, arch, provenance)
+    gate(ctx, arch)
     client = assemble.client_for(ctx)
     repo = ctx.target.repository
     client.push_blob(repo, mt.EMPTY_JSON, mt.EMPTY_DIGEST, len(mt.EMPTY_JSON), mount_from=siblings)
@@ -141,11 +152,15 @@ def attach_sbom(ctx: Context, arch: Arch, manifest: Document) -> tuple[dict[str,
 def push(ctx: Context, provenance: Provenance) -> Published:
     """Every architecture of this run, then the release made of them."""
     planned = [plan_arch(ctx, arch, provenance)[0] for arch in ctx.archs]
+    for arch in ctx.archs:  # every disk's boot record first: nothing is sent past a failed gate
+        gate(ctx, arch)
     index = assemble.plan_index(ctx, planned, provenance)
     client = assemble.client_for(ctx)
     signing_key(ctx.options)  # a bad key fails before anything is sent
     if ctx.tags_to_move:  # fail before sending anything, not after
-        TagPolicy.of(ctx, client).check(index.digest)
+        policy = TagPolicy.of(ctx, client)
+        policy.check(index.digest)
+        policy.check_forward(index.json().get("annotations") or {})
     siblings = sibling_repositories(ctx)
     sent = [push_arch(ctx, arch, provenance, siblings) for arch in ctx.archs]
     return assemble.release(ctx, client, sent, index)

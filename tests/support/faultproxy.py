@@ -462,7 +462,13 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
         # -- upstream ------------------------------------------------------------------------
 
         def _headers_out(self) -> dict[str, str]:
-            return {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+            """The request's headers; repeated ones joined, as HTTP allows (containers/image
+            sends one Accept per media type: keeping only the last loses OCI manifests)."""
+            out: dict[str, str] = {}
+            for key, value in self.headers.items():
+                if key.lower() != "connection":
+                    out[key] = f"{out[key]}, {value}" if key in out else value
+            return out
 
         def _open_upstream(self) -> http.client.HTTPConnection:
             conn = http.client.HTTPConnection(proxy.upstream, timeout=UPSTREAM_TIMEOUT_SECONDS)

@@ -103,17 +103,19 @@ def make_workdir(
     archs: tuple[Arch, ...] = (Arch("amd64"), Arch("arm64")),
     seeds: dict[Arch, int] | None = None,
     size: int = DEFAULT_DISK_BYTES,
+    sources: dict[Arch, zstdfile.Compressed] | None = None,
 ) -> Workdir:
     """A work directory as `bootc-pipeline compress` leaves it, for `variant`'s push stage.
 
     Seeds default to one per architecture (amd64 1, arm64 2), so disks differ between
-    architectures but not between work directories.
+    architectures but not between work directories. `sources` gives an architecture a
+    compressed disk of the test's own instead (at the manifest's level).
     """
     seeds = seeds or {arch: index + 1 for index, arch in enumerate(archs)}
     level = release.load(manifest_path(variant)).zstd_level  # as `compress` would have used
     disks: dict[Arch, Disk] = {}
     for arch in archs:
-        source = cache.get(seeds[arch], size, level)
+        source = (sources or {}).get(arch) or cache.get(seeds[arch], size, level)
         directory = arch_dir(root, variant, arch)
         directory.root.mkdir(parents=True, exist_ok=True)
         dest = directory.root / f"{layer_name}-{arch.value}.qcow2.zst"
@@ -192,7 +194,10 @@ def push_argv(
     manifest: Path | None = None,
     created: str = CREATED,
     plain_http: bool = True,
+    skip_boot: bool = True,
 ) -> list[str]:
+    """`push` over a synthetic work directory; its disks do not boot, so by default the skip is
+    recorded (--skip-boot), as the push gate requires."""
     argv = [
         sys.executable, "-m", "pipeline", "push",
         "--manifest", str(manifest or manifest_path(workdir.variant)),
@@ -201,6 +206,8 @@ def push_argv(
     ]  # fmt: skip
     if plain_http:
         argv.append("--plain-http")
+    if skip_boot:
+        argv.append("--skip-boot")
     return [*argv, *extra]
 
 
