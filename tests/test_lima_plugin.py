@@ -27,7 +27,7 @@ import yaml
 from pipeline import lima_plugin
 from pipeline.arch import Arch
 from pipeline.reference import parse_reference
-from tests.support.lima import LimaUser, make_lima_user, plugin
+from tests.support.lima import LimaUser, make_lima_user, plugin, user_plugin_dir
 from tests.support.workdirs import PublishedRelease, cli_env, published_release
 
 REPO = "bootc-lima/fedora-bootc-lima"
@@ -321,8 +321,9 @@ def test_limactl_validates_every_template_this_project_writes(
     publish_copy.write_bytes(publish_template(published).read_bytes())
     lima_user.give(publish_copy)
     lima_ref = lima_user.root / "lima-ref.yaml"
+    cli = str(user_plugin_dir() / "bootc-pipeline")  # the user's own install of the package
     made = lima_user.run(
-        sys.executable, "-m", "pipeline", "lima", f"{published.registry.host}/{REPO}:{TAG}",
+        cli, "lima", f"{published.registry.host}/{REPO}:{TAG}",
         "--plain-http", "--platform", "all", "-o", str(lima_ref), timeout=TIMEOUT,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr

@@ -116,16 +116,32 @@ class Setup:
             f"docker://{direct}",
         )  # fmt: skip
 
+    def _instances(self, ref: str) -> dict[str, str]:
+        """The base's per-platform manifests, {digest: media type}, as the registry serves them."""
+        raw = subprocess.run(
+            ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
+            check=True, capture_output=True, text=True, timeout=120,
+        ).stdout  # fmt: skip
+        return {m["digest"]: m["mediaType"] for m in json.loads(raw)["manifests"]}
+
     def convert_base(self) -> None:
-        """The base in the registry rewritten as Docker v2s2 (a new digest, the same content),
-        registry to registry: the local list's instances may have been replaced in the store by
-        the images the builds pulled by digest (the same image ids), so it is not pushed again."""
+        """The base in the registry rewritten in the other manifest format (Docker v2s2 <-> OCI):
+        new per-architecture digests, the same content. Registry to registry: the local list's
+        instances may have been replaced in the store by the images the builds pulled by digest
+        (the same image ids), so it is not pushed again. Which format the instances have depends
+        on how the cached fake bases were made, so the target is the one they do not have (a
+        copy to their own format changes nothing, and "up to date" would then be right)."""
         direct = self.base.replace(self.proxy.host, self.proxy.upstream, 1)
+        before = self._instances(direct)
+        docker = "application/vnd.docker.distribution.manifest.v2+json"
+        target = "oci" if docker in before.values() else "v2s2"
         subprocess.run(
-            ["skopeo", "copy", "--all", "--format", "v2s2", "--src-tls-verify=false",
+            ["skopeo", "copy", "--all", "--format", target, "--src-tls-verify=false",
              "--dest-tls-verify=false", f"docker://{direct}", f"docker://{direct}"],
             check=True, capture_output=True, timeout=600,
         )  # fmt: skip
+        after = self._instances(direct)
+        assert not set(after) & set(before), f"the base's digests did not change ({target})"
 
 
 @pytest.fixture(scope="module")

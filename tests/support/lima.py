@@ -8,6 +8,7 @@ that holds this venv's bin (where `limactl-url-oras` is installed) and Lima's bi
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import os
@@ -58,6 +59,15 @@ def _user_runs(*argv: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def _user_runs_plugin(bin_dir: Path) -> subprocess.CompletedProcess[str]:
+    """USER runs BIN_DIR's plugin with no argument: its usage error (exit 2) shows it starts."""
+    return _user_runs(str(bin_dir / PLUGIN))
+
+
+def _starts(proc: subprocess.CompletedProcess[str]) -> bool:
+    return proc.returncode == 2 and "expected one argument" in proc.stderr
+
+
 @functools.cache
 def user_plugin_dir() -> Path:
     """A bin directory holding `limactl-url-oras` that USER can run: this venv's, when USER can
@@ -65,7 +75,7 @@ def user_plugin_dir() -> Path:
     venv under /root, mode 0700, or a pyenv interpreter there) a venv of Debian's python3 under
     the test root with this checkout installed into it (not editable), readable by everyone."""
     own = plugin().parent
-    if _user_runs(str(own / "python"), "-c", "import pipeline.lima_plugin").returncode == 0:
+    if _starts(_user_runs_plugin(own)):
         return own
     python = Path("/usr/bin/python3")
     if _user_runs(str(python), "-c", "pass").returncode != 0:
@@ -77,21 +87,23 @@ def user_plugin_dir() -> Path:
     for source in sources:
         digest.update(str(source.relative_to(repo)).encode() + b"\0" + source.read_bytes())
     venv = STATE / f"lima-venv-{digest.hexdigest()[:16]}"
-    if not (venv / "bin" / PLUGIN).is_file():
-        STATE.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix="lima-venv-", dir=STATE))
-        subprocess.run([str(python), "-m", "venv", str(staging)], check=True, timeout=300)
-        subprocess.run(
-            [str(staging / "bin/python"), "-m", "pip", "install", "--quiet",
-             "--disable-pip-version-check", str(repo)],
-            check=True, timeout=900,
-        )  # fmt: skip
-        subprocess.run(["chmod", "-R", "a+rX", str(staging)], check=True, timeout=120)
-        staging.chmod(0o755)
-        shutil.rmtree(venv, ignore_errors=True)
-        staging.rename(venv)
-    proc = _user_runs(str(venv / "bin/python"), "-c", "import pipeline.lima_plugin")
-    if proc.returncode != 0:
+    done = venv / ".installed"  # written last: a venv cut short is made again
+    STATE.mkdir(parents=True, exist_ok=True)
+    # made where it stays (a venv's scripts name their interpreter by path), under a lock
+    with open(STATE / f"{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.is_file():
+            shutil.rmtree(venv, ignore_errors=True)
+            subprocess.run([str(python), "-m", "venv", str(venv)], check=True, timeout=300)
+            subprocess.run(
+                [str(venv / "bin/python"), "-m", "pip", "install", "--quiet",
+                 "--disable-pip-version-check", str(repo)],
+                check=True, timeout=900,
+            )  # fmt: skip
+            subprocess.run(["chmod", "-R", "a+rX", str(venv)], check=True, timeout=120)
+            done.touch()
+    proc = _user_runs_plugin(venv / "bin")
+    if not _starts(proc):
         pytest.fail(f"{USER} cannot run the plugin installed in {venv}: {proc.stderr.strip()}")
     return venv / "bin"
 
