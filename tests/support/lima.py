@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.gotools import go_tool
+from tests.support.podman import state_root
 
 USER = "bootc-lima"
-STATE = Path("/var/tmp/bootc-pipeline-tests")
 PLUGIN = "limactl-url-oras"
 LOG_TAIL = 6000  # characters of each Lima log kept in a failure's output
 KVM = Path("/dev/kvm")
@@ -86,11 +86,12 @@ def user_plugin_dir() -> Path:
     digest = hashlib.sha256()
     for source in sources:
         digest.update(str(source.relative_to(repo)).encode() + b"\0" + source.read_bytes())
-    venv = STATE / f"lima-venv-{digest.hexdigest()[:16]}"
+    state = state_root()  # the test root the other fixtures keep their state under
+    venv = state / f"lima-venv-{digest.hexdigest()[:16]}"
     done = venv / ".installed"  # written last: a venv cut short is made again
-    STATE.mkdir(parents=True, exist_ok=True)
+    state.mkdir(parents=True, exist_ok=True)
     # made where it stays (a venv's scripts name their interpreter by path), under a lock
-    with open(STATE / f"{venv.name}.lock", "w") as lock:
+    with open(state / f"{venv.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.is_file():
             shutil.rmtree(venv, ignore_errors=True)
@@ -128,7 +129,7 @@ def ensure_user() -> pwd.struct_passwd:
 
 @dataclass
 class LimaUser:
-    """One test's Lima: its own LIMA_HOME and cache, owned by USER, under STATE."""
+    """One test's Lima: its own LIMA_HOME and cache, owned by USER, under the test root."""
 
     root: Path
     account: pwd.struct_passwd
@@ -201,8 +202,9 @@ def kvm_usable(user: str) -> bool:
 def make_lima_user() -> LimaUser:
     account = ensure_user()
     user_plugin_dir()
-    STATE.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="lima-", dir=STATE))
+    state = state_root()
+    state.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="lima-", dir=state))
     user = LimaUser(root, account)
     (root / "cache").mkdir()
     for path in (root, root / "cache"):
