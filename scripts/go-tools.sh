@@ -30,12 +30,11 @@ have() { [ -x "$1" ] && [ "$(cat "$1.version" 2>/dev/null)" = "$2" ]; }
 # `go install` cannot: cross-compiling (it refuses GOBIN), and a module whose version list the proxy
 # refuses (`go install` reads it for the deprecation check; olareg: "reading .../@v/list: 403").
 build_in_module() {
-    local path=$1 version=$2 out=$3 ldflags=${4:-} dir
+    local path=$1 version=$2 out=$3 ldflags=${4:-} dir rc=0
     dir=$(mktemp -d)
     (cd "$dir" && go mod init gotools.local >/dev/null 2>&1 &&
         GOOS= GOARCH= go get "$path@$version" >&2 &&
-        go build -trimpath -ldflags "$ldflags" -o "$out" "$path")
-    local rc=$?
+        go build -trimpath -ldflags "$ldflags" -o "$out" "$path") || rc=$?
     rm -rf "$dir"
     return $rc
 }

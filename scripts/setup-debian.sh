@@ -31,6 +31,7 @@ packages=(
 command -v go >/dev/null 2>&1 || { echo "setup: go not found on PATH (Go 1.26 builds the test tools)" >&2; exit 1; }
 bash scripts/go-tools.sh >/tmp/bootc-pipeline-go-tools.log 2>&1 &
 go_tools=$!
+trap 'kill "$go_tools" 2>/dev/null || true' EXIT  # a set-up that stops early leaves no build behind
 
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${packages[@]}"
