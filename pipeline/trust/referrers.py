@@ -1,7 +1,11 @@
 """Attach referrers (OCI 1.1 `subject`) and list them, on registries with and without the API.
 
-Where the registry has the referrers API (olareg), pushing the manifest is all: the registry
-indexes `subject`. Elsewhere (docker-registry 2.8, distribution v3, ghcr.io: it keeps `subject`
+Where the registry has the referrers API (olareg), the registry indexes `subject` when the
+manifest is pushed, but not always safely: olareg v0.2.2 rebuilds a subject's referrers list by
+read-modify-write without a lock (`referrerAdd` in its referrer.go), so of two concurrent pushes one
+can vanish from the list. So the listing is read back (after a settle delay) until ours is in it,
+pushing the manifest again (which makes the registry add it again) a bounded number of times.
+Elsewhere (docker-registry 2.8, distribution v3, ghcr.io: it keeps `subject`
 but has no API, actions/attest-build-provenance#71) the distribution-spec's fallback applies:
 the tag `sha256-HEX` of the subject holds an index listing its referrers, which clients update.
 Registries offer no compare-and-swap on tags, so an update is read, merge (every entry ever seen
@@ -37,21 +41,39 @@ def _fallback_entries(client: RegistryClient, repository: str, digest: str) -> l
     tag = fallback_tag(digest)
     if client.manifest_digest(repository, tag) is None:
         return []
-    body = client.get_manifest(repository, tag, accept=(mt.OCI_INDEX,)).json()
-    return [e for e in body.get("manifests") or [] if isinstance(e, dict)]
+    return _entries(client.get_manifest(repository, tag, accept=(mt.OCI_INDEX,)).json())
+
+
+def _entries(index: Any) -> list[Any]:
+    return [e for e in index.get("manifests") or [] if isinstance(e, dict)]
 
 
 def list_referrers(client: RegistryClient, repository: str, digest: str) -> tuple[str, list[Any]]:
     """("api" | "tag", the descriptors) for `digest`."""
     found = client.referrers(repository, digest)
     if found is not None:
-        return "api", [e for e in found.get("manifests") or [] if isinstance(e, dict)]
+        return "api", _entries(found)
     return "tag", _fallback_entries(client, repository, digest)
 
 
 def _merge(known: list[Any], more: Sequence[Any]) -> list[Any]:
     digests = {e.get("digest") for e in known}
     return known + [e for e in more if e.get("digest") not in digests]
+
+
+def _listed_by_api(
+    client: RegistryClient, repository: str, subject_digest: str, manifest: Document
+) -> None:
+    for _ in range(MAX_ATTEMPTS):
+        time.sleep(random.uniform(*SETTLE_SECONDS))
+        found = client.referrers(repository, subject_digest) or {}
+        if manifest.digest in {e.get("digest") for e in _entries(found)}:
+            return
+        client.push_manifest(repository, manifest.digest, manifest.body, manifest.media_type)
+    raise PipelineError(
+        f"{client.registry}/{repository}@{subject_digest}: the registry's referrers list kept "
+        f"losing {manifest.digest} ({MAX_ATTEMPTS} attempts)"
+    )
 
 
 def attach(
@@ -64,6 +86,7 @@ def attach(
     client.push_blob(repository, layer, blob.digest, blob.size)
     client.push_manifest(repository, manifest.digest, manifest.body, manifest.media_type)
     if client.referrers(repository, subject_digest) is not None:
+        _listed_by_api(client, repository, subject_digest, manifest)
         return "api"
     ours = attestations.descriptor_of(manifest)
     tag = fallback_tag(subject_digest)
