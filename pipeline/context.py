@@ -97,6 +97,9 @@ def apply_overrides(release: Release, options: Options) -> Release:
     if options.registry:
         target = parse_reference(release.repository)
         changes["repository"] = f"{options.registry}/{target.repository}"
+        if release.os_repository_setting:
+            os_target = parse_reference(release.os_repository_setting)
+            changes["os_repository_setting"] = f"{options.registry}/{os_target.repository}"
     if options.archs:
         unknown = [a.value for a in options.archs if a not in release.architectures]
         if unknown:
@@ -136,6 +139,20 @@ class Context:
     @property
     def target(self) -> Reference:
         return parse_reference(self.release.repository)
+
+    @property
+    def os_target(self) -> Reference:
+        """The repository of the release's bootc container image (Release.os_repository)."""
+        return parse_reference(self.release.os_repository)
+
+    @property
+    def os_origin(self) -> str:
+        """The OS image by the tag the disks' bootc origin follows, `REGISTRY/REPO-os:40`: the
+        name the disk builder is given, which bib and image-builder pass on unchanged as
+        `bootc install --target-imgref` (osbuild/images pkg/manifest/raw_bootc.go
+        `TargetImgref = containers[0].Name`; bib#559 / image-builder#804: no other way)."""
+        target = self.os_target
+        return f"{target.registry}/{target.repository}:{self.release.os_origin_tag}"
 
     @property
     def builder_image(self) -> str:

@@ -102,6 +102,19 @@ class Engine:
             reason = _first_line(exc)
             raise PipelineError(f"{self.name} could not inspect image {ref}: {reason}") from None
 
+    def tag(self, image: str, name: str) -> None:
+        """Give IMAGE (a name or id) the further name NAME (`registry/path:tag`)."""
+        repository, _, tag = name.rpartition(":")
+        if "/" in tag or not repository:
+            raise PipelineError(f"cannot tag {image} as {name}: the name has no tag")
+        try:
+            if not self.client.api.tag(image, repository, tag):
+                raise PipelineError(f"{self.name} refused to tag {image} as {name}")
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise PipelineError(
+                f"{self.name} could not tag {image} as {name}: {_first_line(exc)}"
+            ) from None
+
     def save_image(self, ref: str, dest: Path) -> Path:
         """The image as a docker-archive tar (`docker save`; Podman's API serves the same),
         streamed to `dest`: what an SBOM tool reads without access to the engine's store."""

@@ -72,5 +72,13 @@ ANN_INPUTS = "org.bootc-pipeline.inputs"
 ANN_LIMA_MINIMUM_VERSION = "org.bootc-pipeline.lima.minimum-version"
 ANN_LIMA_GUEST_INSTALL_PREFIX = "org.bootc-pipeline.lima.guest-install-prefix"
 
+# The release's bootc container image (README "Where the OS image lives"): an OCI image per
+# architecture under an OCI index, in its own repository; the disk names it.
+OCI_IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+ANN_OS_IMAGE = "org.bootc-pipeline.os-image"  # REG/REPO-os@sha256:<this arch's image manifest>
+ANN_OS_IMAGE_ORIGIN = "org.bootc-pipeline.os-image.origin"  # the disk's bootc origin
+ANN_OS_IMAGE_INDEX = "org.bootc-pipeline.os-image.index"  # on the disk index: REG/REPO-os@<index>
+
 # Registries must accept manifests up to 4 MiB (distribution-spec); docker-registry rejects more.
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024

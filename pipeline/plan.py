@@ -57,6 +57,38 @@ class DiskArtifact:
     uncompressed: Blob  # the qcow2 before compression
     base_digest: str  # the base image the disk was built from
     boot_check: str | None = None  # "passed" or "skipped" (mediatypes.ANN_BOOT_CHECK)
+    os_image: OsImageRef | None = None  # the bootc image this disk was made from, as pushed
+
+
+@dataclass(frozen=True)
+class OsImageRef:
+    """Where one architecture's bootc image was pushed, and the disk's origin naming it."""
+
+    repository: str  # registry/path of the OS image's repository
+    digest: str  # its image manifest's digest
+    origin: str  # the bootc origin the disk carries: ostree-unverified-registry:REG/REPO:TAG
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+    def annotations(self) -> dict[str, str]:
+        return {mt.ANN_OS_IMAGE: self.reference, mt.ANN_OS_IMAGE_ORIGIN: self.origin}
+
+
+@dataclass(frozen=True)
+class ImageLayer:
+    """One layer of a bootc image as pushed (zstd) and its uncompressed digest (diff_id)."""
+
+    blob: Blob
+    diff_id: str
+
+
+def origin_of(name: str) -> str:
+    """The origin bootc writes for a deployment installed with `--target-imgref NAME` and the
+    default (registry) transport and unverified signature policy (bootc
+    crates/ostree-ext/src/container/mod.rs; what osbuild's install-to-filesystem stage gets)."""
+    return f"ostree-unverified-registry:{name}"
 
 
 def encode(document: dict[str, Any]) -> bytes:
@@ -130,13 +162,71 @@ def artifact_manifest(release: Release, disk: DiskArtifact, provenance: Provenan
             mt.ANN_UNCOMPRESSED_DIGEST: disk.uncompressed.digest,
             mt.ANN_UNCOMPRESSED_SIZE: str(disk.uncompressed.size),
         }
-        | ({mt.ANN_BOOT_CHECK: disk.boot_check} if disk.boot_check else {}),
+        | ({mt.ANN_BOOT_CHECK: disk.boot_check} if disk.boot_check else {})
+        | (disk.os_image.annotations() if disk.os_image else {}),
     }
     return _checked(schemas.ARTIFACT_MANIFEST, manifest, mt.OCI_MANIFEST)
 
 
-def artifact_index(
+def os_image_manifest(
+    release: Release,
+    config: Blob,
+    layers: Sequence[ImageLayer],
+    base_digest: str,
+    provenance: Provenance,
+) -> Document:
+    """One architecture's bootc image as an OCI image manifest, with the release's annotations."""
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "config": {"mediaType": mt.OCI_IMAGE_CONFIG, "digest": config.digest, "size": config.size},
+        "layers": [
+            {"mediaType": mt.OCI_LAYER_ZSTD, "digest": layer.blob.digest, "size": layer.blob.size}
+            for layer in layers
+        ],
+        "annotations": release_annotations(release, provenance) | {mt.ANN_BASE_DIGEST: base_digest},
+    }
+    return _sized(Document(mt.OCI_MANIFEST, encode(manifest)), "OS image manifest")
+
+
+def os_image_index(
     release: Release, manifests: Sequence[tuple[Arch, Document]], provenance: Provenance
+) -> Document:
+    """The OS image's multi-architecture index: images only (no disk), in release order."""
+    archs = [arch for arch, _ in manifests]
+    if len(set(archs)) != len(archs):
+        raise PipelineError(f"two OS images for one architecture in {archs}")
+    index = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_INDEX,
+        "manifests": [
+            {
+                "mediaType": doc.media_type,
+                "digest": doc.digest,
+                "size": doc.size,
+                "platform": {"architecture": arch.value, "os": "linux"},
+            }
+            for arch, doc in manifests
+        ],
+        "annotations": release_annotations(release, provenance),
+    }
+    return _sized(Document(mt.OCI_INDEX, encode(index)), "OS image index")
+
+
+def _sized(doc: Document, what: str) -> Document:
+    if doc.size > mt.MAX_MANIFEST_BYTES:
+        raise PipelineError(
+            f"the planned {what} is {doc.size} bytes, over the {mt.MAX_MANIFEST_BYTES} bytes "
+            "registries must accept"
+        )
+    return doc
+
+
+def artifact_index(
+    release: Release,
+    manifests: Sequence[tuple[Arch, Document]],
+    provenance: Provenance,
+    os_index: str | None = None,
 ) -> Document:
     """The multi-architecture index over the per-architecture manifests, in release order."""
     archs = [arch for arch, _ in manifests]
@@ -156,6 +246,7 @@ def artifact_index(
             }
             for arch, doc in manifests
         ],
-        "annotations": release_annotations(release, provenance),
+        "annotations": release_annotations(release, provenance)
+        | ({mt.ANN_OS_IMAGE_INDEX: os_index} if os_index else {}),
     }
     return _checked(schemas.ARTIFACT_INDEX, index, mt.OCI_INDEX)

@@ -20,6 +20,7 @@ from pipeline.outputs import write_outputs, write_results
 from pipeline.plan import Provenance
 from pipeline.published import ArchRelease, Published
 from pipeline.stages import index as index_stage
+from pipeline.stages import osimage
 from pipeline.stages.boot import boot
 from pipeline.stages.build import build, check_cross_arch
 from pipeline.stages.compress import compress
@@ -58,7 +59,9 @@ def preflight(ctx: Context, provenance: Provenance) -> None:
     signing_key(ctx.options)  # a bad key fails now, not after the build
     client = ctx.registry  # push access was checked first thing (publish)
     if ctx.tags_to_move:
-        TagPolicy.of(ctx, client).preflight(plan.release_annotations(ctx.release, provenance))
+        annotations = plan.release_annotations(ctx.release, provenance)
+        TagPolicy.of(ctx, client).preflight(annotations)
+        TagPolicy.of(ctx, client, ctx.os_target).preflight(annotations)
     for arch in ctx.archs:
         check_cross_arch(arch, Arch.host())
         if not ctx.options.skip_boot:
@@ -87,6 +90,14 @@ def compress_step(ctx: Context, arch: Arch) -> None:
     level = ctx.release.zstd_level
     with ctx.reporter.stage(f"compress:{arch.value}", f"compress {arch.value} (zstd -{level})"):
         compress(ctx, arch)
+
+
+def os_image_step(
+    ctx: Context, arch: Arch, provenance: Provenance, siblings: tuple[str, ...]
+) -> None:
+    where = ctx.release.os_repository
+    with ctx.reporter.stage(f"os-image:{arch.value}", f"OS image {arch.value} to {where}"):
+        osimage.push_image(ctx, arch, provenance, osimage.os_siblings(siblings))
 
 
 def boot_step(ctx: Context, arch: Arch) -> None:
@@ -128,6 +139,8 @@ def arch_pipeline(
     sbom_step(ctx, arch)  # of the image just built; attached to the disk manifest at upload
     disk_step(ctx, arch)
     compress_step(ctx, arch)
+    # by digest (nothing visible yet), before the boot check: the guest resolves its origin
+    os_image_step(ctx, arch, provenance, siblings)
     if not ctx.options.skip_boot:  # after compress, before this architecture's upload
         boot_step(ctx, arch)
     with ctx.reporter.stage(f"upload:{arch.value}", f"upload {arch.value}"):
@@ -202,8 +215,8 @@ def publish(ctx: Context, provenance: Provenance) -> Published | None:
         ctx.reporter.info("boot check skipped (--skip-boot): the report records it")
     sent = run_arch_pipelines(ctx, provenance)
     with ctx.reporter.stage("push", f"index and tags {ctx.release.repository}"):
-        index = assemble.plan_index(ctx, sent, provenance)
-        published = assemble.release(ctx, ctx.registry, sent, index)
+        index, os_index = assemble.plan_indexes(ctx, sent, provenance)
+        published = assemble.release(ctx, ctx.registry, sent, index, os_index)
     write_results(ctx, published, provenance)
     write_outputs(ctx, published, provenance)
     ctx.reporter.console.print(summary(ctx, published))

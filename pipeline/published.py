@@ -8,7 +8,7 @@ from typing import Any
 
 from pipeline.arch import Arch
 from pipeline.digest import Blob
-from pipeline.plan import Document
+from pipeline.plan import Document, OsImageRef
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,8 @@ class ArchRelease:
     manifest: Document
     bytes_sent: int
     referrers: tuple[dict[str, Any], ...] = ()  # attached by this run (the SBOM)
+    os_image: OsImageRef | None = None  # the bootc image the disk was made from, pushed
+    os_manifest: Document | None = None  # that image's manifest (exact bytes)
 
 
 @dataclass(frozen=True)
@@ -33,3 +35,5 @@ class Published:
     tags: tuple[str, ...]
     archs: tuple[ArchRelease, ...]
     signatures: tuple[dict[str, Any], ...] = ()  # what pipeline/trust/sign.py pushed
+    os_index: Document | None = None  # the OS image's index (pipeline/stages/osimage.py)
+    os_repository: str | None = None  # registry/path it is in

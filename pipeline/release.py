@@ -46,6 +46,10 @@ class Release:
     retention: dict[str, float] | None = field(default=None, hash=False)  # keep, older_than_days
     version_template: str | None = None  # set when `version` is a template (nightlies)
     tag_templates: tuple[str, ...] = ()  # `tags` as written, `{version}` unresolved
+    # os_image: the bootc image's own repository ("" = `<repository>-os`) and the tag the
+    # disks' bootc origin follows ("" = the first moving tag, else the first release tag)
+    os_repository_setting: str = ""
+    os_origin_tag_setting: str = ""
 
     @property
     def templated(self) -> bool:
@@ -56,6 +60,18 @@ class Release:
         """This release at a resolved version: `{version}` in the release tags filled in."""
         tags = tuple(t.replace(VERSION_FIELD, version) for t in self.tag_templates or self.tags)
         return dataclasses.replace(self, version=version, tags=tags)
+
+    @property
+    def os_repository(self) -> str:
+        """Where the release's bootc container image is published (README "Where the OS image
+        lives"): its own repository, so each index holds one kind of thing."""
+        return self.os_repository_setting or f"{self.repository}-os"
+
+    @property
+    def os_origin_tag(self) -> str:
+        """The OS image's tag the disks' bootc origin names: the stream's moving tag, so
+        `bootc upgrade` follows the stream."""
+        return self.os_origin_tag_setting or (self.moving_tags or self.tags)[0]
 
     @property
     def all_tags(self) -> tuple[str, ...]:
@@ -115,6 +131,25 @@ def parse(data: Any, *, path: Path, variant: str) -> Release:
             "(give every architecture its own, or none)"
         )
     template = doc["version"] if "{" in doc["version"] else None
+    os_image = doc.get("os_image", {})
+    origin_tag = os_image.get("origin_tag", "")
+    if origin_tag and origin_tag not in doc["moving_tags"] and origin_tag not in doc["tags"]:
+        raise UsageError(
+            f"{path}: os_image.origin_tag: {origin_tag!r} is not one of the release's tags or "
+            "moving_tags (the disks' bootc origin must name a tag the release pushes)"
+        )
+    if VERSION_FIELD in (origin_tag or (doc["moving_tags"] or doc["tags"])[0]):
+        raise UsageError(
+            f"{path}: os_image.origin_tag: the bootc origin would name {VERSION_FIELD}, a tag "
+            "that changes with every release",
+            hint="add a moving tag (the stream's, e.g. `nightly`) and name it in origin_tag",
+        )
+    if os_image.get("repository") == doc["repository"]:
+        raise UsageError(
+            f"{path}: os_image.repository: the disks' repository; the OS image needs its own "
+            "(an index mixing disks and images breaks clients that take the first entry per "
+            "platform)"
+        )
     if template and "{date}" in template and "{n}" not in template:
         raise UsageError(
             f"{path}: version: {template!r} has {{date}} but no {{n}}: two nightlies of one day "
@@ -150,6 +185,8 @@ def parse(data: Any, *, path: Path, variant: str) -> Release:
         guest_install_prefix=doc["lima"]["guest_install_prefix"],
         version_template=template,
         tag_templates=tuple(doc["tags"]),
+        os_repository_setting=os_image.get("repository", ""),
+        os_origin_tag_setting=origin_tag,
     )
     return release if template else release.with_version(release.version)
 

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline import mediatypes as mt
 from pipeline import pullplan, schemas
 from pipeline.arch import Arch
 from pipeline.digest import Blob
 from pipeline.errors import PipelineError, UsageError
 from pipeline.files import atomic_write
 from pipeline.mediatypes import OCI_MANIFEST
-from pipeline.plan import Document
+from pipeline.plan import Document, OsImageRef
 from pipeline.published import ArchRelease
 
 RESULT_VERSION = 1
@@ -41,26 +43,46 @@ def file_name(arch: Arch) -> str:
     return f"result-{arch.value}.json"
 
 
+def _document(doc: Document) -> dict[str, Any]:
+    return {
+        "mediaType": doc.media_type,
+        "digest": doc.digest,
+        "size": doc.size,
+        "data": base64.b64encode(doc.body).decode(),
+    }
+
+
+def _os_image(r: ArchRelease) -> dict[str, Any]:
+    if r.os_image is None or r.os_manifest is None:
+        return {}
+    return {
+        "osImage": {
+            "repository": r.os_image.repository,
+            "origin": r.os_image.origin,
+            "manifest": _document(r.os_manifest),
+        }
+    }
+
+
 def to_json(result: ArchResult) -> dict[str, Any]:
     r = result.release
-    return {
-        "resultVersion": RESULT_VERSION,
-        "variant": result.variant,
-        "repository": result.repository,
-        "arch": r.arch.value,
-        "annotations": result.annotations,
-        "manifest": {
-            "mediaType": r.manifest.media_type,
-            "digest": r.manifest.digest,
-            "size": r.manifest.size,
-            "data": base64.b64encode(r.manifest.body).decode(),
-        },
-        "layer": asdict(r.layer),
-        "zstdLevel": r.level,
-        "uncompressed": asdict(r.uncompressed),
-        "bytesSent": r.bytes_sent,
-        "timings": result.timings,
-    } | ({"boot": result.boot} if result.boot is not None else {})
+    return (
+        {
+            "resultVersion": RESULT_VERSION,
+            "variant": result.variant,
+            "repository": result.repository,
+            "arch": r.arch.value,
+            "annotations": result.annotations,
+            "manifest": _document(r.manifest),
+            "layer": asdict(r.layer),
+            "zstdLevel": r.level,
+            "uncompressed": asdict(r.uncompressed),
+            "bytesSent": r.bytes_sent,
+            "timings": result.timings,
+        }
+        | _os_image(r)
+        | ({"boot": result.boot} if result.boot is not None else {})
+    )
 
 
 def write(path: Path, result: ArchResult) -> None:
@@ -105,18 +127,9 @@ def load(path: Path) -> ArchResult:
     found = schemas.problems(schemas.ARCH_RESULT, data)
     if found:
         raise UsageError(f"{path}: {found[0]}")
-    m = data["manifest"]
-    try:
-        body = base64.b64decode(m["data"], validate=True)
-    except binascii.Error:
-        raise UsageError(f"{path}: manifest.data is not base64") from None
-    manifest = Document(OCI_MANIFEST, body)
-    if (manifest.digest, manifest.size) != (m["digest"], m["size"]):
-        raise UsageError(
-            f"{path}: manifest.data hashes to {manifest.digest} ({manifest.size} bytes), "
-            f"not the {m['digest']} ({m['size']} bytes) it claims"
-        )
+    manifest = _loaded_document(path, "manifest", data["manifest"])
     release = _checked_release(path, data, manifest)
+    release = _with_os_image(path, data, release)
     return ArchResult(
         data["variant"],
         data["repository"],
@@ -125,3 +138,39 @@ def load(path: Path) -> ArchResult:
         data["timings"],
         data.get("boot"),
     )
+
+
+def _loaded_document(path: Path, key: str, m: dict[str, Any]) -> Document:
+    try:
+        body = base64.b64decode(m["data"], validate=True)
+    except binascii.Error:
+        raise UsageError(f"{path}: {key}.data is not base64") from None
+    doc = Document(OCI_MANIFEST, body)
+    if (doc.digest, doc.size) != (m["digest"], m["size"]):
+        raise UsageError(
+            f"{path}: {key}.data hashes to {doc.digest} ({doc.size} bytes), "
+            f"not the {m['digest']} ({m['size']} bytes) it claims"
+        )
+    return doc
+
+
+def _with_os_image(path: Path, data: dict[str, Any], release: ArchRelease) -> ArchRelease:
+    """The OS image the result names, which must be the one its disk manifest's annotations
+    name (a disk naming another OS image, or none, is refused)."""
+    annotations = release.manifest.json().get("annotations") or {}
+    found = data.get("osImage")
+    if found is None:
+        if mt.ANN_OS_IMAGE in annotations:
+            raise UsageError(
+                f"{path}: the disk manifest names OS image {annotations[mt.ANN_OS_IMAGE]}, "
+                "the result file none"
+            )
+        return release
+    manifest = _loaded_document(path, "osImage.manifest", found["manifest"])
+    image = OsImageRef(found["repository"], manifest.digest, found["origin"])
+    if image.annotations() != {k: annotations.get(k) for k in image.annotations()}:
+        raise UsageError(
+            f"{path}: osImage says {image.reference} (origin {image.origin}), its disk manifest "
+            f"{annotations.get(mt.ANN_OS_IMAGE)} (origin {annotations.get(mt.ANN_OS_IMAGE_ORIGIN)})"
+        )
+    return dataclasses.replace(release, os_image=image, os_manifest=manifest)

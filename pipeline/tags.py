@@ -17,6 +17,7 @@ from pipeline import mediatypes as mt
 from pipeline.context import Context
 from pipeline.errors import TagRaceError, UsageError
 from pipeline.plan import Document
+from pipeline.reference import Reference
 from pipeline.registry.client import RegistryClient
 
 RELEASE_TAG_HINT = "bump the version in the release manifest, or pass --force to move the tag"
@@ -42,11 +43,14 @@ class TagPolicy:
     force: bool
 
     @classmethod
-    def of(cls, ctx: Context, client: RegistryClient) -> TagPolicy:
+    def of(cls, ctx: Context, client: RegistryClient, target: Reference | None = None) -> TagPolicy:
+        """The release's tags in TARGET (default: the disks' repository; the OS image's
+        repository takes the same tags under the same rules)."""
+        where = target or ctx.target
         return cls(
             client,
-            ctx.target.registry,
-            ctx.target.repository,
+            where.registry,
+            where.repository,
             ctx.release.tags,
             ctx.release.moving_tags,
             ctx.options.force,

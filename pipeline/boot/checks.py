@@ -8,6 +8,7 @@ through the ssh session to `sshfs -o slave` in the guest).
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass
 
@@ -97,6 +98,86 @@ class CheckResult:
         return {"name": self.name, "ok": self.ok, "required": self.required, "detail": self.detail}
 
 
+# QEMU's user network: the guest reaches the host's loopback at this address (QEMU docs,
+# "Network options", -netdev user: "the host at 10.0.2.2"), never at 127.0.0.1.
+HOST_FROM_GUEST = "10.0.2.2"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+GUEST_REGISTRIES_CONF = "/tmp/bootc-pipeline-origin-registries.conf"
+SECTION = "@@bootc-origin@@"
+
+
+@dataclass(frozen=True)
+class OriginExpectation:
+    """What the bootc-origin check expects of the guest: its deployment's origin names `image`
+    (the OS image's moving tag, `REG/REPO-os:40`), and `reference` (that repository at the digest
+    pushed for this architecture, `REG/REPO-os@sha256:...`) resolves from inside the guest to
+    exactly those bytes. At publish time the moving tag still names the previous release (tags
+    move only after every gate): the digest is what proves the guest reaches what was pushed."""
+
+    image: str
+    reference: str
+
+    @property
+    def digest(self) -> str:
+        return self.reference.rsplit("@", 1)[1]
+
+    def registries_conf(self) -> str | None:
+        """A registries.conf for the guest's skopeo when the registry is on the host's loopback
+        (containers-registries.conf(5): the longest matching `prefix` is rewritten to
+        `location`; `insecure` allows plain HTTP), else None. Only for this check's own skopeo
+        (--registries-conf): nothing is left in the guest's /etc."""
+        host = self.image.split("/", 1)[0]
+        name, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
+        if name not in LOOPBACK_HOSTS:
+            return None
+        location = f"{HOST_FROM_GUEST}:{port}" if port else HOST_FROM_GUEST
+        return f'[[registry]]\nprefix = "{host}"\nlocation = "{location}"\ninsecure = true\n'
+
+
+def origin_script(expect: OriginExpectation) -> str:
+    """bootc's view of the booted deployment, its origin file (under /ostree, which on an ostree
+    system is /sysroot/ostree), then the pushed image's manifest read from inside the guest with
+    skopeo (what bootc's image proxy is) and hashed there."""
+    conf = expect.registries_conf()
+    flags = ""
+    lines = [f"echo {SECTION}", "sudo -n bootc status --json", f"echo {SECTION}"]
+    lines.append("cat /ostree/deploy/*/deploy/*.origin")
+    lines.append(f"echo {SECTION}")
+    if conf is not None:
+        lines.append(f"printf %s {shlex.quote(conf)} > {GUEST_REGISTRIES_CONF}")
+        flags = f" --registries-conf {GUEST_REGISTRIES_CONF}"
+    manifest = "/tmp/bootc-pipeline-origin-manifest.json"
+    lines.append(
+        f"skopeo{flags} inspect --raw docker://{shlex.quote(expect.reference)} > {manifest} "
+        f"&& sha256sum {manifest}"
+    )
+    return "\n".join(lines)
+
+
+def judge_origin(status: int, output: str, expect: OriginExpectation) -> tuple[bool, str]:
+    """The origin names the published image (both as bootc reports it and in the origin file)
+    and the pushed digest resolves from the guest to those very bytes."""
+    parts = output.split(SECTION)
+    if len(parts) < 4:
+        return False, f"the check did not run to its end: {output.strip()[-300:]}"
+    _, status_json, origin_file, resolved = parts[:4]
+    want = f"ostree-unverified-registry:{expect.image}"
+    try:
+        booted = json.loads(status_json)["status"]["booted"]["image"]["image"]
+        seen = f"ostree-unverified-{booted['transport']}:{booted['image']}"
+    except (ValueError, KeyError, TypeError):
+        return False, f"`bootc status --json` gave no booted image: {status_json.strip()[:300]}"
+    if seen != want:
+        return False, f"bootc status: the booted image is {seen}, not {want}"
+    if f"container-image-reference={want}" not in origin_file.splitlines():
+        return False, f"the deployment's origin file does not name {want}: {origin_file.strip()}"
+    digest = resolved.split()[0] if resolved.split() else ""
+    if status != 0 or f"sha256:{digest}" != expect.digest:
+        found = f"sha256:{digest}" if status == 0 else resolved.strip()[-300:]
+        return False, f"from the guest, {expect.reference} resolved to {found}"
+    return True, f"origin {want}; from the guest {expect.reference} resolves to those bytes"
+
+
 def tools_script() -> str:
     """Prints each missing tool's name; run as root, as Lima's boot scripts are (sbin in PATH)."""
     tests = []
@@ -106,10 +187,25 @@ def tools_script() -> str:
     return "; ".join(tests)
 
 
-def guest_checks(uid: int, install_prefix: str) -> list[Check]:
-    """Every check, in order; `install_prefix` is the Lima template's guestInstallPrefix."""
+def guest_checks(
+    uid: int, install_prefix: str, origin: OriginExpectation | None = None
+) -> list[Check]:
+    """Every check, in order; `install_prefix` is the Lima template's guestInstallPrefix;
+    `origin`: the published OS image, when there is one (then bootc-origin is required)."""
     prefix = shlex.quote(install_prefix)
     probe = shlex.quote(f"{install_prefix}/.bootc-pipeline-probe")
+    bootc = (
+        [
+            Check(
+                "bootc-origin",
+                "the deployment's bootc origin names the published OS image, and the image "
+                "pushed for this architecture resolves from inside the guest",
+                origin_script(origin),
+            )
+        ]
+        if origin is not None
+        else []
+    )
     return [
         Check(
             "cloud-init",
@@ -152,6 +248,7 @@ def guest_checks(uid: int, install_prefix: str) -> list[Check]:
             ROOTLESS_SCRIPT.replace("@PREFIX@", prefix),
             required=False,
         ),
+        *bootc,
     ]
 
 

@@ -266,13 +266,17 @@ def _wait_for_ssh(
         time.sleep(3)
 
 
-def _command_check(ssh: Ssh, check: lima.Check, plan: BootPlan) -> lima.CheckResult:
+def _command_check(
+    ssh: Ssh, check: lima.Check, plan: BootPlan, origin: lima.OriginExpectation | None = None
+) -> lima.CheckResult:
     # `cloud-init status --wait` may wait for the rest of boot: it gets the boot's budget
     status, output = ssh.run(
         check.command, timeout=plan.ssh_budget if check.name == "cloud-init" else COMMAND_SECONDS
     )
     if check.name == "cloud-init":
         ok, detail = lima.judge_cloud_init(status, output)
+    elif check.name == "bootc-origin" and origin is not None:
+        ok, detail = lima.judge_origin(status, output, origin)
     elif check.name == "disk-grown":
         ok, detail = lima.judge_grown(output, plan.disk_bytes) if status == 0 else (False, output)
     else:
@@ -344,7 +348,13 @@ def _record(result: BootResult, found: lima.CheckResult, reporter: Reporter) -> 
 
 
 def boot_disk(
-    disk: Path, arch: Arch, work: Path, *, install_prefix: str, reporter: Reporter
+    disk: Path,
+    arch: Arch,
+    work: Path,
+    *,
+    install_prefix: str,
+    reporter: Reporter,
+    origin: lima.OriginExpectation | None = None,
 ) -> BootResult:
     """Boot DISK (qcow2, left untouched) for ARCH with WORK as scratch; never raises on a guest
     failure: the result says what failed."""
@@ -375,8 +385,8 @@ def boot_disk(
                 return result
             result.booted, result.seconds_to_ssh = True, round(seconds, 1)
             reporter.info(f"    {arch.value}: ssh as {user.name} after {seconds:.1f} s")
-            for check in lima.guest_checks(user.uid, install_prefix):
-                _record(result, _command_check(ssh, check, plan), reporter)
+            for check in lima.guest_checks(user.uid, install_prefix, origin):
+                _record(result, _command_check(ssh, check, plan, origin), reporter)
             _record(result, reverse_sshfs(ssh, work / "host-share"), reporter)
             return result
     result.error = f"{arch.value}: QEMU did not start"

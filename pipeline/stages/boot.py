@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline import zstdfile
 from pipeline.arch import Arch
+from pipeline.boot.checks import OriginExpectation
 from pipeline.boot.guest import BootResult, boot_disk, console_tail
 from pipeline.context import Context
 from pipeline.digest import Blob
@@ -34,6 +35,7 @@ def boot_compressed(
     install_prefix: str,
     reporter: Reporter,
     expect: tuple[Blob, Blob | None] | None = None,
+    origin: OriginExpectation | None = None,
 ) -> BootResult:
     """Decompress a .zst disk (checked against its digests) next to WORK and boot it."""
     if isinstance(compressed, zstdfile.Compressed):
@@ -48,7 +50,9 @@ def boot_compressed(
     )
     zstdfile.decompress(source, disk, compressed=expect[0], uncompressed=expect[1])
     try:
-        return boot_disk(disk, arch, work, install_prefix=install_prefix, reporter=reporter)
+        return boot_disk(
+            disk, arch, work, install_prefix=install_prefix, reporter=reporter, origin=origin
+        )
     finally:
         disk.unlink(missing_ok=True)
 
@@ -86,9 +90,23 @@ def boot(ctx: Context, arch: Arch) -> BootResult | None:
         boot_work(ctx, arch),
         install_prefix=ctx.release.guest_install_prefix,
         reporter=ctx.reporter,
+        origin=origin_expectation(ctx, arch),
     )
     runner.record(directory, runner.GATE, gate, result.to_dict())
     return fail_if_bad(result, ctx.reporter)
+
+
+def origin_expectation(ctx: Context, arch: Arch) -> OriginExpectation | None:
+    """What bootc-origin checks: the OS image pushed for ARCH (pipeline/stages/osimage.py) and
+    the origin the disk was given (None when no OS image was pushed: `boot` alone)."""
+    stamp = ctx.arch_dir(arch).load_stamp(runner.OS_IMAGE)
+    if stamp is None:
+        return None
+    origin = str(stamp["origin"])
+    return OriginExpectation(
+        origin.removeprefix("ostree-unverified-registry:"),
+        f"{stamp['repository']}@{stamp['digest']}",
+    )
 
 
 def recorded(ctx: Context, arch: Arch) -> dict[str, Any] | None:

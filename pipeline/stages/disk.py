@@ -7,10 +7,12 @@ import json
 import os
 import re
 import shutil
+import threading
 from pathlib import Path
 
 from pipeline import bib
 from pipeline.arch import Arch
+from pipeline.builders import Builder
 from pipeline.context import Context
 from pipeline.engine import ImageFacts
 from pipeline.errors import PipelineError
@@ -21,6 +23,9 @@ from pipeline.stages.build import built_image
 from pipeline.state import inputs_key
 
 QCOW2_MAGIC = b"QFI\xfb"
+# Every architecture's image takes the same published name (the origin) for its builder run:
+# one run of this process holds the name from the tag to the builder's end.
+_ORIGIN_NAME = threading.Lock()
 
 
 def check_qcow2(path: Path) -> None:
@@ -132,13 +137,33 @@ def disk(ctx: Context, arch: Arch) -> Path:
             "format": disk_format.value,
             "rootfs": release.rootfs,
             "config": bib_config,
+            "origin": ctx.os_origin,  # bootc records the builder's input name as the origin
         }
     )
     output = tool.output_disk(directory.disk_dir, disk_format)
     if directory.load_stamp("disk", key) is not None and output.is_file():
         ctx.reporter.info(f"    {arch.value}: disk unchanged since the last run, reusing {output}")
         return output
-    graph_root = containers_storage(ctx, arch, image.tag)
+    with _ORIGIN_NAME:
+        return _make_disk(ctx, arch, image.tag, output, key, config, tool, disk_format)
+
+
+def _make_disk(
+    ctx: Context,
+    arch: Arch,
+    built: str,
+    output: Path,
+    key: str,
+    config: bytes,
+    tool: Builder,
+    disk_format: DiskFormat,
+) -> Path:
+    """The builder run, given the built image under the OS image's published moving name, so
+    the disk's bootc origin is that name (`ostree-unverified-registry:REG/REPO-os:40`)."""
+    release, directory, origin = ctx.release, ctx.arch_dir(arch), ctx.os_origin
+    ctx.engine.tag(built, origin)
+    ctx.reporter.info(f"    {arch.value}: bootc origin {origin} (the name the builder is given)")
+    graph_root = containers_storage(ctx, arch, origin)
     try:
         if directory.disk_dir.exists():
             shutil.rmtree(directory.disk_dir)
@@ -150,7 +175,7 @@ def disk(ctx: Context, arch: Arch) -> Path:
     invocation = tool.run(
         bib.DiskJob(
             builder_image=ctx.builder_image,
-            bootc_image=image.tag,
+            bootc_image=origin,
             arch=arch,
             disk_format=disk_format,
             rootfs=release.rootfs,

@@ -102,5 +102,6 @@ def index(ctx: Context, found: Sequence[results.ArchResult]) -> Published:
             ctx.reporter.timings[f"{stage}:{r.release.arch.value}"] = seconds
     archs = [r.release for r in found]
     client = assemble.client_for(ctx)
-    index = assemble.plan_index(ctx, archs, provenance)
-    return assemble.release(ctx, client, archs, index, sent=False)  # the join sent nothing yet
+    index, os_index = assemble.plan_indexes(ctx, archs, provenance)
+    # the join sent nothing yet: a release tag taken by now is bad input, not a race
+    return assemble.release(ctx, client, archs, index, os_index, sent=False)

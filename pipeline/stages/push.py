@@ -25,7 +25,7 @@ from pipeline.reference import parse_reference
 from pipeline.registry.client import BlobAction, BlobPushResult
 from pipeline.registry.journal import UploadJournal
 from pipeline.release import load as load_release
-from pipeline.stages import runner
+from pipeline.stages import osimage, runner
 from pipeline.stages.boot import recorded
 from pipeline.stages.build import built_image
 from pipeline.stages.compress import compressed_disk
@@ -56,9 +56,21 @@ def plan_arch(ctx: Context, arch: Arch, provenance: Provenance) -> tuple[ArchRel
     base_digest = built_image(ctx, arch, in_engine=False).base_digest
     boot = None if ctx.options.skip_boot else recorded(ctx, arch)
     checked = "passed" if boot and boot.get("ok") else "skipped"
-    artifact = plan.DiskArtifact(arch, disk.compressed, disk.uncompressed, base_digest, checked)
+    os_manifest, _ = osimage.plan_image(ctx, arch, provenance)
+    os_image = plan.OsImageRef(
+        f"{ctx.os_target.registry}/{ctx.os_target.repository}",
+        os_manifest.digest,
+        plan.origin_of(ctx.os_origin),
+    )
+    artifact = plan.DiskArtifact(
+        arch, disk.compressed, disk.uncompressed, base_digest, checked, os_image
+    )
     manifest = plan.artifact_manifest(ctx.release, artifact, provenance)
-    return ArchRelease(arch, disk.compressed, disk.uncompressed, disk.level, manifest, 0), disk
+    planned = ArchRelease(
+        arch, disk.compressed, disk.uncompressed, disk.level, manifest, 0,
+        os_image=os_image, os_manifest=os_manifest,
+    )  # fmt: skip
+    return planned, disk
 
 
 def sibling_repositories(ctx: Context) -> tuple[str, ...]:
@@ -104,9 +116,11 @@ def _describe(result: BlobPushResult) -> str:
 def push_arch(
     ctx: Context, arch: Arch, provenance: Provenance, siblings: tuple[str, ...] = ()
 ) -> ArchRelease:
-    """One architecture's blobs, then its manifest by digest (no index, no tag)."""
+    """One architecture's blobs, then its manifest by digest (no index, no tag); its OS image
+    first (pushed before the boot check already: then only HEADs)."""
     planned, disk = plan_arch(ctx, arch, provenance)
     gate(ctx, arch)
+    osimage.push_image(ctx, arch, provenance, osimage.os_siblings(siblings))
     client = assemble.client_for(ctx)
     repo = ctx.target.repository
     client.push_blob(repo, mt.EMPTY_JSON, mt.EMPTY_DIGEST, len(mt.EMPTY_JSON), mount_from=siblings)
@@ -154,7 +168,7 @@ def push(ctx: Context, provenance: Provenance) -> Published:
     planned = [plan_arch(ctx, arch, provenance)[0] for arch in ctx.archs]
     for arch in ctx.archs:  # every disk's boot record first: nothing is sent past a failed gate
         gate(ctx, arch)
-    index = assemble.plan_index(ctx, planned, provenance)
+    index, os_index = assemble.plan_indexes(ctx, planned, provenance)
     client = assemble.client_for(ctx)
     signing_key(ctx.options)  # a bad key fails before anything is sent
     if ctx.tags_to_move:  # fail before sending anything, not after
@@ -163,4 +177,4 @@ def push(ctx: Context, provenance: Provenance) -> Published:
         policy.check_forward(index.json().get("annotations") or {})
     siblings = sibling_repositories(ctx)
     sent = [push_arch(ctx, arch, provenance, siblings) for arch in ctx.archs]
-    return assemble.release(ctx, client, sent, index)
+    return assemble.release(ctx, client, sent, index, os_index)

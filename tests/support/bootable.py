@@ -43,7 +43,11 @@ PACKAGES = (
     "sshfs,sudo,uidmap,rsync,fuse3,iptables,iproute2,tar,systemd-boot-efi,"
     # pam_systemd starts the user's systemd manager (linger, /run/user/UID), which Lima's user
     # containerd waits for; Fedora ships it in systemd itself, Debian in its own packages
-    "libpam-systemd,dbus-user-session"
+    "libpam-systemd,dbus-user-session,"
+    # what bootc needs beside it in a real base (bootc.spec: Requires skopeo) and Fedora ships
+    # (curl): the bootc-origin check resolves the origin with them; debootstrap does not resolve
+    # skopeo's virtual dependency container-network-stack (ENVIRONMENT.md)
+    "skopeo,containernetworking-plugins,curl"
 )
 # Packages the stub dnf records as installed: what the real bases plus the Containerfiles' dnf
 # lines provide. Their files are the real Debian ones, which dnf must not overwrite.

@@ -1179,8 +1179,9 @@ def make_disk(req: DiskRequest, progress: Progress) -> None:
 
         raw = work / "disk.raw"
         ctx = BuildContext(
-            rootfs_dir, raw, opts.output, config, cmdline, unpacked, progress, UNAME[target]
-        )
+            rootfs_dir, raw, opts.output, config, cmdline, unpacked, progress, UNAME[target],
+            opts.image, image_id,
+        )  # fmt: skip
         count = len(pipelines)
         for index, pipeline in enumerate(pipelines, 1):
             progress.pipeline(pipeline, index, count)
@@ -1221,6 +1222,22 @@ class BuildContext:
     unpacked: list[int]  # entries per layer
     progress: Progress
     arch: str  # uname -m of the target
+    image: str  # the name the builder was given: bootc's --target-imgref
+    image_id: str  # sha256:... standing in for the deployment's ostree commit
+
+
+def write_origin(root: Path, image: str, commit: str) -> Path:
+    """What `bootc install to-filesystem --target-imgref IMAGE` leaves for the deployment (osbuild
+    stage org.osbuild.bootc.install-to-filesystem; bootc crates/ostree-ext/src/container/
+    deploy.rs writes `[origin] container-image-reference`, signature policy "unverified" as
+    osbuild passes no --enforce-container-sigpolicy): the origin file under the default
+    stateroot, /ostree/deploy/default/deploy/<checksum>.0.origin. bib and image-builder give
+    bootc exactly the name they were given (osbuild/images pkg/manifest/raw_bootc.go)."""
+    deploy = resolve_in_root(root, "/ostree/deploy/default/deploy")
+    deploy.mkdir(parents=True, exist_ok=True)
+    path = deploy / f"{commit.removeprefix('sha256:')}.0.origin"
+    path.write_text(f"[origin]\ncontainer-image-reference=ostree-unverified-registry:{image}\n")
+    return path
 
 
 def _run_stage(ctx: BuildContext, pipeline: Pipeline, stage: Stage) -> None:
@@ -1240,6 +1257,8 @@ def _run_stage(ctx: BuildContext, pipeline: Pipeline, stage: Stage) -> None:
         # stages do on the deployed tree (users, mounts) is applied to the tree here, first.
         for note in apply_users(rootfs_dir, ctx.config.users):
             progress.detail(note)
+        origin = write_origin(rootfs_dir, ctx.image, ctx.image_id)
+        progress.detail(f"origin: {origin.relative_to(rootfs_dir)}")
         path = resolve_in_root(rootfs_dir, "/etc/kernel/cmdline")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(ctx.cmdline + "\n")
