@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
+from pipeline import mediatypes as mt
+from pipeline.boot.checks import OriginExpectation
 from pipeline.boot.guest import CLOUD_INIT_FINISHED
 from tests.support import judges, vm
 from tests.support.podman import PodmanService
@@ -40,6 +43,7 @@ LIMA_CHECKS = [
     "lima-boot-hook",
     "disk-grown",
     "rootless-containerd",
+    "bootc-origin",
     "reverse-sshfs",
 ]
 
@@ -68,7 +72,11 @@ class Run:
 
 
 def _manifest(
-    directory: Path, variant: str, containerfile: Path, tool: str | None = None
+    directory: Path,
+    variant: str,
+    containerfile: Path,
+    tool: str | None = None,
+    version: str | None = None,
 ) -> tuple[Path, str]:
     """fedora-40's release manifest for one architecture, at zstd level 3, in its own repository
     (with TOOL as builder.tool when given)."""
@@ -82,6 +90,8 @@ def _manifest(
         "repository": f"ghcr.io/{repository}",
         "architectures": [ARCH],
     }
+    if version is not None:
+        doc |= {"version": version, "tags": [version]}
     doc["compression"]["level"] = 3
     path = directory / "manifests" / f"{variant}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,8 +118,11 @@ def publish(
     extra: str = "",
     tool: str | None = None,
     flags: tuple[str, ...] = (),
+    version: str | None = None,
 ) -> Run:
-    manifest, repository = _manifest(directory, variant, _containerfile(directory, extra), tool)
+    manifest, repository = _manifest(
+        directory, variant, _containerfile(directory, extra), tool, version
+    )
     workdir = directory / "work"
     args = [
         "publish", "--manifest", str(manifest), "--engine", podman.url,
@@ -167,6 +180,95 @@ def test_publish_boots_the_disk_before_tagging(good: Run, registry: RunningRegis
     assert "boot" in good.proc.stdout + err  # the summary table's boot column
     assert tags(Access(registry.host), good.repository) == sorted(["40", "40.1.0", "latest"])
     print(f"\nboot figures ({ARCH}): {json.dumps(boot, indent=1)}")
+
+
+def _os_index(registry: RunningRegistry, repository: str, tag: str) -> dict[str, Any]:
+    index: dict[str, Any] = json.loads(judges.skopeo_raw(registry.host, f"{repository}:{tag}"))
+    return index
+
+
+def _os_digest(index: dict[str, Any]) -> str:
+    (entry,) = [m for m in index["manifests"] if m["platform"]["architecture"] == ARCH]
+    return str(entry["digest"])
+
+
+def _disk_annotations(run: Run, registry: RunningRegistry) -> dict[str, str]:
+    digest = run.report["architectures"][ARCH]["manifest"]["digest"]
+    body = json.loads(judges.skopeo_raw(registry.host, f"{run.repository}@{digest}"))
+    annotations: dict[str, str] = body["annotations"]
+    return annotations
+
+
+def test_the_guest_s_origin_is_the_published_os_image(good: Run, registry: RunningRegistry) -> None:
+    """Issue 15: the OS image index exists, its digest is the one the disk names, and the
+    guest's bootc-origin check passed at publish (the origin named REPO-os:40, and the digest
+    pushed for this architecture resolved from inside the guest)."""
+    os_repo = f"{good.repository}-os"
+    index = _os_index(registry, os_repo, "40")
+    assert [m["platform"]["architecture"] for m in index["manifests"]] == [ARCH]
+    ann = _disk_annotations(good, registry)
+    assert ann[mt.ANN_OS_IMAGE] == f"{registry.host}/{os_repo}@{_os_digest(index)}"
+    assert ann[mt.ANN_OS_IMAGE_ORIGIN] == f"ostree-unverified-registry:{registry.host}/{os_repo}:40"
+    checks = {c["name"]: c for c in good.report["boot"][ARCH]["checks"]}
+    origin = checks["bootc-origin"]
+    assert origin["ok"] and origin["required"], origin
+    assert f"{registry.host}/{os_repo}@{_os_digest(index)}" in origin["detail"], origin
+
+
+def test_the_first_release_s_vm_finds_the_next_release_through_its_origin(
+    good: Run,
+    request: pytest.FixtureRequest,
+    podman: PodmanService,
+    registry: RunningRegistry,
+    tmp_path: Path,
+) -> None:
+    """Issue 15: a changed base and a second publish into the same repository: the moving tag's
+    OS image is the new one, and the first release's disk, booted again, resolves its origin
+    (the moving tag) from inside the guest to the new image's digest."""
+    first_digest = _os_digest(_os_index(registry, f"{good.repository}-os", "40.1.0"))
+    bootable: Callable[[str], str] = request.getfixturevalue("bootable_base")
+    changed = f"localhost/fake-bootable/fedora-bootc:{ARCH}-changed"
+    context = tmp_path / "base"
+    context.mkdir()
+    (context / "Containerfile").write_text(
+        f"FROM {bootable(ARCH)}\nRUN echo 2 > /usr/lib/bootc-pipeline-test-base-generation\n"
+    )
+    podman.cli("build", "--quiet", "--pull=never", "--network=none", "--platform",
+               f"linux/{ARCH}", "--tag", changed, str(context))  # fmt: skip
+    second = publish(
+        podman, changed, request.getfixturevalue("bib_standin"), registry,
+        tmp_path / "second", good.variant, version="40.1.1",
+        flags=("--created", "2026-01-02T00:00:00Z"),
+    )  # fmt: skip
+    assert second.proc.returncode == 0, second.proc.stderr[-8000:]
+    os_repo = f"{good.repository}-os"
+    moving = _os_index(registry, os_repo, "40")
+    new_digest = _os_digest(moving)
+    assert new_digest != first_digest
+    assert _disk_annotations(second, registry)[mt.ANN_OS_IMAGE].endswith(f"@{new_digest}")
+    assert _os_digest(_os_index(registry, os_repo, "40.1.0")) == first_digest  # immutable
+    # the first release's disk, as the registry serves it, booted again
+    digest = good.report["architectures"][ARCH]["manifest"]["digest"]
+    (layer,) = json.loads(judges.skopeo_raw(registry.host, f"{good.repository}@{digest}"))["layers"]
+    url = f"{registry.url}/v2/{good.repository}/blobs/{layer['digest']}"
+    blob = judges.curl_get(url, tmp_path / "layer.zst")
+    disk = judges.zstd_test_and_decompress(blob, tmp_path / "disk.qcow2")
+    blob.unlink()
+    origin = f"{registry.host}/{os_repo}:40"
+    conf = OriginExpectation(origin, f"{registry.host}/{os_repo}@{new_digest}").registries_conf()
+    assert conf is not None
+    with vm.booted(disk, ARCH, tmp_path / "vm") as guest:
+        status = guest.run("sudo -n bootc status --json")
+        assert status.returncode == 0, status
+        booted = json.loads(status.stdout)["status"]["booted"]["image"]["image"]
+        assert booted == {"image": origin, "transport": "registry"}
+        guest.run(f"printf %s {shlex.quote(conf)} > /tmp/registries.conf")
+        found = guest.run(
+            f"skopeo --registries-conf /tmp/registries.conf inspect --raw docker://{origin}"
+        )
+        assert found.returncode == 0, found
+    resolved = json.loads(found.stdout)
+    assert _os_digest(resolved) == new_digest
 
 
 def test_a_disk_that_passed_and_did_not_change_is_not_booted_again(good: Run) -> None:
@@ -276,7 +378,8 @@ def test_boot_of_a_published_ref_pulls_and_boots_it(
     assert record["layer"]["digest"] == manifest["layers"][0]["digest"]
     boot = record["boot"]
     assert boot["booted"] and boot["ok"], boot
-    assert [c["name"] for c in boot["checks"]] == LIMA_CHECKS
+    # `boot REF` runs Lima's checks; the origin is the publish's gate (bootc-origin)
+    assert [c["name"] for c in boot["checks"]] == [n for n in LIMA_CHECKS if n != "bootc-origin"]
     assert all(c["ok"] for c in boot["checks"]), boot["checks"]
     work = tmp_path / "boot-published" / ARCH
     assert json.loads((work / "boot-report.json").read_text()) == record

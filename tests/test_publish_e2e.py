@@ -143,6 +143,51 @@ def test_index_judged_by_skopeo_and_official_schema(first: Run, registry: Runnin
         assert report["architectures"][arch]["manifest"]["digest"] == entry["digest"]
 
 
+def test_os_image_index_names_the_images_the_disks_were_made_from(
+    first: Run, registry: RunningRegistry
+) -> None:
+    """Issue 15: the OS image lives in its own repository (REPO-os), one OCI image per
+    architecture under an index with the release's annotations and tags; each disk manifest
+    names its architecture's image by digest and the origin it was given."""
+    os_repo = f"{REPO}-os"
+    raw = judges.skopeo_raw(registry.host, f"{os_repo}:40.1.0")
+    index = json.loads(raw)
+    assert oci_official.errors("index", index) == []
+    assert "artifactType" not in index  # images, not artifacts: what bootc and podman expect
+    for tag in ("40", "latest"):
+        assert judges.skopeo_raw(registry.host, f"{os_repo}:{tag}") == raw
+    disk_index = json.loads(judges.skopeo_raw(registry.host, f"{REPO}:40.1.0"))
+    assert disk_index["annotations"][mt.ANN_OS_IMAGE_INDEX] == (
+        f"{registry.host}/{os_repo}@{judges.sha256(raw)}"
+    )
+    assert index["annotations"][mt.ANN_VERSION] == "40.1.0"
+    entries = {m["platform"]["architecture"]: m for m in index["manifests"]}
+    assert sorted(entries) == ["amd64", "arm64"]
+    for arch, entry in entries.items():
+        digest = first.report["architectures"][arch]["manifest"]["digest"]
+        disk = json.loads(judges.skopeo_raw(registry.host, f"{REPO}@{digest}"))["annotations"]
+        assert disk[mt.ANN_OS_IMAGE] == f"{registry.host}/{os_repo}@{entry['digest']}"
+        assert disk[mt.ANN_OS_IMAGE_ORIGIN] == (
+            f"ostree-unverified-registry:{registry.host}/{os_repo}:40"
+        )
+        body = judges.skopeo_raw(registry.host, f"{os_repo}@{entry['digest']}")
+        assert judges.sha256(body) == entry["digest"]
+        image = json.loads(body)
+        assert oci_official.errors("manifest", image) == []
+        # skopeo reads it as an image: the platform and the bootc label of the build
+        seen = json.loads(
+            subprocess.run(
+                ["skopeo", "inspect", "--tls-verify=false",
+                 f"docker://{registry.host}/{os_repo}@{entry['digest']}"],
+                capture_output=True, text=True, check=True, timeout=120,
+            ).stdout
+        )  # fmt: skip
+        assert seen["Architecture"] == arch
+        assert seen["Labels"]["containers.bootc"] == "1"
+        for layer in image["layers"]:
+            assert layer["mediaType"] == mt.OCI_LAYER_ZSTD
+
+
 def _layer(
     first: Run, registry: RunningRegistry, arch: str, tmp: Path
 ) -> tuple[dict[str, Any], Path]:
@@ -180,6 +225,11 @@ def test_layer_is_a_zstd_qcow2_of_the_built_image(
     assert b"../var/usrlocal" in judges.debugfs(raw, "stat /usr/local")
     wants = judges.debugfs(raw, "ls /etc/systemd/system/multi-user.target.wants")
     assert b"sshd.service" in wants and b"cloud-init.service" in wants
+    # The deployment's bootc origin is the OS image's moving tag, as bootc records it
+    origin = judges.debugfs(raw, "ls /ostree/deploy/default/deploy").split()
+    (name,) = [n for n in origin if n.endswith(b".0.origin")]
+    text = judges.debugfs(raw, f"cat /ostree/deploy/default/deploy/{name.decode()}").decode()
+    assert f"container-image-reference={ann[mt.ANN_OS_IMAGE_ORIGIN]}\n" in text
     # ... and the binaries are of the architecture the manifest claims.
     assert judges.elf_machine(judges.debugfs(raw, "cat /bin/busybox")) == machine
     assert ann[mt.ANN_BASE_NAME] == "localhost/fake/fedora-bootc:40"
