@@ -92,6 +92,7 @@ def _manifest(
     }
     if version is not None:
         doc |= {"version": version, "tags": [version]}
+    doc.pop("os_image")  # the default: the OS image in `<repository>-os`, origin `:40`
     doc["compression"]["level"] = 3
     path = directory / "manifests" / f"{variant}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -62,11 +62,13 @@ def test_check_command_passes_on_every_shipped_manifest() -> None:
 def test_defaults_come_from_the_schema(tmp_path: Path) -> None:
     data = manifest_data()
     del data["compression"], data["builder"], data["moving_tags"], data["lima"]
+    del data["os_image"]
     r = release.load(write_manifest(tmp_path, data))
     assert (r.zstd_level, r.rootfs, r.disk_type) == (10, "ext4", "qcow2")
     assert r.moving_tags == ()
     assert r.guest_install_prefix == "/var/usrlocal"
     assert r.bib_config == {}
+    assert (r.os_repository, r.os_origin_tag) == (f"{r.repository}-os", "40.1.0")
 
 
 def _error(tmp_path: Path, data: Any) -> str:
