@@ -17,7 +17,13 @@ from pipeline.deleters import deleter_for
 from pipeline.errors import UsageError
 from pipeline.progress import Reporter
 from pipeline.reference import Reference, parse_reference, validate_tag
-from pipeline.releases_plan import list_rows, plan_promote, plan_prune
+from pipeline.releases_plan import (
+    StoredRelease,
+    list_rows,
+    plan_os_prune,
+    plan_promote,
+    plan_prune,
+)
 
 Command = Callable[[argparse.Namespace, Reporter, Options], int]
 
@@ -77,7 +83,7 @@ def run_list(args: argparse.Namespace, reporter: Reporter, options: Options) -> 
         print(json.dumps({"repository": ref.name, "releases": rows, "otherTags": others}))
     else:
         columns = ["version", "created", "architectures", "index", "tags", "boot", "signed"]
-        print(_table(rows, columns) if rows else f"no releases in {ref.name}")
+        print(_table(rows, [*columns, "osImage"]) if rows else f"no releases in {ref.name}")
     return 0
 
 
@@ -116,15 +122,56 @@ def run_promote(args: argparse.Namespace, reporter: Reporter, options: Options) 
             moving=moving,
             current=current,
         )
+        os_plan = None
+        if release.os_image:  # the OS image goes with its disk: to TARGET-os, the same tags
+            os_source = parse_reference(release.os_image).repository
+            os_target = f"{target.repository}-os"
+            os_release = releases_ops.read_release(client, os_source, release.os_digest)
+            if os_release is None:
+                raise UsageError(f"{source}: its OS image {release.os_image} is not an index")
+            os_plan = plan_promote(
+                os_release,
+                source=os_source,
+                target=os_target,
+                tags=tags,
+                moving=moving,
+                current={t: client.manifest_digest(os_target, t) for t in tags},
+            )
         reporter.info(f"promote {source} ({release.version}, {digest}) to {target.name}")
+        os_moved = None
+        if os_plan is not None:  # first: a disk visible at a tag has its OS image there
+            reporter.info(
+                f"  its OS image {release.os_image} to {target.registry}/{os_plan.target}"
+            )
+            os_moved = releases_ops.promote(client, os_plan, reporter.info)
         moved = releases_ops.promote(client, plan, reporter.info)
     if args.json:
-        print(json.dumps({"index": digest, "repository": target.name, "moved": moved}))
+        out: dict[str, Any] = {"index": digest, "repository": target.name, "moved": moved}
+        if os_plan is not None:
+            out["osImage"] = {
+                "index": os_plan.release.digest,
+                "repository": f"{target.registry}/{os_plan.target}",
+                "moved": os_moved,
+            }
+        print(json.dumps(out))
     return 0
+
+
+def _os_repository(
+    ref: Reference, os_repository: str | None, found: list[StoredRelease]
+) -> str | None:
+    """The repository (path) of this disk repository's OS images: the manifest's os_image, else
+    `<repository>-os`, where publish and promote put them (a promoted release's annotations
+    name its source's OS repository, whose images are not this prune's: the copy promote made
+    here has the same digest, which is how it is found). None when no release names one."""
+    if not any(r.os_image for r in found):
+        return None
+    return parse_reference(os_repository).repository if os_repository else f"{ref.repository}-os"
 
 
 def run_prune(args: argparse.Namespace, reporter: Reporter, options: Options) -> int:
     keep, older = args.keep, args.older_than
+    os_repository = None
     if args.variant or args.manifest:
         path = args.manifest or releases.find(args.variant, args.manifests_dir)
         release = apply_overrides(releases.load(path), options)
@@ -132,6 +179,7 @@ def run_prune(args: argparse.Namespace, reporter: Reporter, options: Options) ->
         keep = keep if keep is not None else policy.get("keep")
         older = older if older is not None else policy.get("older_than_days")
         ref = _repository(args.reference or release.repository)
+        os_repository = release.os_repository if not args.reference else None
     elif args.reference:
         ref = _repository(args.reference)
     else:
@@ -141,6 +189,11 @@ def run_prune(args: argparse.Namespace, reporter: Reporter, options: Options) ->
     with options.registry_client(ref.registry) as client:
         found, _ = releases_ops.read_releases(client, ref.repository)
         plan = plan_prune(found, keep=int(keep), older_than_days=older, now=datetime.now(UTC))
+        os_repo = _os_repository(ref, os_repository, found)
+        os_plan = None
+        if os_repo is not None:
+            os_found, _ = releases_ops.read_releases(client, os_repo)
+            os_plan = plan_os_prune(plan, os_found)
         rows = plan.rows()
         summary = {
             "repository": ref.name,
@@ -149,6 +202,13 @@ def run_prune(args: argparse.Namespace, reporter: Reporter, options: Options) ->
             "deleteBytes": plan.deleted_bytes,
             "keepBytes": plan.kept_bytes,
         }
+        if os_plan is not None:
+            summary["osImage"] = {
+                "repository": f"{ref.registry}/{os_repo}",
+                "releases": os_plan.rows(),
+                "deleteBytes": os_plan.deleted_bytes,
+                "keepBytes": os_plan.kept_bytes,
+            }
         if args.json:
             print(json.dumps(summary))
         else:
@@ -159,9 +219,18 @@ def run_prune(args: argparse.Namespace, reporter: Reporter, options: Options) ->
                 f"{verb} {len(plan.delete)} release(s), {plan.deleted_bytes} bytes; keeping "
                 f"{len(plan.keep)}, {plan.kept_bytes} bytes"
             )
+            if os_plan is not None:
+                print(
+                    f"{verb} {len(os_plan.delete)} OS image(s) in {ref.registry}/{os_repo}, "
+                    f"{os_plan.deleted_bytes} bytes; keeping {len(os_plan.keep)}, "
+                    f"{os_plan.kept_bytes} bytes"
+                )
         if args.yes:
             deleter = deleter_for(ref.registry, ref.repository, client)
             releases_ops.prune(deleter, ref.repository, plan, reporter.info)
+            if os_plan is not None and os_repo is not None:  # after the disks that name them
+                os_deleter = deleter_for(ref.registry, os_repo, client)
+                releases_ops.prune(os_deleter, os_repo, os_plan, reporter.info)
     return 0
 
 

@@ -8,6 +8,7 @@ digest (its bytes checked against the index's size and the digest) and its layer
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,9 +16,9 @@ from pipeline import lima_settings, pullplan
 from pipeline import mediatypes as mt
 from pipeline.arch import Arch
 from pipeline.errors import PipelineError
-from pipeline.plan import Document
+from pipeline.plan import Document, OsImageRef
 from pipeline.published import ArchRelease
-from pipeline.reference import Reference
+from pipeline.reference import Reference, parse_reference
 from pipeline.registry.client import FetchedManifest, RegistryClient
 from pipeline.registry.errors import where
 from pipeline.trust.verify import TrustPolicy
@@ -62,6 +63,9 @@ def resolve(client: RegistryClient, ref: Reference, arch: Arch, *, trust: TrustP
     if fetched.media_type in pullplan.INDEX_TYPES:
         index = pullplan.parse(fetched.body, here)
         fetched, chosen_arch = child(client, ref.repository, index, arch, here), arch
+        # a release whose OS image is partial is as incomplete as one missing a disk
+        disk = Document(fetched.media_type or mt.OCI_MANIFEST, fetched.body)
+        os_images(client, pullplan.annotations_of(index), {arch: disk})
     elif fetched.media_type in pullplan.MANIFEST_TYPES:
         chosen_arch = None
     else:
@@ -123,3 +127,83 @@ def arch_releases(
         where_ = f"{index.where} manifest {fetched.digest}"
         found.append(pullplan.arch_release(manifest, where_, arch=arch))
     return tuple(found)
+
+
+def os_images(
+    client: RegistryClient, index_annotations: dict[str, str], disks: dict[Arch, Document]
+) -> dict[Arch, tuple[OsImageRef, Document]] | None:
+    """The OS image (pipeline/stages/osimage.py) a disk release names, read back and checked:
+    the disk index names the OS index by digest, which must be there with an entry for each of
+    `disks`' architectures whose digest is the one that disk's manifest names; each image
+    manifest by digest and every blob it names must be there. A partial OS image is a
+    PipelineError (the release is as incomplete as one missing a disk); None: a release from
+    before the OS image was published, whose disks name none."""
+    named = index_annotations.get(mt.ANN_OS_IMAGE_INDEX)
+    if named is None:
+        for arch, disk in disks.items():
+            claimed = pullplan.annotations_of(disk.json()).get(mt.ANN_OS_IMAGE)
+            if claimed is not None:
+                raise PipelineError(
+                    f"the {arch.value} disk names OS image {claimed}, the index no OS image index"
+                )
+        return None
+    ref = parse_reference(named)
+    if ref.digest is None:
+        raise PipelineError(f"the OS image index {named} is not named by digest")
+    # read where the disks are read (the same path on a mirror, or another name for the host)
+    here = f"OS image index {named}"
+    try:
+        return _os_images(client, ref, here, disks)
+    except PipelineError as exc:
+        if "OS image" in exc.message:  # says what it is about already
+            raise
+        raise PipelineError(f"{here}: {exc.message}") from None
+
+
+def _os_images(
+    client: RegistryClient, ref: Reference, here: str, disks: dict[Arch, Document]
+) -> dict[Arch, tuple[OsImageRef, Document]]:
+    assert ref.digest is not None
+    fetched = client.get_manifest(ref.repository, ref.digest, accept=pullplan.INDEX_TYPES)
+    if fetched.media_type not in pullplan.INDEX_TYPES:
+        raise PipelineError(f"{here} is {fetched.media_type or 'of no media type'}, not an index")
+    entries = pullplan.linux_digests(pullplan.parse(fetched.body, here), here)
+    found: dict[Arch, tuple[OsImageRef, Document]] = {}
+    base = f"{ref.registry}/{ref.repository}"
+    for arch, disk in disks.items():
+        annotations = pullplan.annotations_of(disk.json())
+        image = entries.get(arch.value)
+        if image is None:
+            raise PipelineError(f"{here} has no linux/{arch.value} image")
+        if annotations.get(mt.ANN_OS_IMAGE) != f"{base}@{image}":
+            raise PipelineError(
+                f"the {arch.value} disk names OS image {annotations.get(mt.ANN_OS_IMAGE)}, the "
+                f"OS image index {base}@{image}"
+            )
+        origin = annotations.get(mt.ANN_OS_IMAGE_ORIGIN, "")
+        if not origin.startswith(f"ostree-unverified-registry:{base}:"):
+            raise PipelineError(f"the {arch.value} disk's origin {origin!r} is not {base}:TAG")
+        manifest = client.get_manifest(ref.repository, image, accept=pullplan.MANIFEST_TYPES)
+        body = pullplan.parse(manifest.body, f"{base}@{image}")
+        blobs = [body.get("config") or {}, *(body.get("layers") or [])]
+        for descriptor in blobs:
+            digest = str(descriptor.get("digest") if isinstance(descriptor, dict) else None)
+            if not client.blob_exists(ref.repository, digest):
+                raise PipelineError(f"blob {digest} of OS image {base}@{image} is not there")
+        document = Document(manifest.media_type or mt.OCI_MANIFEST, manifest.body)
+        found[arch] = (OsImageRef(base, image, origin), document)
+    return found
+
+
+def with_os_images(
+    client: RegistryClient, index: Index, archs: tuple[ArchRelease, ...]
+) -> tuple[ArchRelease, ...]:
+    """`archs` read back from `index`, with the OS image each names (checked, os_images)."""
+    images = os_images(client, index.annotations, {r.arch: r.manifest for r in archs})
+    if images is None:
+        return archs
+    out = []
+    for r in archs:
+        ref, document = images[r.arch]
+        out.append(dataclasses.replace(r, os_image=ref, os_manifest=document))
+    return tuple(out)

@@ -66,6 +66,15 @@ class StoredRelease:
         return tuple(t for t in self.tags if t not in self.release_tags)
 
     @property
+    def os_image(self) -> str:
+        """The OS image index the release names (`REG/REPO-os@sha256:...`; "" for none)."""
+        return self.index.annotations.get(mt.ANN_OS_IMAGE_INDEX, "")
+
+    @property
+    def os_digest(self) -> str:
+        return self.os_image.rpartition("@")[2]
+
+    @property
     def dated(self) -> bool:
         return DATED.search(self.version) is not None
 
@@ -108,6 +117,7 @@ def list_rows(releases: Iterable[StoredRelease]) -> list[dict[str, Any]]:
             "tags": sorted(r.tags),
             "boot": r.boot,
             "signed": signature_state(r),
+            "osImage": r.os_image,
         }
         for r in newest_first(releases)
     ]
@@ -200,6 +210,13 @@ def plan_prune(
             deleting.append(r)
             continue
         keeping.append(r)
+    return _prune_plan(deleting, keeping, reasons)
+
+
+def _prune_plan(
+    deleting: Sequence[StoredRelease], keeping: Sequence[StoredRelease], reasons: dict[str, str]
+) -> PrunePlan:
+    """What deleting DELETING takes: every manifest and blob of theirs no kept release has."""
     kept_manifests: dict[str, int] = {}
     kept_blobs: dict[str, int] = {}
     for r in keeping:
@@ -211,6 +228,25 @@ def plan_prune(
         manifests |= {d: s for d, s in r.manifests().items() if d not in kept_manifests}
         blobs |= {d: s for d, s in r.blobs().items() if d not in kept_blobs}
     return PrunePlan(tuple(deleting), tuple(keeping), reasons, manifests, blobs, kept_blobs)
+
+
+def plan_os_prune(disks: PrunePlan, os_releases: Sequence[StoredRelease]) -> PrunePlan:
+    """The OS image repository's part of a prune: the OS image of each deleted disk release goes
+    with it, unless a kept disk release names it or a moving tag names it in the OS repository;
+    every other OS image stays (nothing a kept one uses is deleted)."""
+    kept = {r.os_digest for r in disks.keep if r.os_digest}
+    gone = {r.os_digest: r for r in disks.delete if r.os_digest}
+    reasons: dict[str, str] = {}
+    deleting: list[StoredRelease] = []
+    keeping: list[StoredRelease] = []
+    for r in os_releases:
+        if r.digest in gone and r.digest not in kept and not r.moving_tags:
+            reasons[r.digest] = f"the OS image of deleted release {gone[r.digest].version}"
+            deleting.append(r)
+        else:
+            reasons[r.digest] = "the OS image of a kept release, or of none"
+            keeping.append(r)
+    return _prune_plan(deleting, keeping, reasons)
 
 
 # --- promote ------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pipeline import mediatypes as mt
 from pipeline import plan, readback, results
 from pipeline.context import Context
+from pipeline.errors import PipelineError
 from pipeline.plan import Provenance
 
 
@@ -33,9 +34,13 @@ def up_to_date(ctx: Context, provenance: Provenance) -> bool:
     # as the join will check them: that release's version and provenance, this run's manifest
     release = ctx.release.with_version(index.annotations.get(mt.ANN_VERSION, ctx.release.version))
     ours = plan.release_annotations(release, made)
-    if ours != index.annotations:  # e.g. made by a version that annotated less: the join would
-        differ = sorted(k for k in ours.keys() | index.annotations.keys()  # refuse its results
-                        if ours.get(k) != index.annotations.get(k))  # fmt: skip
+    annotations = {k: v for k, v in index.annotations.items() if k != mt.ANN_OS_IMAGE_INDEX}
+    if mt.ANN_OS_IMAGE_INDEX not in index.annotations:
+        ctx.reporter.info(f"{ctx.target.name}:{tags[0]} has no OS image: building")
+        return False
+    if ours != annotations:  # e.g. made by a version that annotated less: the join would
+        differ = sorted(k for k in ours.keys() | annotations.keys()  # refuse its results
+                        if ours.get(k) != annotations.get(k))  # fmt: skip
         ctx.reporter.info(
             f"{ctx.target.name}:{tags[0]} has the same inputs but other annotations than this "
             f"run makes ({', '.join(differ)}): building"
@@ -43,6 +48,18 @@ def up_to_date(ctx: Context, provenance: Provenance) -> bool:
         return False
     archs = readback.arch_releases(client, repo, index, ctx.archs)
     if archs is None:
+        return False
+    try:  # a partial OS image is as incomplete as a missing disk: build and publish it again
+        archs = readback.with_os_images(client, index, archs)
+    except PipelineError as exc:
+        ctx.reporter.info(f"{ctx.target.name}:{tags[0]}: {exc.message}: building")
+        return False
+    os_current = client.manifest_digest(ctx.os_target.repository, tags[0])
+    if index.annotations[mt.ANN_OS_IMAGE_INDEX] != f"{ctx.release.os_repository}@{os_current}":
+        ctx.reporter.info(
+            f"{ctx.release.os_repository}:{tags[0]} names {os_current}, not the OS image of "
+            f"{ctx.target.name}:{tags[0]}: building"
+        )
         return False
     version = index.annotations.get(mt.ANN_VERSION, "?")
     ctx.reporter.info(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import mediatypes as mt
-from pipeline import pullplan, schemas
+from pipeline import pullplan, readback, schemas
 from pipeline.arch import Arch
 from pipeline.context import Options
 from pipeline.digest import of_bytes
@@ -260,6 +260,34 @@ def _check_manifest(
         _check_layer(client, repo, f"{where}: layers[{i}]", layer, found, fetch_blobs=fetch_blobs)
 
 
+def _check_os_image(client: RegistryClient, repo: str, digest: str, found: Findings) -> None:
+    """The OS image the release names (its index, each architecture's image by the digest its
+    disk names, every blob): a partial OS image makes the release invalid."""
+
+    def check() -> bool:
+        index = readback.index_at(client, repo, digest)
+        if index is None:
+            return False
+        archs = readback.arch_releases(
+            client, repo, index, tuple(pullplan.linux_archs(index.body, index.where))
+        )
+        if archs is None:
+            return False
+        images = readback.os_images(client, index.annotations, {r.arch: r.manifest for r in archs})
+        if images is None:  # a release from before the OS image was published: nothing partial
+            found.checked.append(f"index {digest}: names no OS image")
+            return True
+        named = index.annotations[mt.ANN_OS_IMAGE_INDEX]
+        for arch, (image, _) in images.items():
+            found.checked.append(
+                f"OS image {arch.value}: {image.reference} (origin {image.origin})"
+            )
+        found.checked.append(f"OS image index {named}: every image and blob present")
+        return True
+
+    found.attempt(f"index {digest}: OS image", check)
+
+
 def validate_reference(
     reference: str, *, options: Options, fetch_blobs: bool, reporter: Reporter
 ) -> bool:
@@ -282,6 +310,7 @@ def validate_reference(
                         _check_manifest(
                             client, ref.repository, digest, entry, found, fetch_blobs=fetch_blobs
                         )
+                _check_os_image(client, ref.repository, top.digest, found)
                 key = public_key_for(options.public_key, ref.name)
                 for ok, text in audit(client, ref.repository, top.digest, children, key):
                     if ok is None:

@@ -18,7 +18,7 @@ import yaml
 
 from pipeline import mediatypes as mt
 from pipeline import schemas
-from tests.support import gotools, judges, oci_official
+from tests.support import gotools, judges, oci_official, oci_push
 from tests.support.images import FakeBases
 from tests.support.podman import PodmanService
 from tests.support.registry import RunningRegistry
@@ -247,6 +247,52 @@ def test_validate_command_fetches_everything_back(first: Run, registry: RunningR
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "valid (" in proc.stderr and "0 failed" in proc.stderr
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def test_validate_names_the_os_image(first: Run, registry: RunningRegistry) -> None:
+    proc = _cli("validate", f"{registry.host}/{REPO}:40.1.0", "--plain-http")
+    assert proc.returncode == 0, proc.stderr
+    raw = judges.skopeo_raw(registry.host, f"{REPO}-os:40.1.0")
+    assert f"OS image index {registry.host}/{REPO}-os@{judges.sha256(raw)}" in proc.stderr
+
+
+@pytest.mark.parametrize("case", ["no-os-index", "os-index-missing-an-arch"])
+def test_a_partial_os_image_makes_the_release_invalid_and_unpullable(
+    first: Run, registry: RunningRegistry, tmp_path: Path, case: str
+) -> None:
+    """Issue 15: a disk release whose OS image is partial is as incomplete as one missing a
+    disk: `validate` fails it and `pull` refuses it. Made beside the real release under a tag of
+    its own (the real one stays as it is): its disk index copied with the OS image index
+    annotation naming an OS index that is not there, or one without arm64."""
+    index = json.loads(judges.skopeo_raw(registry.host, f"{REPO}:40.1.0"))
+    os_index = json.loads(judges.skopeo_raw(registry.host, f"{REPO}-os:40.1.0"))
+    if case == "no-os-index":
+        named = f"{registry.host}/{REPO}-os@sha256:{'0' * 64}"
+        want = "OS image index"
+    else:
+        os_index["manifests"] = [
+            m for m in os_index["manifests"] if m["platform"]["architecture"] == "amd64"
+        ]
+        digest = oci_push.push_manifest(registry.host, f"{REPO}-os", "partial", os_index)
+        named = f"{registry.host}/{REPO}-os@{digest}"
+        want = "has no linux/arm64 image"
+    index["annotations"][mt.ANN_OS_IMAGE_INDEX] = named
+    oci_push.push_manifest(registry.host, REPO, f"partial-{case}", index)
+    ref = f"{registry.host}/{REPO}:partial-{case}"
+    proc = _cli("validate", ref, "--plain-http")
+    assert proc.returncode != 0, proc.stderr
+    assert "FAIL index" in proc.stderr and "OS image" in proc.stderr and want in proc.stderr
+    pulled = _cli("pull", ref, "--platform", "linux/arm64", "--plain-http",
+                  "--output", str(tmp_path / "disk.qcow2"))  # fmt: skip
+    assert pulled.returncode != 0, pulled.stderr
+    assert "OS image" in pulled.stderr and not (tmp_path / "disk.qcow2").exists()
 
 
 def test_lima_template_points_at_the_layers(first: Run, tmp_path: Path) -> None:

@@ -45,6 +45,9 @@ class Made:
     blobs: dict[str, int]  # layer digest -> size
     manifest_bytes: int
     referrers: dict[str, str]  # tag -> manifest digest
+    os_index: str = ""  # the OS image index in REPO-os (issue 15), "" for none
+    os_children: dict[str, str] = dataclasses.field(default_factory=dict)  # arch -> digest
+    os_blobs: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def _layer(seed: int, size: int) -> bytes:
@@ -66,18 +69,44 @@ def push_release(
     oci_push.push_blob(host, repo, mt.EMPTY_JSON)
     docs: list[tuple[Arch, plan.Document]] = []
     blobs: dict[str, int] = {mt.EMPTY_DIGEST: len(mt.EMPTY_JSON)}
+    os_repo = f"{repo}-os"
+    os_docs: list[tuple[Arch, plan.Document]] = []
+    os_blobs: dict[str, int] = {}
+    images: dict[Arch, plan.OsImageRef] = {}
+    for arch, data in layers.items():  # the OS image first, as publish pushes it
+        config = json.dumps({"architecture": arch.value, "os": "linux"}).encode()
+        image_layer = data[: len(data) // 2]  # stands for the bootc image's own layer
+        found = [Blob(oci_push.push_blob(host, os_repo, b), len(b)) for b in (config, image_layer)]
+        os_blobs |= {b.digest: b.size for b in found}
+        layer_of = plan.ImageLayer(found[1], of_bytes(image_layer[::-1]).digest)
+        image = plan.os_image_manifest(
+            release, found[0], [layer_of], "sha256:" + "b" * 64, provenance
+        )
+        put(host, os_repo, image.digest, image)
+        os_docs.append((arch, image))
+        origin = plan.origin_of(f"{host}/{os_repo}:{tags[-1]}")
+        images[arch] = plan.OsImageRef(f"{host}/{os_repo}", image.digest, origin)
+    os_index = plan.os_image_index(release, os_docs, provenance)
+    for ref in (os_index.digest, *tags):
+        put(host, os_repo, ref, os_index)
     for arch, data in layers.items():
         layer = Blob(oci_push.push_blob(host, repo, data), len(data))
         blobs[layer.digest] = layer.size
-        disk = plan.DiskArtifact(arch, layer, of_bytes(data[::-1]), "sha256:" + "b" * 64, boot)
+        disk = plan.DiskArtifact(
+            arch, layer, of_bytes(data[::-1]), "sha256:" + "b" * 64, boot, images[arch]
+        )
         doc = plan.artifact_manifest(release, disk, provenance)
         put(host, repo, doc.digest, doc)
         docs.append((arch, doc))
-    index = plan.artifact_index(release, docs, provenance)
+    named = f"{host}/{os_repo}@{os_index.digest}"
+    index = plan.artifact_index(release, docs, provenance, named)
     for ref in (index.digest, *tags):
         put(host, repo, ref, index)
     size = index.size + sum(d.size for _, d in docs)
-    return Made(version, index.digest, {a.value: d.digest for a, d in docs}, blobs, size, {})
+    return Made(
+        version, index.digest, {a.value: d.digest for a, d in docs}, blobs, size, {},
+        os_index.digest, {a.value: d.digest for a, d in os_docs}, os_blobs,
+    )  # fmt: skip
 
 
 def put(host: str, repo: str, reference: str, doc: plan.Document) -> None:
@@ -211,6 +240,14 @@ def tags(host: str, repo: str) -> set[str]:
     return set(json.loads(proc.stdout).get("tags") or [])
 
 
+def os_present(host: str, repo: str, made: Made) -> dict[str, int]:
+    """Every manifest and blob of MADE's OS image in REPO-os, with its HEAD status."""
+    os_repo = f"{repo}-os"
+    docs = (made.os_index, *made.os_children.values())
+    found = {d: status(host, os_repo, "manifests", d) for d in docs}
+    return found | {d: status(host, os_repo, "blobs", d) for d in made.os_blobs}
+
+
 def present(host: str, repo: str, made: Made) -> dict[str, int]:
     """Every manifest and blob of MADE, with its HEAD status."""
     found = {d: status(host, repo, "manifests", d) for d in (made.index, *made.children.values())}
@@ -258,6 +295,7 @@ def test_list_shows_every_release_newest_first(
     assert newest["architectures"] == ["amd64", "arm64"] and newest["boot"] == "passed"
     assert oldest["boot"] == "skipped" and oldest["signed"] == "unknown"  # a .sig, unverified
     assert newest["signed"] == "no"
+    assert newest["osImage"] == f"{registry.host}/{repo}-os@{made[3].os_index}"
     text = cli("list", f"{registry.host}/{repo}").stdout
     assert text.splitlines()[0].split()[:3] == ["version", "created", "architectures"]
     assert made[3].version in text.splitlines()[1]
@@ -285,7 +323,9 @@ def test_prune_dry_run_deletes_nothing_then_yes_deletes_exactly_the_old(
     assert "moving tag 40" in actions[made[1].version][1]
     table = cli("prune", ref, "--keep", "1", "--older-than", "5").stdout
     assert "would delete (dry run; --yes deletes) 2 release(s)" in table
+    assert "would delete (dry run; --yes deletes) 2 OS image(s)" in table
     assert {d: s for m in made for d, s in present(host, repo, m).items()} == before
+    assert {s for m in made for s in os_present(host, repo, m).values()} == {200}
     assert tags(host, repo) == tags_before
 
     done = json.loads(
@@ -303,6 +343,16 @@ def test_prune_dry_run_deletes_nothing_then_yes_deletes_exactly_the_old(
         assert judges.sha256(raw) == still.index
     left = tags(host, repo)
     assert left == {made[1].version, "40", made[3].version, "latest", "nightly"}, left
+    # the OS images went with their disks: nothing a kept one uses (the shared config) gone
+    os_shared = set(made[0].os_blobs) & (set(made[1].os_blobs) | set(made[3].os_blobs))
+    assert os_shared  # each architecture's image config is the same bytes in every release
+    for gone in (made[0], made[2]):
+        for digest, code in os_present(host, repo, gone).items():
+            assert code == (200 if digest in os_shared else 404), (gone.version, digest)
+    for still in (made[1], made[3]):
+        assert set(os_present(host, repo, still).values()) == {200}, still.version
+    assert tags(host, f"{repo}-os") == left
+    assert [r["action"] for r in done["osImage"]["releases"]].count("delete") == 2
     # in bytes: what the pruned releases alone had, and what the kept ones still have
     kept_blobs = made[1].blobs | made[3].blobs
     gone_blobs = {d: s for m in (made[0], made[2]) for d, s in m.blobs.items()}
@@ -344,6 +394,11 @@ def test_promote_tags_by_digest_mounts_blobs_and_keeps_release_tags(
     for digest in (*made[3].children.values(), *made[3].blobs):
         kind = "blobs" if digest in made[3].blobs else "manifests"
         assert status(host, stable, kind, digest) == 200
+    # the OS image moved with the disk, by digest, under the same tags
+    assert moved["osImage"]["index"] == made[3].os_index
+    for tag in ("40.1.0", "40", "latest"):
+        assert judges.sha256(judges.skopeo_raw(host, f"{stable}-os:{tag}")) == made[3].os_index
+    assert set(os_present(host, stable, made[3]).values()) == {200}
 
     # the release tag is immutable: another release under it is refused, nothing moves
     other = f"{host}/{repo}:{made[1].version}"
