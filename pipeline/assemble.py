@@ -135,7 +135,7 @@ def release(
             raise PipelineError(f"the OS image index {os_index.digest} is not in {os_repo}")
     if client.manifest_digest(repo, index.digest) != index.digest:
         client.push_manifest(repo, index.digest, index.body, index.media_type)
-    signed = sign.sign_release(ctx, client, archs, index)  # raises: then no tag moves
+    signed = sign.sign_release(ctx, client, archs, index, os_index)  # raises: then no tag moves
     if not tags:
         ctx.reporter.info(
             f"    partial release ({', '.join(a.value for a in ctx.archs)} of "

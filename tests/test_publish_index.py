@@ -52,6 +52,9 @@ def test_two_runners_and_a_join_make_the_single_machine_release(
     cache, access, env = _parts(registry, tmp_path)
     repo, single_repo = "joined/fedora-bootc-lima", "single/fedora-bootc-lima"
     manifest, single_manifest = manifest_for(tmp_path, repo), manifest_for(tmp_path, single_repo)
+    # each disk names its OS image (repository and origin): the same inputs are the same OS image
+    text = single_manifest.read_text()
+    single_manifest.write_text(text.replace(f"/{single_repo}-os", f"/{repo}-os"))
 
     # Two runners, each with its own empty work directory and its one architecture.
     found: list[Path] = []

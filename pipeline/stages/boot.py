@@ -79,7 +79,11 @@ def boot(ctx: Context, arch: Arch) -> BootResult | None:
     directory = ctx.arch_dir(arch)
     disk = compressed_disk(ctx, arch)
     gate = runner.gate_id(directory)
-    if runner.reusable(directory, runner.GATE, gate) is not None:
+    origin = origin_expectation(ctx, arch)
+    checked = origin.reference if origin else None
+    passed = runner.reusable(directory, runner.GATE, gate)
+    # a pass stands for this disk and the OS image its origin was checked against
+    if passed is not None and (checked is None or passed.get("osImage") == checked):
         ctx.reporter.info(
             f"    {arch.value}: this disk passed its boot check already, not rebooted"
         )
@@ -90,9 +94,10 @@ def boot(ctx: Context, arch: Arch) -> BootResult | None:
         boot_work(ctx, arch),
         install_prefix=ctx.release.guest_install_prefix,
         reporter=ctx.reporter,
-        origin=origin_expectation(ctx, arch),
+        origin=origin,
     )
-    runner.record(directory, runner.GATE, gate, result.to_dict())
+    record = result.to_dict() | ({"osImage": checked} if checked else {})
+    runner.record(directory, runner.GATE, gate, record)
     return fail_if_bad(result, ctx.reporter)
 
 

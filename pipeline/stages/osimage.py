@@ -58,14 +58,15 @@ def _member(archive: tarfile.TarFile, name: str, dest: Path) -> Path:
 def layers(ctx: Context, arch: Arch) -> tuple[Blob, list[ImageLayer], Path]:
     """ARCH's built image as config and zstd layers in its work directory (made once per image):
     the config blob, the layers, the directory holding `<hex>` files of each."""
-    built = built_image(ctx, arch)
     directory, state = _directory(ctx, arch), ctx.arch_dir(arch)
-    stamp = state.load_stamp(LAYERS_STAMP, built.id)
+    recorded = built_image(ctx, arch, in_engine=False)  # made once per image: no engine needed
+    stamp = state.load_stamp(LAYERS_STAMP, recorded.id)
     if stamp is not None:
         config = Blob(**stamp["config"])
         found = [ImageLayer(Blob(**entry["blob"]), entry["diffId"]) for entry in stamp["layers"]]
         if all((directory / b.hex).is_file() for b in [config, *(x.blob for x in found)]):
             return config, found, directory
+    built = built_image(ctx, arch)
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="os-image-", dir=state.root) as temp:

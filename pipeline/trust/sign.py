@@ -82,12 +82,18 @@ def signing_key(options: Options) -> SigningKey | None:
 
 
 def sign_release(
-    ctx: Context, client: RegistryClient, archs: Sequence[ArchRelease], index: Document
+    ctx: Context,
+    client: RegistryClient,
+    archs: Sequence[ArchRelease],
+    index: Document,
+    os_index: Document | None = None,
 ) -> tuple[dict[str, Any], ...]:
-    """Sign the index and every child with the run's key; without a key, say it once."""
+    """Sign the index and every child, and the OS image's index and images, with the run's key;
+    without a key, say it once."""
     key = signing_key(ctx.options)
     target = ctx.target
-    found = subjects.of_release(target.registry, target.repository, index, list(archs))
+    os_image = (ctx.os_target.repository, os_index) if os_index is not None else None
+    found = subjects.of_release(target.registry, target.repository, index, list(archs), os_image)
     if ctx.options.keyless:
         with ctx.reporter.stage("sign", f"sign {len(found)} manifests keyless (cosign, Sigstore)"):
             try:

@@ -1,9 +1,8 @@
 """What a release signs and attaches its referrers to, as one list.
 
-Today: the index and every per-architecture disk manifest. The OS image of issue 15 (its index
-and per-architecture manifests, possibly in a repository of its own) becomes more entries of
-this list, appended in `of_release`: signing, referrers and verification take any subject, each
-with its own repository, and need no other change.
+The disk index and every per-architecture disk manifest, then the OS image (issue 15: its index
+and per-architecture image manifests, in a repository of its own): signing, referrers and
+verification take any subject, each with its own repository.
 """
 
 from __future__ import annotations
@@ -39,7 +38,16 @@ def of_release(
     repository: str,
     index: Document,
     archs: tuple[ArchRelease, ...] | list[ArchRelease],
+    os_image: tuple[str, Document] | None = None,  # (repository path, OS image index)
 ) -> list[Subject]:
     found = [Subject("index", registry, repository, index)]
     found += [Subject(f"disk {r.arch.value}", registry, repository, r.manifest) for r in archs]
+    if os_image is not None:
+        os_repo, os_index = os_image
+        found.append(Subject("os-image index", registry, os_repo, os_index))
+        found += [
+            Subject(f"os-image {r.arch.value}", registry, os_repo, r.os_manifest)
+            for r in archs
+            if r.os_manifest is not None
+        ]
     return found

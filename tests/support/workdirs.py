@@ -25,7 +25,7 @@ import pytest
 
 from pipeline import release, zstdfile
 from pipeline.arch import Arch
-from pipeline.digest import Blob
+from pipeline.digest import Blob, of_bytes
 from pipeline.state import arch_dir, inputs_key
 from tests.factories import ROOT
 from tests.support.faultproxy import FaultProxy
@@ -144,8 +144,34 @@ def make_workdir(
             },
             after=disk_key,
         )
+        synthetic_os_image(directory.root, image_id, seeds[arch], arch)
         disks[arch] = Disk(dest, source.compressed, source.uncompressed)
     return Workdir(root, variant, disks)
+
+
+def synthetic_os_image(root: Path, image_id: str, seed: int, arch: Arch) -> None:
+    """What the OS image stage leaves from the engine's image (pipeline/stages/osimage.py): its
+    config and one small layer as files named by digest, and the stamp naming them."""
+    directory = root / "os-image"
+    directory.mkdir(parents=True, exist_ok=True)
+    config = json.dumps(
+        {"architecture": arch.value, "os": "linux", "config": {"Labels": {"containers.bootc": "1"}}}
+    ).encode()
+    layer = random.Random(seed * 7919).randbytes(4096)
+    blobs = []
+    for data in (config, layer):
+        blob = of_bytes(data)
+        (directory / blob.hex).write_bytes(data)
+        blobs.append(blob)
+    stamp = {
+        "key": image_id,
+        "after": None,
+        "outputs": {
+            "config": blobs[0].__dict__,
+            "layers": [{"blob": blobs[1].__dict__, "diffId": of_bytes(layer[::-1]).digest}],
+        },
+    }
+    (root / "os-layers.json").write_text(json.dumps(stamp))
 
 
 def manifest_path(variant: str) -> Path:
