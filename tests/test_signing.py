@@ -59,7 +59,8 @@ def pull(signed: Signed, out: Path, *args: str, **env: str) -> subprocess.Comple
 
 def test_cosign_verifies_the_index_and_every_disk_manifest(signed: Signed) -> None:
     subjects = [signed.index, signed.manifest("amd64"), signed.manifest("arm64")]
-    recorded = {s["digest"] for s in signed.report["signatures"]}
+    recorded = {s["digest"] for s in signed.report["signatures"]
+                if not str(s.get("subject", "")).startswith("os-image")}  # fmt: skip
     assert recorded == set(subjects)
     for digest in subjects:
         done = cosign_verify(signed.key.public, f"{signed.name}@{digest}")
@@ -69,6 +70,30 @@ def test_cosign_verifies_the_index_and_every_disk_manifest(signed: Signed) -> No
     other = make_key_pair(signed.home / "other-key")
     done = cosign_verify(other.public, f"{signed.name}@{signed.index}")
     assert done.returncode != 0  # the judge can say no
+
+
+def test_cosign_verifies_the_os_image_index_and_every_image(signed: Signed) -> None:
+    """Issue 15: the OS image is signed with the rest, in its own repository."""
+    os_subjects = {s["subject"]: s["digest"] for s in signed.report["signatures"]
+                   if str(s.get("subject", "")).startswith("os-image")}  # fmt: skip
+    assert sorted(os_subjects) == ["os-image amd64", "os-image arm64", "os-image index"]
+    index = json.loads(
+        subprocess.run(
+            ["skopeo", "inspect", "--raw", "--tls-verify=false",
+             f"docker://{signed.name}-os:40.1.0"],
+            capture_output=True, text=True, check=True, timeout=TIMEOUT,
+        ).stdout
+    )  # fmt: skip
+    by_arch = {m["platform"]["architecture"]: m["digest"] for m in index["manifests"]}
+    assert os_subjects["os-image amd64"] == by_arch["amd64"]
+    assert os_subjects["os-image arm64"] == by_arch["arm64"]
+    for digest in os_subjects.values():
+        done = cosign_verify(signed.key.public, f"{signed.name}-os@{digest}")
+        assert done.returncode == 0, done.stderr[-2000:]
+        claims = json.loads(done.stdout)
+        assert [c["critical"]["identity"]["docker-reference"] for c in claims] == [
+            f"{signed.name}-os"
+        ]
 
 
 def test_pull_with_the_key_verifies_and_writes(signed: Signed, tmp_path: Path) -> None:
