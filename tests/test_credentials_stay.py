@@ -130,7 +130,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     base_store = start_registry(directory / "base")
     base = RegistryFront(base_store.host, QUAY, username="base-owner", password="quay-" + "0" * 20)
     try:
-        base.public.update({BASE, BUILDER, RELEASE})  # public images, as the Fedora base is
+        # public images, as the Fedora base is (the release's OS image beside it: issue 15)
+        base.public.update({BASE, BUILDER, RELEASE, f"{RELEASE}-os"})
         children = _push_fake_base(base_store.host)
         builder = push_manifest(base_store.host, BUILDER, "latest",
                                 _image(base_store.host, BUILDER, "amd64"))  # fmt: skip
