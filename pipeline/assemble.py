@@ -50,7 +50,7 @@ def plan_indexes(
 ) -> tuple[Document, Document | None]:
     """The disk index over `archs` (release order), naming the OS image index it goes with."""
     os_index = plan_os_index(ctx, archs, provenance)
-    named = f"{ctx.release.os_repository}@{os_index.digest}" if os_index else None
+    named = f"{ctx.os_target.repository}@{os_index.digest}" if os_index else None
     manifests = [(r.arch, r.manifest) for r in _ordered(ctx, archs)]
     return plan.artifact_index(ctx.release, manifests, provenance, named), os_index
 
@@ -69,10 +69,10 @@ def verify_os_images(client: RegistryClient, ctx: Context, archs: Sequence[ArchR
         if r.os_manifest is None or r.os_image is None:
             continue
         named = (r.manifest.json().get("annotations") or {}).get(mt.ANN_OS_IMAGE)
-        if named != f"{where}@{r.os_manifest.digest}":
+        if named != f"{repo}@{r.os_manifest.digest}":
             raise PipelineError(
-                f"the {r.arch.value} disk names OS image {named}, not {where}@"
-                f"{r.os_manifest.digest}"
+                f"the {r.arch.value} disk names OS image {named}, not {repo}@"
+                f"{r.os_manifest.digest} in {ctx.os_target.registry}"
             )
         _verify_manifest(client, repo, where, r.arch.value, r.os_manifest.digest)
 
@@ -148,6 +148,8 @@ def release(
         return lambda tag: ctx.reporter.info(f"    tagged {where}:{tag}")
 
     if os_policy and os_index:
+        if tags:  # a disk release tag taken meanwhile: the OS image's tags stay as they are
+            policy.check(index.digest, sent=sent)
         os_policy.move(os_index, tags, tagged(ctx.release.os_repository))
     policy.move(index, tags, tagged(f"{ctx.target.registry}/{repo}"))
     return Published(

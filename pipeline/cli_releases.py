@@ -124,7 +124,7 @@ def run_promote(args: argparse.Namespace, reporter: Reporter, options: Options) 
         )
         os_plan = None
         if release.os_image:  # the OS image goes with its disk: to TARGET-os, the same tags
-            os_source = parse_reference(release.os_image).repository
+            os_source = release.os_image.rpartition("@")[0]
             os_target = f"{target.repository}-os"
             os_release = releases_ops.read_release(client, os_source, release.os_digest)
             if os_release is None:

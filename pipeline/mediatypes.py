@@ -76,9 +76,12 @@ ANN_LIMA_GUEST_INSTALL_PREFIX = "org.bootc-pipeline.lima.guest-install-prefix"
 # architecture under an OCI index, in its own repository; the disk names it.
 OCI_IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
-ANN_OS_IMAGE = "org.bootc-pipeline.os-image"  # REG/REPO-os@sha256:<this arch's image manifest>
-ANN_OS_IMAGE_ORIGIN = "org.bootc-pipeline.os-image.origin"  # the disk's bootc origin
-ANN_OS_IMAGE_INDEX = "org.bootc-pipeline.os-image.index"  # on the disk index: REG/REPO-os@<index>
+# Named by repository path on the disks' own registry, not by host: the same inputs pushed to
+# another registry (--registry, a mirror) give the same manifests, as the disks' own do.
+ANN_OS_IMAGE = "org.bootc-pipeline.os-image"  # REPO-os@sha256:<this arch's image manifest>
+# the disk's bootc origin is ostree-unverified-registry:<registry>/<REPO-os>:<this tag>
+ANN_OS_IMAGE_ORIGIN_TAG = "org.bootc-pipeline.os-image.origin-tag"
+ANN_OS_IMAGE_INDEX = "org.bootc-pipeline.os-image.index"  # on the disk index: REPO-os@<index>
 
 # Registries must accept manifests up to 4 MiB (distribution-spec); docker-registry rejects more.
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024

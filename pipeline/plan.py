@@ -73,7 +73,12 @@ class OsImageRef:
         return f"{self.repository}@{self.digest}"
 
     def annotations(self) -> dict[str, str]:
-        return {mt.ANN_OS_IMAGE: self.reference, mt.ANN_OS_IMAGE_ORIGIN: self.origin}
+        """What the disk manifest says (mediatypes: by path on the disks' registry)."""
+        path = self.repository.split("/", 1)[1]
+        return {
+            mt.ANN_OS_IMAGE: f"{path}@{self.digest}",
+            mt.ANN_OS_IMAGE_ORIGIN_TAG: self.origin.rpartition(":")[2],
+        }
 
 
 @dataclass(frozen=True)

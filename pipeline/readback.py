@@ -147,11 +147,12 @@ def os_images(
                     f"the {arch.value} disk names OS image {claimed}, the index no OS image index"
                 )
         return None
-    ref = parse_reference(named)
-    if ref.digest is None:
-        raise PipelineError(f"the OS image index {named} is not named by digest")
-    # read where the disks are read (the same path on a mirror, or another name for the host)
-    here = f"OS image index {named}"
+    path, _, digest = named.rpartition("@")
+    if not path or not digest.startswith("sha256:"):
+        raise PipelineError(f"the OS image index {named!r} is not named as REPO@sha256:...")
+    # on the disks' registry, as they are read (the same path on a mirror too)
+    ref = parse_reference(f"{client.registry}/{named}")
+    here = f"OS image index {client.registry}/{named}"
     try:
         return _os_images(client, ref, here, disks)
     except PipelineError as exc:
@@ -175,14 +176,15 @@ def _os_images(
         image = entries.get(arch.value)
         if image is None:
             raise PipelineError(f"{here} has no linux/{arch.value} image")
-        if annotations.get(mt.ANN_OS_IMAGE) != f"{base}@{image}":
+        if annotations.get(mt.ANN_OS_IMAGE) != f"{ref.repository}@{image}":
             raise PipelineError(
                 f"the {arch.value} disk names OS image {annotations.get(mt.ANN_OS_IMAGE)}, the "
-                f"OS image index {base}@{image}"
+                f"OS image index {ref.repository}@{image}"
             )
-        origin = annotations.get(mt.ANN_OS_IMAGE_ORIGIN, "")
-        if not origin.startswith(f"ostree-unverified-registry:{base}:"):
-            raise PipelineError(f"the {arch.value} disk's origin {origin!r} is not {base}:TAG")
+        tag = annotations.get(mt.ANN_OS_IMAGE_ORIGIN_TAG, "")
+        if not tag:
+            raise PipelineError(f"the {arch.value} disk names no origin tag of its OS image")
+        origin = f"ostree-unverified-registry:{base}:{tag}"
         manifest = client.get_manifest(ref.repository, image, accept=pullplan.MANIFEST_TYPES)
         body = pullplan.parse(manifest.body, f"{base}@{image}")
         blobs = [body.get("config") or {}, *(body.get("layers") or [])]

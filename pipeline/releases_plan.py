@@ -67,7 +67,8 @@ class StoredRelease:
 
     @property
     def os_image(self) -> str:
-        """The OS image index the release names (`REG/REPO-os@sha256:...`; "" for none)."""
+        """The OS image index the release names (`REPO-os@sha256:...` on this registry; ""
+        for none)."""
         return self.index.annotations.get(mt.ANN_OS_IMAGE_INDEX, "")
 
     @property

@@ -168,9 +168,13 @@ def _with_os_image(path: Path, data: dict[str, Any], release: ArchRelease) -> Ar
         return release
     manifest = _loaded_document(path, "osImage.manifest", found["manifest"])
     image = OsImageRef(found["repository"], manifest.digest, found["origin"])
-    if image.annotations() != {k: annotations.get(k) for k in image.annotations()}:
+    tag = image.origin.rpartition(":")[2]
+    if image.annotations() != {k: annotations.get(k) for k in image.annotations()} or (
+        image.origin != f"ostree-unverified-registry:{image.repository}:{tag}"
+    ):
         raise UsageError(
             f"{path}: osImage says {image.reference} (origin {image.origin}), its disk manifest "
-            f"{annotations.get(mt.ANN_OS_IMAGE)} (origin {annotations.get(mt.ANN_OS_IMAGE_ORIGIN)})"
+            f"{annotations.get(mt.ANN_OS_IMAGE)} (origin tag "
+            f"{annotations.get(mt.ANN_OS_IMAGE_ORIGIN_TAG)})"
         )
     return dataclasses.replace(release, os_image=image, os_manifest=manifest)

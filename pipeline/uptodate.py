@@ -55,7 +55,7 @@ def up_to_date(ctx: Context, provenance: Provenance) -> bool:
         ctx.reporter.info(f"{ctx.target.name}:{tags[0]}: {exc.message}: building")
         return False
     os_current = client.manifest_digest(ctx.os_target.repository, tags[0])
-    if index.annotations[mt.ANN_OS_IMAGE_INDEX] != f"{ctx.release.os_repository}@{os_current}":
+    if index.annotations[mt.ANN_OS_IMAGE_INDEX] != f"{ctx.os_target.repository}@{os_current}":
         ctx.reporter.info(
             f"{ctx.release.os_repository}:{tags[0]} names {os_current}, not the OS image of "
             f"{ctx.target.name}:{tags[0]}: building"

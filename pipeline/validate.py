@@ -282,7 +282,9 @@ def _check_os_image(client: RegistryClient, repo: str, digest: str, found: Findi
             found.checked.append(
                 f"OS image {arch.value}: {image.reference} (origin {image.origin})"
             )
-        found.checked.append(f"OS image index {named}: every image and blob present")
+        found.checked.append(
+            f"OS image index {client.registry}/{named}: every image and blob present"
+        )
         return True
 
     found.attempt(f"index {digest}: OS image", check)

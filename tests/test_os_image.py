@@ -90,8 +90,9 @@ def test_the_disk_names_its_os_image_and_origin() -> None:
     image = _os_manifest()
     ref = plan.OsImageRef(OS_REPO, image.digest, plan.origin_of(ORIGIN))
     ann = plan.artifact_manifest(fedora(), _disk(ref), PROVENANCE).json()["annotations"]
-    assert ann[mt.ANN_OS_IMAGE] == f"{OS_REPO}@{image.digest}"
-    assert ann[mt.ANN_OS_IMAGE_ORIGIN] == f"ostree-unverified-registry:{ORIGIN}"
+    # by path on the disks' registry: the same inputs on another registry, the same manifest
+    assert ann[mt.ANN_OS_IMAGE] == f"bootc-lima/fedora-bootc-lima-os@{image.digest}"
+    assert ann[mt.ANN_OS_IMAGE_ORIGIN_TAG] == "40"
     body = image.json()
     assert body["config"]["mediaType"] == mt.OCI_IMAGE_CONFIG
     assert [x["mediaType"] for x in body["layers"]] == [mt.OCI_LAYER_ZSTD]
@@ -105,7 +106,7 @@ def test_the_os_index_is_images_only_and_the_disk_index_names_it() -> None:
     assert index["manifests"][0]["platform"] == {"architecture": "amd64", "os": "linux"}
     assert index["manifests"][0]["digest"] == image.digest
     disk = plan.artifact_manifest(fedora(), _disk(None), PROVENANCE)
-    named = f"{OS_REPO}@sha256:{'f' * 64}"
+    named = f"bootc-lima/fedora-bootc-lima-os@sha256:{'f' * 64}"
     disk_index = plan.artifact_index(fedora(), [(Arch.AMD64, disk)], PROVENANCE, named).json()
     assert disk_index["annotations"][mt.ANN_OS_IMAGE_INDEX] == named
 

@@ -61,7 +61,7 @@ RULE_SECONDS = 60.0  # no rule outlives a minute
 FIGURES_PATH = Path(
     os.environ.get("BOOTC_PIPELINE_FIGURES", "/tmp/bootc-pipeline-publish-figures.json")
 )
-PATCH = "/blobs/uploads/"
+PATCH = f"/v2/{REPO}/blobs/uploads/"  # the disks' (the OS image's go to REPO-os first)
 COMMIT = r"/blobs/uploads/.*[?&]digest="
 MANIFESTS = "/manifests/"
 BLOBS = "/blobs/sha256:"
@@ -271,8 +271,8 @@ def test_rerun_after_a_complete_publish_sends_no_blob(clean: Clean) -> None:
     proxy.forget()
     proc = run_push(push_argv(clean.work, proxy.host), clean.setup.env())
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert proxy.count("PATCH") == 0 and proxy.count("POST") == 0
-    assert proxy.bytes_received("PATCH") == 0
+    assert proxy.count("PATCH", PATCH) == 0 and proxy.count("POST") == 0
+    assert proxy.bytes_received("PATCH", PATCH) == 0
     assert proc.stderr.count("layer skipped, 0 bytes sent") == 2
     judge_like_clean(clean.setup, clean)
 
@@ -288,7 +288,7 @@ def test_blob_in_a_sibling_repository_is_mounted(
     )
     proc = run_push(push_argv(work, proxy.host), clean.setup.env())
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert proxy.count("PATCH") == 0 and proxy.bytes_received("PATCH") == 0
+    assert proxy.count("PATCH", PATCH) == 0 and proxy.bytes_received("PATCH", PATCH) == 0
     assert proc.stderr.count(f"layer mounted from {REPO}, 0 bytes sent") == 2
     mounts = [
         e
@@ -447,7 +447,7 @@ def test_killed_publish_resumes_on_rerun(
             process.wait(30)
         assert hold.finished.wait(30)  # the proxy saw the client go (and, streaming, the registry)
         figures.count_faults(setup.proxy)
-        killed_arm64 = setup.proxy.bytes_received("PATCH") - amd64_size - len(EMPTY_JSON)
+        killed_arm64 = setup.proxy.bytes_received("PATCH", PATCH) - amd64_size - len(EMPTY_JSON)
         assert not workdir.journal(AMD64).exists()  # committed: forgotten
         journal = json.loads(workdir.journal(ARM64).read_text())
         (entry,) = journal["uploads"].values()
@@ -461,7 +461,7 @@ def test_killed_publish_resumes_on_rerun(
         assert proc.returncode == 0, proc.stderr[-4000:]
         judge_like_clean(setup, clean)
         figures.correct += 1
-        rerun_layer = setup.proxy.bytes_received("PATCH")
+        rerun_layer = setup.proxy.bytes_received("PATCH", PATCH)
         rerun_total = setup.proxy.bytes_received()
         assert rerun_total < clean.fresh_bytes
         assert "amd64: layer skipped, 0 bytes sent" in proc.stderr
@@ -511,7 +511,9 @@ def test_fault_over_the_retry_budget_leaves_tags_alone(
         skip = 1 + patches(second.disks[AMD64].compressed.size) + 2  # 1: the empty config
         spec: dict[str, Any] = dict(method="PATCH", path=PATCH, skip=skip)
     else:
-        spec = dict(method="PUT", path=r"/manifests/sha256:", skip=2)  # after both arch manifests
+        spec = dict(
+            method="PUT", path=rf"/v2/{REPO}/manifests/sha256:", skip=2
+        )  # after both arch manifests
     rule = fresh.proxy.add(
         "respond", status=503, times=50, seconds=RULE_SECONDS, label="over-budget-5xx", **spec
     )
@@ -624,14 +626,14 @@ def test_release_tag_taken_after_sending_is_a_tag_race(
         arch_manifest = next(
             e.path.rsplit("/", 1)[1]
             for e in fresh.proxy.log
-            if e.method == "PUT" and "/manifests/sha256:" in e.path
+            if e.method == "PUT" and f"/v2/{REPO}/manifests/sha256:" in e.path
         )
         with RegistryClient(host, plain_http=True) as client:
             theirs = client.get_manifest(REPO, arch_manifest)
             client.push_manifest(REPO, "40.1.0", theirs.body, theirs.media_type)
 
     rule = fresh.proxy.add(
-        "hook", method="PUT", path=r"/manifests/sha256:", skip=2, hook=other_publisher,
+        "hook", method="PUT", path=rf"/v2/{REPO}/manifests/sha256:", skip=2, hook=other_publisher,
         seconds=RULE_SECONDS, label="tag-race",
     )  # fmt: skip
     proc = run_push(push_argv(workdir, fresh.proxy.host), fresh.env())
@@ -641,7 +643,8 @@ def test_release_tag_taken_after_sending_is_a_tag_race(
     (line,) = error_lines(proc.stderr)
     assert f"{fresh.proxy.host}/{REPO}:40.1.0 was tagged by another publisher" in line
     assert "upload " in proc.stderr  # it had sent its layers
-    report_index = [e for e in fresh.proxy.log if e.method == "PUT" and e.status == 201]
+    report_index = [e for e in fresh.proxy.log if e.method == "PUT" and e.status == 201
+                    and f"/v2/{REPO}/manifests/" in e.path]  # fmt: skip
     assert len(report_index) >= 3  # two arch manifests and the index, by digest
     with RegistryClient(host, plain_http=True) as client:
         ours = report_index[2].path.rsplit("/", 1)[1]
@@ -763,7 +766,7 @@ def test_failed_chunk_resumes_at_the_right_byte(
     figures.publishes += 1
     proc = run_push(push_argv(work, fresh.proxy.host), cli_env(fresh.home, chunk_size=BIG_CHUNK))
     failed = [e for e in fresh.proxy.log if e.method == "PATCH" and e.fault == "reset"]
-    patched = fresh.proxy.bytes_received("PATCH")
+    patched = fresh.proxy.bytes_received("PATCH", PATCH)
     figures.count_faults(fresh.proxy)
     figures.runs.append(
         {
@@ -781,7 +784,7 @@ def test_failed_chunk_resumes_at_the_right_byte(
     assert all(e.received == TAKEN and not e.forwarded for e in failed)
     # Every byte of every layer went once, plus exactly what the proxy swallowed.
     assert patched == sum(sizes) + len(EMPTY_JSON) + len(failed) * TAKEN
-    assert fresh.proxy.count("PATCH") == chunks + 1 + len(failed)
+    assert fresh.proxy.count("PATCH", PATCH) == chunks + 1 + len(failed)
     tagged = snapshot(fresh.access, REPO)
     assert sorted(tagged) == sorted(TAGS)
     assert all(state == clean_state for state in tagged.values())

@@ -98,7 +98,7 @@ def push_release(
         doc = plan.artifact_manifest(release, disk, provenance)
         put(host, repo, doc.digest, doc)
         docs.append((arch, doc))
-    named = f"{host}/{os_repo}@{os_index.digest}"
+    named = f"{os_repo}@{os_index.digest}"
     index = plan.artifact_index(release, docs, provenance, named)
     for ref in (index.digest, *tags):
         put(host, repo, ref, index)
@@ -295,7 +295,7 @@ def test_list_shows_every_release_newest_first(
     assert newest["architectures"] == ["amd64", "arm64"] and newest["boot"] == "passed"
     assert oldest["boot"] == "skipped" and oldest["signed"] == "unknown"  # a .sig, unverified
     assert newest["signed"] == "no"
-    assert newest["osImage"] == f"{registry.host}/{repo}-os@{made[3].os_index}"
+    assert newest["osImage"] == f"{repo}-os@{made[3].os_index}"
     text = cli("list", f"{registry.host}/{repo}").stdout
     assert text.splitlines()[0].split()[:3] == ["version", "created", "architectures"]
     assert made[3].version in text.splitlines()[1]
