@@ -44,7 +44,7 @@ pytestmark = pytest.mark.integration
 CHUNK = 256 * 1024
 REPO = "bootc-lima/fedora-bootc-lima"
 TAGS = ["40", "40.1.0", "latest"]
-PATCH = "/blobs/uploads/"
+PATCH = f"/v2/{REPO}/blobs/uploads/"  # the disks' (the OS image's go to REPO-os first)
 
 
 @pytest.fixture(scope="module")
