@@ -260,7 +260,9 @@ def _check_manifest(
         _check_layer(client, repo, f"{where}: layers[{i}]", layer, found, fetch_blobs=fetch_blobs)
 
 
-def _check_os_image(client: RegistryClient, repo: str, digest: str, found: Findings) -> None:
+def _check_os_image(
+    client: RegistryClient, repo: str, digest: str, found: Findings, reporter: Reporter
+) -> None:
     """The OS image the release names (its index, each architecture's image by the digest its
     disk names, every blob): a partial OS image makes the release invalid."""
 
@@ -282,9 +284,9 @@ def _check_os_image(client: RegistryClient, repo: str, digest: str, found: Findi
             found.checked.append(
                 f"OS image {arch.value}: {image.reference} (origin {image.origin})"
             )
-        found.checked.append(
-            f"OS image index {client.registry}/{named}: every image and blob present"
-        )
+        line = f"OS image index {client.registry}/{named}: every image and blob present"
+        found.checked.append(line)
+        reporter.info(line)
         return True
 
     found.attempt(f"index {digest}: OS image", check)
@@ -312,7 +314,7 @@ def validate_reference(
                         _check_manifest(
                             client, ref.repository, digest, entry, found, fetch_blobs=fetch_blobs
                         )
-                _check_os_image(client, ref.repository, top.digest, found)
+                _check_os_image(client, ref.repository, top.digest, found, reporter)
                 key = public_key_for(options.public_key, ref.name)
                 for ok, text in audit(client, ref.repository, top.digest, children, key):
                     if ok is None:
