@@ -130,13 +130,7 @@ def _checked(schema: str, document: dict[str, Any], media_type: str) -> Document
     found = schemas.problems(schema, document)
     if found:
         raise PipelineError(f"the planned {schema} breaks the publish policy: {found[0]}")
-    doc = Document(media_type, encode(document))
-    if doc.size > mt.MAX_MANIFEST_BYTES:
-        raise PipelineError(
-            f"the planned {schema} is {doc.size} bytes, over the {mt.MAX_MANIFEST_BYTES} bytes "
-            "registries must accept"
-        )
-    return doc
+    return _sized(Document(media_type, encode(document)), schema)
 
 
 def artifact_manifest(release: Release, disk: DiskArtifact, provenance: Provenance) -> Document:
@@ -198,24 +192,33 @@ def os_image_index(
     release: Release, manifests: Sequence[tuple[Arch, Document]], provenance: Provenance
 ) -> Document:
     """The OS image's multi-architecture index: images only (no disk), in release order."""
-    archs = [arch for arch, _ in manifests]
-    if len(set(archs)) != len(archs):
-        raise PipelineError(f"two OS images for one architecture in {archs}")
     index = {
         "schemaVersion": 2,
         "mediaType": mt.OCI_INDEX,
-        "manifests": [
-            {
-                "mediaType": doc.media_type,
-                "digest": doc.digest,
-                "size": doc.size,
-                "platform": {"architecture": arch.value, "os": "linux"},
-            }
-            for arch, doc in manifests
-        ],
+        "manifests": _index_entries(manifests, None),
         "annotations": release_annotations(release, provenance),
     }
     return _sized(Document(mt.OCI_INDEX, encode(index)), "OS image index")
+
+
+def _index_entries(
+    manifests: Sequence[tuple[Arch, Document]], artifact_type: str | None
+) -> list[dict[str, Any]]:
+    """An index's entries: one per architecture, with its platform (and artifactType)."""
+    archs = [arch for arch, _ in manifests]
+    if len(set(archs)) != len(archs):
+        raise PipelineError(f"two manifests for one architecture in {archs}")
+    typed = {"artifactType": artifact_type} if artifact_type else {}
+    return [
+        {"mediaType": doc.media_type}
+        | typed
+        | {
+            "digest": doc.digest,
+            "size": doc.size,
+            "platform": {"architecture": arch.value, "os": "linux"},
+        }
+        for arch, doc in manifests
+    ]
 
 
 def _sized(doc: Document, what: str) -> Document:
@@ -234,23 +237,11 @@ def artifact_index(
     os_index: str | None = None,
 ) -> Document:
     """The multi-architecture index over the per-architecture manifests, in release order."""
-    archs = [arch for arch, _ in manifests]
-    if len(set(archs)) != len(archs):
-        raise PipelineError(f"two manifests for one architecture in {archs}")
     index = {
         "schemaVersion": 2,
         "mediaType": mt.OCI_INDEX,
         "artifactType": mt.ARTIFACT_TYPE,
-        "manifests": [
-            {
-                "mediaType": doc.media_type,
-                "artifactType": mt.ARTIFACT_TYPE,
-                "digest": doc.digest,
-                "size": doc.size,
-                "platform": {"architecture": arch.value, "os": "linux"},
-            }
-            for arch, doc in manifests
-        ],
+        "manifests": _index_entries(manifests, mt.ARTIFACT_TYPE),
         "annotations": release_annotations(release, provenance)
         | ({mt.ANN_OS_IMAGE_INDEX: os_index} if os_index else {}),
     }
