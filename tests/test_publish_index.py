@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.arch import Arch
 from pipeline.boot import checks as lima_checks
 from pipeline.boot.guest import BootResult
-from pipeline.stages import runner
-from pipeline.state import arch_dir
+from pipeline.core.arch import Arch
+from pipeline.publishing.stages import runner
+from pipeline.shared.state import arch_dir
 from tests.support.published import Access, judge_index, snapshot, tags
 from tests.support.registry import RunningRegistry
 from tests.support.workdirs import (

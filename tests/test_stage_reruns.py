@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.arch import Arch
-from pipeline.stages import runner
-from pipeline.state import ArchDir, arch_dir
+from pipeline.core.arch import Arch
+from pipeline.publishing.stages import runner
+from pipeline.shared.state import ArchDir, arch_dir
 from tests.factories import ROOT
 from tests.support.images import FakeBases
 from tests.support.podman import PodmanService
