@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline import mediatypes as mt
 from pipeline.boot.checks import OriginExpectation
 from pipeline.boot.guest import CLOUD_INIT_FINISHED
+from pipeline.core import mediatypes as mt
 from tests.support import judges, vm
 from tests.support.podman import PodmanService
 from tests.support.published import Access, tags

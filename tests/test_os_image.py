@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from pipeline import mediatypes as mt
-from pipeline import plan, release, results
-from pipeline.arch import Arch
 from pipeline.boot.checks import SECTION, OriginExpectation, guest_checks, judge_origin
-from pipeline.context import Options, apply_overrides
-from pipeline.digest import Blob, of_bytes
-from pipeline.errors import UsageError
-from pipeline.published import ArchRelease
+from pipeline.core import mediatypes as mt
+from pipeline.core.arch import Arch
+from pipeline.core.digest import Blob, of_bytes
+from pipeline.core.errors import UsageError
+from pipeline.model import plan, release, results
+from pipeline.model.published import ArchRelease
+from pipeline.shared.context import Options, apply_overrides
 from tests.factories import ROOT, fedora, manifest_data, write_manifest
 from tests.standins.bib import bootc_image_builder as standin
 
