@@ -494,17 +494,19 @@ def front(published: Published, request: pytest.FixtureRequest) -> Iterator[Regi
 def test_public_image_pulls_with_an_anonymous_token(
     published: Published, front: RegistryFront, tmp_path: Path
 ) -> None:
-    front.public.add(REPO)
+    front.public.update({REPO, f"{REPO}-os"})  # the release and its OS image (read back too)
     proc = pull(published, f"{front.host}/{REPO}:{TAG}", "--platform", "arm64",
                 "-o", f"{tmp_path}/", "--json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     path = Path(json.loads(proc.stdout)["path"])
     assert sha256sum(path) == recorded(published, Arch("arm64"))["uncompressed"]["digest"]
     assert front.token_requests, "no token was asked for"
+    scopes = set()
     for query, authenticated in front.token_requests:
         assert not authenticated
         assert query["service"] == [front.profile.service]
-        assert query["scope"] == [f"repository:{REPO}:pull"]
+        scopes.add(query["scope"][0])
+    assert scopes == {f"repository:{REPO}:pull", f"repository:{REPO}-os:pull"}
     assert front.store.seen, "the blob was not fetched from blob storage"
     assert all(seen.authorization is None for seen in front.store.seen)
 
