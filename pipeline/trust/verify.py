@@ -71,15 +71,16 @@ def _from_trust_file(name: str) -> tuple[Path, str] | None:
 
 def public_key_for(flag: Path | None, name: str) -> PublicKey | None:
     """The key that `name` (REGISTRY/REPO) must be signed with, or None if the user gave none."""
-    from pipeline.trust.keys import load_public_key
-
     if flag is not None:
-        return load_public_key(flag, source="--public-key")
-    if os.environ.get(PUBLIC_KEY_ENV):
-        return load_public_key(Path(os.environ[PUBLIC_KEY_ENV]), source=f"${PUBLIC_KEY_ENV}")
-    found = _from_trust_file(name)
+        found: tuple[Path, str] | None = (flag, "--public-key")
+    elif os.environ.get(PUBLIC_KEY_ENV):
+        found = (Path(os.environ[PUBLIC_KEY_ENV]), f"${PUBLIC_KEY_ENV}")
+    else:
+        found = _from_trust_file(name)
     if found is None:
         return None
+    from pipeline.trust.keys import load_public_key
+
     return load_public_key(found[0], source=found[1])
 
 
