@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.arch import Arch
+from pipeline.core.arch import Arch
 from pipeline.trust import simplesigning as ss
 from tests.support import gotools
 from tests.support.faultproxy import FaultProxy

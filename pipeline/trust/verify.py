@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.errors import PipelineError, UsageError
-from pipeline.progress import Reporter
+from pipeline.core.errors import PipelineError, UsageError
+from pipeline.core.progress import Reporter
 from pipeline.registry.client import RegistryClient
 from pipeline.registry.errors import where
 from pipeline.trust import simplesigning as ss
