@@ -330,7 +330,7 @@ def test_report_has_timings_per_stage_and_arch(first: Run) -> None:
     report = first.report
     for arch in ("amd64", "arm64"):
         timings = report["architectures"][arch]["timings"]
-        assert set(timings) == {"build", "sbom", "disk", "compress", "upload"}, timings
+        assert set(timings) == {"build", "sbom", "disk", "compress", "os-image", "upload"}, timings
         assert all(v > 0 for v in timings.values())
         layer = report["architectures"][arch]["layer"]
         assert layer["bytesSent"] == layer["size"]
