@@ -80,7 +80,7 @@ def up_to_date(ctx: Context, provenance: Provenance) -> bool:
         result = results.ArchResult(
             ctx.release.variant,
             ctx.target.name,
-            index.annotations,
+            annotations,  # the release annotations: the OS index is the join's to name
             arch_release,
             {},
             boots[arch],
