@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
+import tarfile
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -163,6 +165,34 @@ class Engine:
         if arch.value in found:
             return found[arch.value]
         raise PipelineError(f"the base image {ref} is a manifest list with no {arch.platform}")
+
+    def read_file(self, image: str, path: str) -> bytes | None:
+        """The regular file PATH in IMAGE, None if the image has no such file: copied out of a
+        container that is created, never started, and removed."""
+        where = f"{path} in {image}"
+        try:
+            container = self.client.containers.create(image, command=["/bin/true"])
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise PipelineError(f"{self.name} could not read {where}: {_first_line(exc)}") from None
+        try:
+            chunks, _ = container.get_archive(path)
+            data = b"".join(chunks)
+        except docker.errors.NotFound:
+            return None
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise PipelineError(f"{self.name} could not read {where}: {_first_line(exc)}") from None
+        finally:
+            try:
+                container.remove(force=True)
+            except (docker.errors.DockerException, requests.RequestException) as exc:
+                log.warning("could not remove container %s: %s", container.id, _first_line(exc))
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = tar.next()
+            if member is None or not member.isfile():
+                raise PipelineError(f"{where} is not a regular file (a link or a directory)")
+            extracted = tar.extractfile(member)
+            assert extracted is not None  # a regular file's member always has data
+            return extracted.read()
 
     def build(
         self,

@@ -21,7 +21,7 @@ from pipeline.plan import Provenance
 from pipeline.published import ArchRelease, Published
 from pipeline.stages import index as index_stage
 from pipeline.stages.boot import boot
-from pipeline.stages.build import build, check_cross_arch
+from pipeline.stages.build import build, check_cross_arch, trust_inputs
 from pipeline.stages.compress import compress
 from pipeline.stages.disk import builder_image, disk
 from pipeline.stages.push import push, push_arch, sibling_repositories
@@ -56,6 +56,7 @@ def preflight(ctx: Context, provenance: Provenance) -> None:
     """Everything that can fail in the first second instead of after a 20-minute build."""
     warnings(ctx, provenance)
     signing_key(ctx.options)  # a bad key fails now, not after the build
+    trust_inputs(ctx)  # as does a bad trust.public_key
     client = ctx.registry  # push access was checked first thing (publish)
     if ctx.tags_to_move:
         TagPolicy.of(ctx, client).preflight(plan.release_annotations(ctx.release, provenance))
@@ -97,6 +98,7 @@ def boot_step(ctx: Context, arch: Arch) -> None:
 def run_build(ctx: Context) -> None:
     """`build` alone: the base's digest for each architecture of the run, resolved now, then
     each architecture built FROM that digest, as `publish` builds FROM the recorded ones."""
+    trust_inputs(ctx)  # a bad trust.public_key fails before anything else
     ctx.engine.describe()  # the engine first: a build without one fails in the first second
     with ctx.reporter.stage("inputs", f"inputs: the digests of {ctx.release.base}"):
         digests = inputs.base_digests(ctx, ctx.archs)

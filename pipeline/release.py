@@ -46,6 +46,7 @@ class Release:
     retention: dict[str, float] | None = field(default=None, hash=False)  # keep, older_than_days
     version_template: str | None = None  # set when `version` is a template (nightlies)
     tag_templates: tuple[str, ...] = ()  # `tags` as written, `{version}` unresolved
+    trust_public_key: Path | None = None  # trust.public_key: the OS image verifies with it
 
     @property
     def templated(self) -> bool:
@@ -150,6 +151,7 @@ def parse(data: Any, *, path: Path, variant: str) -> Release:
         guest_install_prefix=doc["lima"]["guest_install_prefix"],
         version_template=template,
         tag_templates=tuple(doc["tags"]),
+        trust_public_key=(root / doc["trust"]["public_key"]).resolve() if "trust" in doc else None,
     )
     return release if template else release.with_version(release.version)
 
