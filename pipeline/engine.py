@@ -182,10 +182,7 @@ class Engine:
         except (docker.errors.DockerException, requests.RequestException) as exc:
             raise PipelineError(f"{self.name} could not read {where}: {_first_line(exc)}") from None
         finally:
-            try:
-                container.remove(force=True)
-            except (docker.errors.DockerException, requests.RequestException) as exc:
-                log.warning("could not remove container %s: %s", container.id, _first_line(exc))
+            _remove(container, f"the container that read {where}")
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             member = tar.next()
             if member is None or not member.isfile():
@@ -379,14 +376,19 @@ class Engine:
         except (docker.errors.DockerException, requests.RequestException) as exc:
             raise PipelineError(f"lost {run.name}'s container: {_first_line(exc)}") from None
         finally:
-            try:
-                container.remove(force=True)
-            except (docker.errors.DockerException, requests.RequestException) as exc:
-                log.warning("could not remove builder container: %s", _first_line(exc))
+            _remove(container, "builder container")
         if status != 0:
             errors = error_lines(lines) or list(lines[-LOG_TAIL:])
             raise PipelineError(f"{run.name} exited with status {status}: " + "\n  ".join(errors))
         return lines
+
+
+def _remove(container: Any, what: str) -> None:
+    """Remove a container we made; a failure is logged, not raised (the work is done)."""
+    try:
+        container.remove(force=True)
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        log.warning("could not remove %s: %s", what, _first_line(exc))
 
 
 def _libpod_message(response: requests.Response) -> str:
