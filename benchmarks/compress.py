@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline import zstdfile  # noqa: E402
+from pipeline.core import zstdfile  # noqa: E402
 
 CACHE = Path("/var/tmp/bootc-pipeline-bench")
 

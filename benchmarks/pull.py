@@ -40,9 +40,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.compress import CACHE, make_debian_disk  # noqa: E402
-from pipeline import mediatypes as mt  # noqa: E402
-from pipeline import zstdfile  # noqa: E402
-from pipeline.digest import Blob  # noqa: E402
+from pipeline.core import mediatypes as mt  # noqa: E402
+from pipeline.core import zstdfile  # noqa: E402
+from pipeline.core.digest import Blob  # noqa: E402
 from pipeline.registry.client import RegistryClient  # noqa: E402
 from tests.support.faultproxy import FaultProxy  # noqa: E402
 from tests.support.registry import start_registry  # noqa: E402

@@ -9,7 +9,7 @@ and signed (--signing-key: three cosign signatures, read back and verified, plus
 provenance referrer), alternating which goes first; then pulled (`pull --platform linux/amd64`)
 without and with `--public-key`. Prints the median seconds and the signed/unsigned ratio per
 registry; the `sign` stage's own seconds from the signed push's report; and, closer up, the
-resolution of the reference (pipeline/readback.py `resolve`) without and with the signature check
+resolution of the reference (shared/readback.py `resolve`) without and with the signature check
 (10 rounds each), which is all verification adds to a pull. And the load average, since the
 machine is shared. Needs distribution v3 and olareg
 (scripts/go-tools.sh).
@@ -30,11 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline import readback  # noqa: E402
-from pipeline.arch import Arch  # noqa: E402
-from pipeline.progress import Reporter  # noqa: E402
-from pipeline.reference import parse_reference  # noqa: E402
+from pipeline.core.arch import Arch  # noqa: E402
+from pipeline.core.progress import Reporter  # noqa: E402
+from pipeline.core.reference import parse_reference  # noqa: E402
 from pipeline.registry.client import RegistryClient  # noqa: E402
+from pipeline.shared import readback  # noqa: E402
 from pipeline.trust.keys import load_public_key  # noqa: E402
 from pipeline.trust.verify import TrustPolicy  # noqa: E402
 from tests.support.keys import make_key_pair  # noqa: E402

@@ -8,10 +8,10 @@ from typing import Any
 
 import yaml
 
-from pipeline import release
-from pipeline.arch import Arch
-from pipeline.bib import DiskJob
-from pipeline.mediatypes import DiskFormat
+from pipeline.core.arch import Arch
+from pipeline.core.mediatypes import DiskFormat
+from pipeline.model import release
+from pipeline.model.bib import DiskJob
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.arch import Arch
-from pipeline.errors import PipelineError, UsageError
-from pipeline.stages.build import check_cross_arch
+from pipeline.core.arch import Arch
+from pipeline.core.errors import PipelineError, UsageError
+from pipeline.publishing.stages.build import check_cross_arch
 
 
 def test_names_in_each_ecosystem() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import docker
 import pytest
 
-from pipeline import mediatypes as mt
+from pipeline.core import mediatypes as mt
 from tests.factories import ROOT
 from tests.support.docker import DockerService
 from tests.support.images import FakeBases

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline import bib
-from pipeline.mediatypes import DiskFormat
+from pipeline.core.mediatypes import DiskFormat
+from pipeline.model import bib
 from tests import factories
 
 

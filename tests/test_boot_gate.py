@@ -21,10 +21,11 @@ from typing import Any
 
 import pytest
 
-from pipeline import release, zstdfile
-from pipeline.arch import Arch
 from pipeline.boot.firmware import NOTHING_TO_BOOT, nothing_to_boot
-from pipeline.state import arch_dir
+from pipeline.core import zstdfile
+from pipeline.core.arch import Arch
+from pipeline.model import release
+from pipeline.shared.state import arch_dir
 from tests.factories import ROOT
 from tests.support.published import Access, curl, tags
 from tests.support.registry import RunningRegistry

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import zstdfile
-from pipeline.arch import Arch
 from pipeline.boot import checks, firmware, seed, tools
 from pipeline.boot.machine import MACHINES, BootPlan, qemu_argv
-from pipeline.digest import Blob
-from pipeline.errors import PipelineError
+from pipeline.core import zstdfile
+from pipeline.core.arch import Arch
+from pipeline.core.digest import Blob
+from pipeline.core.errors import PipelineError
 
 ROOT = Path(__file__).resolve().parent.parent
 

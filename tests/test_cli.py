@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import cli as cli_module
+from pipeline.cli import main as cli_module
 from tests.factories import ROOT, manifest_data, write_manifest
 from tests.support.faultproxy import FaultProxy
 from tests.support.registry import RunningRegistry

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import publish, release
-from pipeline.arch import Arch
-from pipeline.context import Context, Options
-from pipeline.errors import PipelineError
-from pipeline.plan import Provenance
-from pipeline.progress import Reporter
-from pipeline.published import ArchRelease
+from pipeline.core.arch import Arch
+from pipeline.core.errors import PipelineError
+from pipeline.core.progress import Reporter
+from pipeline.model import release
+from pipeline.model.plan import Provenance
+from pipeline.model.published import ArchRelease
+from pipeline.publishing import publish
+from pipeline.shared.context import Context, Options
 from tests.factories import manifest_data, write_manifest
 
 PROV = Provenance("2026-01-01T00:00:00Z", "abc")

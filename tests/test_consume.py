@@ -1,5 +1,5 @@
 """Consumers of a published release (`lima REF`, `boot REF`) against a real docker-registry:
-they use the release's own Lima settings (carried in it, pipeline/lima_settings.py), fall back to
+they use the release's own Lima settings (carried in it, model/lima_settings.py), fall back to
 the defaults for a release from before that and say so once, and remote input that is not what
 it should be (an index that is not JSON, a disk qemu-img cannot read) is one line naming the
 reference, never "internal error"."""
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import mediatypes as mt
-from pipeline.digest import of_bytes
+from pipeline.core import mediatypes as mt
+from pipeline.core.digest import of_bytes
 from tests.factories import ROOT
 from tests.support.faultproxy import FaultProxy
 from tests.support.oci_push import push_seed_artifact

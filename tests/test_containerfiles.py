@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import release
+from pipeline.model import release
 from tests.support.images import FakeBases
 from tests.support.podman import PodmanService
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline import release
-from pipeline.errors import PipelineError, UsageError
+from pipeline.core.errors import PipelineError, UsageError
+from pipeline.model import release
 from pipeline.trust import containerpolicy as cp
 from tests.factories import ROOT
 

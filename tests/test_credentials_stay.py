@@ -31,8 +31,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import cli as pipeline_cli
-from pipeline import mediatypes as mt
+from pipeline.cli import main as pipeline_cli
+from pipeline.core import mediatypes as mt
 from tests.support.clients import count_clients
 from tests.support.ecosystem import QUAY, RegistryFront
 from tests.support.images import FakeBases

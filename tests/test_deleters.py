@@ -25,12 +25,12 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from pipeline import mediatypes as mt
-from pipeline import plan
-from pipeline.deleters import GhcrDeleter, QuayDeleter
-from pipeline.digest import Blob
-from pipeline.errors import PipelineError
-from pipeline.releases_plan import Stored, StoredRelease, plan_prune
+from pipeline.core import mediatypes as mt
+from pipeline.core.digest import Blob
+from pipeline.core.errors import PipelineError
+from pipeline.model import plan
+from pipeline.model.releases_plan import Stored, StoredRelease, plan_prune
+from pipeline.publishing.deleters import GhcrDeleter, QuayDeleter
 from tests.factories import fedora
 
 TOKEN = "ghp_test-token-not-a-secret"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.stages.disk import check_qcow2, is_mountpoint
+from pipeline.core.errors import PipelineError
+from pipeline.publishing.stages.disk import check_qcow2, is_mountpoint
 
 
 def test_mountinfo_sees_same_filesystem_binds_and_escapes(tmp_path: Path) -> None:

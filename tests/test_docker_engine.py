@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.stages.disk import is_mountpoint, release_storage_mount
+from pipeline.publishing.stages.disk import is_mountpoint, release_storage_mount
 from tests.support import judges
 from tests.support.docker import DockerService
 from tests.support.images import FakeBases

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.arch import Arch
-from pipeline.engine import Engine
-from pipeline.errors import PipelineError
+from pipeline.core.arch import Arch
+from pipeline.core.errors import PipelineError
+from pipeline.shared.engine import Engine
 from tests.support.faultproxy import FaultProxy
 from tests.support.podman import PodmanService
 from tests.support.registry import free_port

@@ -1,5 +1,5 @@
 """osbuild image-builder as a disk builder: its invocation from the release manifest, as its
-docs and source state the contract (pipeline/image_builder.py), and its stand-in's refusals."""
+docs and source state the contract (model/image_builder.py), and its stand-in's refusals."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import image_builder
-from pipeline.builders import Builder
-from pipeline.context import Context, Options
-from pipeline.errors import UsageError
-from pipeline.mediatypes import DiskFormat
-from pipeline.progress import Reporter
-from pipeline.release import parse
+from pipeline.core.errors import UsageError
+from pipeline.core.mediatypes import DiskFormat
+from pipeline.core.progress import Reporter
+from pipeline.model import image_builder
+from pipeline.model.builders import Builder
+from pipeline.model.release import parse
+from pipeline.shared.context import Context, Options
 from tests import factories
 from tests.standins.image_builder import image_builder as standin
 

@@ -13,11 +13,11 @@ from typing import Any
 import docker
 import pytest
 
-from pipeline import bib as pipeline_bib
-from pipeline.arch import Arch
-from pipeline.bib import DiskJob
-from pipeline.builders import Builder
-from pipeline.mediatypes import DiskFormat
+from pipeline.core.arch import Arch
+from pipeline.core.mediatypes import DiskFormat
+from pipeline.model import bib as pipeline_bib
+from pipeline.model.bib import DiskJob
+from pipeline.model.builders import Builder
 from tests.standins.image_builder import image_builder as standin
 from tests.support import judges
 from tests.support.containers import run_to_end
@@ -56,7 +56,7 @@ def run_builder(
     storage: bool = True,
     extra: tuple[str, ...] = (),
 ) -> tuple[int, str, str]:
-    """The pipeline's own invocation of TOOL (pipeline/builders.py), run through the SDK."""
+    """The pipeline's own invocation of TOOL (pipeline/model/builders.py), run through the SDK."""
     run = tool.run(
         DiskJob(
             builder_image=builder_image,

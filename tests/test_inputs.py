@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from pipeline import inputs
-from pipeline import mediatypes as mt
-from pipeline.arch import Arch
-from pipeline.digest import of_bytes
-from pipeline.errors import PipelineError
+from pipeline.core import mediatypes as mt
+from pipeline.core.arch import Arch
+from pipeline.core.digest import of_bytes
+from pipeline.core.errors import PipelineError
+from pipeline.publishing import inputs
 from pipeline.registry.client import FetchedManifest
 
 ARCHS = (Arch.AMD64, Arch.ARM64)
@@ -88,8 +88,8 @@ def test_a_new_version_of_the_code_is_a_new_input(tmp_path: Path) -> None:
     (copy / "__pycache__" / "inputs.cpython-311.pyc").write_bytes(b"not code that is read")
     live = inputs.pipeline_code()
     assert inputs.pipeline_code(copy) == live  # the same code anywhere, bytecode ignored
-    stage = copy / "stages" / "compress.py"
+    stage = copy / "publishing" / "stages" / "compress.py"
     stage.write_text(stage.read_text() + "\n# a new version of the code\n")
     assert inputs.pipeline_code(copy) != live
-    (copy / "schemas" / "arch-result.schema.json").write_text("{}")
+    (copy / "model" / "schemas" / "arch-result.schema.json").write_text("{}")
     assert inputs.pipeline_code(copy) != live

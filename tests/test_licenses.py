@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import release
-from pipeline.errors import UsageError
-from pipeline.plan import Provenance, release_annotations
+from pipeline.core.errors import UsageError
+from pipeline.model import release
+from pipeline.model.plan import Provenance, release_annotations
 from tests.factories import ROOT, manifest_data, write_manifest
 
 MANIFESTS = sorted((ROOT / "manifests").glob("*.yaml"))

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import lima_plugin
-from pipeline.arch import Arch
+from pipeline.consume import lima_plugin
+from pipeline.core.arch import Arch
 from tests.support.lima import LimaUser, make_lima_user
 from tests.support.registry import RunningRegistry
 from tests.test_boot_e2e import ARCH, Run, publish_ok

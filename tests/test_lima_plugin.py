@@ -24,9 +24,9 @@ import pytest
 import requests
 import yaml
 
-from pipeline import lima_plugin
-from pipeline.arch import Arch
-from pipeline.reference import parse_reference
+from pipeline.consume import lima_plugin
+from pipeline.core.arch import Arch
+from pipeline.core.reference import parse_reference
 from tests.support.lima import LimaUser, make_lima_user, plugin, user_plugin_dir
 from tests.support.workdirs import PublishedRelease, cli_env, published_release
 

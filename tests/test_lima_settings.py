@@ -1,4 +1,4 @@
-"""The release's own Lima settings travel in the release (pipeline/lima_settings.py): published as
+"""The release's own Lima settings travel in the release (model/lima_settings.py): published as
 index and manifest annotations, read back by `lima REF` and `boot REF`."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ import dataclasses
 
 import pytest
 
-from pipeline import lima_settings, plan, schemas
-from pipeline import mediatypes as mt
-from pipeline.arch import Arch
-from pipeline.digest import Blob
-from pipeline.errors import PipelineError
+from pipeline.core import mediatypes as mt
+from pipeline.core.arch import Arch
+from pipeline.core.digest import Blob
+from pipeline.core.errors import PipelineError
+from pipeline.model import lima_settings, plan, schemas
 from tests.factories import fedora
 
 PROVENANCE = plan.Provenance("2026-11-28T05:00:00Z", "0123456789abcdef0123456789abcdef01234567")

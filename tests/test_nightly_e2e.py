@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
-from pipeline import mediatypes as mt
-from pipeline import schemas
+from pipeline.core import mediatypes as mt
+from pipeline.model import schemas
 from tests.factories import ROOT
 from tests.support import oci_official, workflows
 from tests.support.faultproxy import FaultProxy

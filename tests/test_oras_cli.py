@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from pipeline import mediatypes as mt
-from pipeline.arch import Arch
+from pipeline.core import mediatypes as mt
+from pipeline.core.arch import Arch
 from tests.support import oci_official
 from tests.support.gotools import go_tool
 from tests.support.oci_push import push_manifest, push_seed_artifact

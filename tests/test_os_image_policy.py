@@ -2,7 +2,7 @@
 making containers/image in the guest verify the OS image's signature, and those very files, at
 their own paths inside the image, do: the image's own skopeo run (the sigstore-capable static
 skopeo, bind-mounted into a container of the built image) accepts the image once it is pushed
-and signed by pipeline/trust/sign.py, refuses an unsigned tag of the same repository, and still
+and signed by pipeline/publishing/sign.py, refuses an unsigned tag of the same repository, and still
 accepts an unsigned image of another repository (the distribution's rules are kept).
 
 Real Podman, a real registry on 127.0.0.1. The base stands in for fedora-bootc with the policy
@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.plan import Document
+from pipeline.model.plan import Document
+from pipeline.publishing.sign import sign_all
 from pipeline.registry.client import RegistryClient
 from pipeline.trust import containerpolicy
 from pipeline.trust.keys import load_signing_key
-from pipeline.trust.sign import sign_all
 from pipeline.trust.subjects import Subject
 from tests.factories import ROOT
 from tests.support.images import FakeBases

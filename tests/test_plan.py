@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import mediatypes as mt
-from pipeline import plan, schemas
-from pipeline.arch import Arch
-from pipeline.digest import Blob
-from pipeline.errors import PipelineError
+from pipeline.core import mediatypes as mt
+from pipeline.core.arch import Arch
+from pipeline.core.digest import Blob
+from pipeline.core.errors import PipelineError
+from pipeline.model import plan, schemas
 from tests.factories import fedora
 from tests.support import oci_official
 

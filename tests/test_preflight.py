@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import publish, release
-from pipeline.context import Context, Options
-from pipeline.plan import Provenance
-from pipeline.progress import Reporter
+from pipeline.core.progress import Reporter
+from pipeline.model import release
+from pipeline.model.plan import Provenance
+from pipeline.publishing import publish
+from pipeline.shared.context import Context, Options
 from tests.factories import manifest_data, write_manifest
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from pipeline.progress import Reporter
+from pipeline.core.progress import Reporter
 
 
 @pytest.mark.parametrize("live", [True, False])

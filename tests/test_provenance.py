@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import provenance
-from pipeline.errors import PipelineError, UsageError
+from pipeline.core.errors import PipelineError, UsageError
+from pipeline.model import provenance
 
 
 def _repo(path: Path) -> str:

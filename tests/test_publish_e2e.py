@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline import mediatypes as mt
-from pipeline import schemas
+from pipeline.core import mediatypes as mt
+from pipeline.model import schemas
 from tests.support import gotools, judges, oci_official
 from tests.support.images import FakeBases
 from tests.support.podman import PodmanService

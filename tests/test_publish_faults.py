@@ -30,9 +30,9 @@ from typing import Any
 
 import pytest
 
-from pipeline import cli
-from pipeline.arch import Arch
-from pipeline.mediatypes import EMPTY_JSON
+from pipeline.cli import main as cli
+from pipeline.core.arch import Arch
+from pipeline.core.mediatypes import EMPTY_JSON
 from pipeline.registry import RegistryClient
 from tests.factories import manifest_data, write_manifest
 from tests.support.clients import count_clients

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.arch import Arch
+from pipeline.core.arch import Arch
 from tests.support.published import Access, judge_index, snapshot, tags
 from tests.support.registry import RunningRegistry
 from tests.support.workdirs import (

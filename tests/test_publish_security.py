@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.arch import Arch
+from pipeline.core.arch import Arch
 from tests.support.faultproxy import FaultProxy
 from tests.support.published import Access, snapshot
 from tests.support.registry import RunningRegistry, start_registry

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.arch import Arch
+from pipeline.core.arch import Arch
 from tests.support.ecosystem import GHCR, QUAY, Profile, RegistryFront
 from tests.support.faultproxy import FaultProxy
 from tests.support.oci_push import push_manifest, push_seed_artifact, seed_manifest

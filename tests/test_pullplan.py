@@ -1,4 +1,4 @@
-"""Choosing what to pull (pipeline/pullplan.py): pure functions over fetched documents."""
+"""Choosing what to pull (pipeline/model/pullplan.py): pure functions over fetched documents."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from pipeline import mediatypes as mt
-from pipeline import plan
-from pipeline.arch import Arch
-from pipeline.digest import Blob
-from pipeline.errors import PipelineError
-from pipeline.pull import parse_platform
-from pipeline.pullplan import (
+from pipeline.consume.pull import parse_platform
+from pipeline.core import mediatypes as mt
+from pipeline.core.arch import Arch
+from pipeline.core.digest import Blob
+from pipeline.core.errors import PipelineError
+from pipeline.model import plan
+from pipeline.model.pullplan import (
     LAYER_MEDIA_TYPE,
     arch_release,
     choose_layer,

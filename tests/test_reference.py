@@ -6,8 +6,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from pipeline.errors import UsageError
-from pipeline.reference import Reference, is_loopback_registry, parse_reference
+from pipeline.core.errors import UsageError
+from pipeline.core.reference import Reference, is_loopback_registry, parse_reference
 
 DIGEST = "sha256:" + "ab" * 32
 

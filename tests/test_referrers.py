@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from pipeline.plan import Document
+from pipeline.model.plan import Document
 from pipeline.registry.client import RegistryClient
 from pipeline.trust import attestations, referrers
 from pipeline.trust.subjects import Subject

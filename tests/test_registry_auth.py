@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import UsageError
-from pipeline.mediatypes import EMPTY_DIGEST, EMPTY_JSON
+from pipeline.core.errors import UsageError
+from pipeline.core.mediatypes import EMPTY_DIGEST, EMPTY_JSON
 from pipeline.registry import OCI_MANIFEST, BlobAction, RegistryClient
 from pipeline.registry.credentials import Credentials, find_credentials
 from pipeline.registry.errors import RegistryError
@@ -352,7 +352,7 @@ def test_pull_from_a_token_registry_anonymous_when_public_else_with_credentials(
 ) -> None:
     """`pull` through docker-registry's own token auth: an anonymous token reads a public
     repository (ghcr.io/quay.io public images); a private one needs the credentials."""
-    from pipeline import zstdfile
+    from pipeline.core import zstdfile
     from tests.support.oci_push import seed_manifest
     from tests.support.workdirs import cli_env
 

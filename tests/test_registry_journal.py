@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import UsageError
+from pipeline.core.errors import UsageError
 from pipeline.registry import BlobAction, RegistryClient, UploadJournal
 from pipeline.registry.journal import may_record
 from pipeline.registry.uploads import CHUNK_SIZE_ENV, DEFAULT_CHUNK_SIZE, chunk_size_from_env

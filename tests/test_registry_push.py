@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import PipelineError, UsageError
+from pipeline.core.errors import PipelineError, UsageError
 from pipeline.registry import OCI_INDEX, OCI_MANIFEST, BlobAction, RegistryClient
 from pipeline.registry.errors import RegistryError
 from tests.support.registry import RunningRegistry

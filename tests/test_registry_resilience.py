@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 from pipeline.registry import OCI_MANIFEST, BlobAction, RegistryClient, RetryPolicy, Timeouts
 from pipeline.registry.errors import RegistryError
 from pipeline.registry.transport import ConnectionFailed

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.context import Options
-from pipeline.errors import UsageError
+from pipeline.core.errors import UsageError
 from pipeline.registry import BlobAction, RegistryClient, RetryPolicy
 from pipeline.registry.errors import RegistryError
 from pipeline.registry.transport import TrustAdapter
+from pipeline.shared.context import Options
 from tests.support.faultproxy import FaultProxy
 from tests.support.registry import RunningRegistry, start_registry
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.errors import UsageError
+from pipeline.core.errors import UsageError
 from pipeline.registry import RegistryClient, RetryPolicy
 from pipeline.registry.access import RegistryAccess
 from pipeline.registry.auth import Challenge, _scope_key, parse_challenge
@@ -341,7 +341,7 @@ def test_the_commands_make_registry_clients_in_one_place() -> None:
         for path in root.rglob("*.py")
         if re.search(r"\bRegistryClient\(\s*\w", path.read_text())
     )
-    assert makers == ["context.py"]
+    assert makers == ["shared/context.py"]
 
 
 def test_only_the_transport_opens_connections() -> None:

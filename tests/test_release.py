@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from pipeline import release, schemas
-from pipeline.arch import Arch
-from pipeline.errors import UsageError
+from pipeline.core.arch import Arch
+from pipeline.core.errors import UsageError
+from pipeline.model import release, schemas
 from tests.factories import ROOT, manifest_data, write_manifest
 
 

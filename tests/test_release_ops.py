@@ -3,7 +3,7 @@ CLI, judged by skopeo and curl: nothing a kept release needs is gone, everything
 had is gone, a dry run deletes nothing; promote re-uploads nothing and keeps release tags
 immutable.
 
-The releases are made the way publish makes them (pipeline/plan.py's exact documents) and
+The releases are made the way publish makes them (pipeline/model/plan.py's exact documents) and
 pushed with plain HTTP requests (tests/support/oci_push.py), with a cosign-style `.sig` tag and a
 referrers fallback index (`sha256-HEX`) as referrers. What prune deleted and kept is measured
 in bytes and written to $BOOTC_PIPELINE_PRUNE_FIGURES (default
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import mediatypes as mt
-from pipeline import plan
-from pipeline.arch import Arch
-from pipeline.digest import Blob, of_bytes
+from pipeline.core import mediatypes as mt
+from pipeline.core.arch import Arch
+from pipeline.core.digest import Blob, of_bytes
+from pipeline.model import plan
 from tests.factories import ROOT, fedora
 from tests.support import judges, oci_push
 from tests.support.registry import RunningRegistry

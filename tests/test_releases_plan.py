@@ -1,4 +1,4 @@
-"""Release operations planned as data (pipeline/releases_plan.py): what list shows, what prune
+"""Release operations planned as data (pipeline/model/releases_plan.py): what list shows, what prune
 deletes and keeps, what promote refuses."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline import mediatypes as mt
-from pipeline.errors import UsageError
-from pipeline.releases_plan import (
+from pipeline.core import mediatypes as mt
+from pipeline.core.errors import UsageError
+from pipeline.model.releases_plan import (
     Stored,
     StoredRelease,
     list_rows,

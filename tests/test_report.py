@@ -7,10 +7,10 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import lima_settings, plan, report
-from pipeline.arch import Arch
-from pipeline.digest import Blob
-from pipeline.published import ArchRelease, Published
+from pipeline.core.arch import Arch
+from pipeline.core.digest import Blob
+from pipeline.model import lima_settings, plan, report
+from pipeline.model.published import ArchRelease, Published
 from tests.factories import fedora
 
 PROV = plan.Provenance("2026-11-28T05:00:00Z", "abc")

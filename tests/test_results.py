@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import plan, results
-from pipeline.arch import Arch
-from pipeline.digest import Blob
-from pipeline.errors import UsageError
-from pipeline.mediatypes import OCI_MANIFEST
-from pipeline.plan import Document
-from pipeline.published import ArchRelease
+from pipeline.core.arch import Arch
+from pipeline.core.digest import Blob
+from pipeline.core.errors import UsageError
+from pipeline.core.mediatypes import OCI_MANIFEST
+from pipeline.model import plan, results
+from pipeline.model.plan import Document
+from pipeline.model.published import ArchRelease
 from tests.factories import fedora
 
 BOOT = {

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.arch import Arch
-from pipeline.engine import Engine
-from pipeline.stages import sbom as sbom_stage
-from pipeline.state import arch_dir
+from pipeline.core.arch import Arch
+from pipeline.publishing.stages import sbom as sbom_stage
+from pipeline.shared.engine import Engine
+from pipeline.shared.state import arch_dir
 from pipeline.trust import attestations
 from tests.support import gotools, oci_official
 from tests.support.images import FakeBases
@@ -46,7 +46,8 @@ def syft_spdx(source: str) -> bytes:
 def test_syft_reads_a_stand_in_image_the_engine_saves(
     podman: PodmanService, fake_bases: FakeBases, tmp_path: Path
 ) -> None:
-    """What the sbom stage runs (pipeline/stages/sbom.py), on the fedora stand-in's amd64 image."""
+    """What the sbom stage runs (publishing/stages/sbom.py), on the fedora stand-in's amd64
+    image."""
     engine = Engine.connect(podman.url)
     archive = engine.save_image(fake_bases.instance("fedora", "amd64"), tmp_path / "image.tar")
     argv = sbom_stage.syft_argv(gotools.go_tool("syft"), archive)

@@ -1,4 +1,4 @@
-"""One table of settings (pipeline/settings.py) drives argparse, the defaults of Options,
+"""One table of settings (pipeline/core/settings.py) drives argparse, the defaults of Options,
 RetryPolicy and Timeouts, and the README's list: none of them may say another default."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ import re
 
 import pytest
 
-from pipeline import cli, settings
-from pipeline.context import Options
+from pipeline.cli import main as cli
+from pipeline.core import settings
 from pipeline.registry.retry import RetryPolicy, Timeouts
+from pipeline.shared.context import Options
 from tests.factories import ROOT
 
 
@@ -51,6 +52,6 @@ def test_readme_lists_the_table() -> None:
     section = re.search(r"^## Settings\n(.*?)(?=^## )", readme, re.S | re.M)
     assert section, "README.md has no '## Settings' section"
     assert settings.markdown() in section.group(1), (
-        "README's list of settings differs from pipeline/settings.py: put "
-        "`python -m pipeline.settings`'s output into its 'Settings' section"
+        "README's list of settings differs from pipeline/core/settings.py: put "
+        "`python -m pipeline.core.settings`'s output into its 'Settings' section"
     )

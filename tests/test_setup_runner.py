@@ -15,8 +15,8 @@ import subprocess
 
 import pytest
 
-from pipeline.arch import Arch
 from pipeline.boot.machine import MACHINES
+from pipeline.core.arch import Arch
 from tests.factories import ROOT
 from tests.support import commands
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import lima_plugin
-from pipeline.arch import Arch
+from pipeline.consume import lima_plugin
+from pipeline.core.arch import Arch
 from pipeline.trust import simplesigning as ss
 from pipeline.trust.verify import PUBLIC_KEY_ENV
 from tests.support import gotools

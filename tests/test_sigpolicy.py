@@ -1,7 +1,7 @@
 """containers/image (what podman, skopeo and bootc pull with) verifies the signatures this project
 makes: `skopeo copy` under a policy.json requiring `sigstoreSigned` with `keyPath` for the
 repository and a registries.d with `use-sigstore-attachments: true` for it accepts an image
-signed by `pipeline/trust/sign.py` (the function publish uses), and refuses another key, a
+signed by `pipeline/publishing/sign.py` (the function publish uses), and refuses another key, a
 tampered signature or payload, a signature over another digest, and no signature.
 
 Formats: containers-policy.json(5) and containers-registries.d(5), containers/image

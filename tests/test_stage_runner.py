@@ -1,5 +1,5 @@
-"""The stage runner (pipeline/stages/runner.py): chained ids, the gate's record, what may run after
-what. Unit tier: stamps in a temporary work directory, no engine, no registry."""
+"""The stage runner (publishing/stages/runner.py): chained ids, the gate's record, what may run
+after what. Unit tier: stamps in a temporary work directory, no engine, no registry."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.arch import Arch
-from pipeline.errors import PipelineError
-from pipeline.stages import runner
-from pipeline.state import ArchDir, arch_dir
+from pipeline.core.arch import Arch
+from pipeline.core.errors import PipelineError
+from pipeline.publishing.stages import runner
+from pipeline.shared.state import ArchDir, arch_dir
 
 
 def _chain(tmp_path: Path) -> ArchDir:

@@ -21,7 +21,7 @@ from typing import Any
 import docker
 import pytest
 
-from pipeline import bib as pipeline_bib
+from pipeline.model import bib as pipeline_bib
 from tests.standins.bib import bootc_image_builder as bib
 from tests.support import judges
 from tests.support.containers import run_to_end

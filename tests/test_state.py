@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.arch import Arch
-from pipeline.state import arch_dir, inputs_key
+from pipeline.core.arch import Arch
+from pipeline.shared.state import arch_dir, inputs_key
 from tests.factories import ROOT
 
 

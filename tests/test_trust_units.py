@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import UsageError
-from pipeline.plan import Document
+from pipeline.core.errors import UsageError
+from pipeline.model.plan import Document
 from pipeline.registry.credentials import Credentials
 from pipeline.trust import attestations, keyless, keys, verify
 from pipeline.trust import simplesigning as ss

@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from pipeline import mediatypes as mt
-from pipeline import plan
-from pipeline.arch import Arch
-from pipeline.digest import Blob, of_bytes
+from pipeline.core import mediatypes as mt
+from pipeline.core.arch import Arch
+from pipeline.core.digest import Blob, of_bytes
+from pipeline.model import plan
 from pipeline.registry import RegistryClient
 from pipeline.registry.errors import RegistryError
 from tests.factories import ROOT, fedora

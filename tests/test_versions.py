@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import release, versions
-from pipeline.errors import UsageError
+from pipeline.core.errors import UsageError
+from pipeline.model import release
+from pipeline.publishing import versions
 from tests.factories import manifest_data, write_manifest
 
 NIGHTLY = {"version": "{base_major}.{date}.{n}", "tags": ["{version}"]}

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.arch import Arch
+from pipeline.core.arch import Arch
 from tests.factories import ROOT
 from tests.support import workflows
 from tests.support.gotools import go_tool

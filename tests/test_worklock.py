@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline import worklock
+from pipeline.core import worklock
 from tests.support.workdirs import (
     DiskCache,
     cli_env,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import zstdfile
-from pipeline.digest import Blob
-from pipeline.errors import PipelineError
+from pipeline.core import zstdfile
+from pipeline.core.digest import Blob
+from pipeline.core.errors import PipelineError
 
 
 def _sample(path: Path, size: int) -> None:
@@ -77,7 +77,7 @@ def test_memory_stays_bounded(tmp_path: Path) -> None:
     src = tmp_path / "big"
     _sample(src, 192 * 1024 * 1024)
     code = (
-        "import sys; from pathlib import Path; from pipeline import zstdfile; "
+        "import sys; from pathlib import Path; from pipeline.core import zstdfile; "
         "zstdfile.compress(Path(sys.argv[1]), Path(sys.argv[2]), level=3); "
         "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
     )
@@ -110,7 +110,7 @@ def test_full_disk_leaves_nothing_behind(tmp_path: Path) -> None:
 
 
 def test_streamed_digest_agrees_with_whole_bytes() -> None:
-    from pipeline import digest
+    from pipeline.core import digest
 
     data = b"abc" * 1000
     streamed = digest.Sha256()
@@ -122,8 +122,8 @@ def test_streamed_digest_agrees_with_whole_bytes() -> None:
 
 def _decompress_peak_mib(src: Path, dest: Path, packed: zstdfile.Compressed) -> float:
     code = (
-        "import sys; from pathlib import Path; from pipeline import zstdfile; "
-        "from pipeline.digest import Blob; "
+        "import sys; from pathlib import Path; from pipeline.core import zstdfile; "
+        "from pipeline.core.digest import Blob; "
         "zstdfile.decompress(Path(sys.argv[1]), Path(sys.argv[2]), "
         "compressed=Blob(sys.argv[3], int(sys.argv[4])), uncompressed=None); "
         "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"

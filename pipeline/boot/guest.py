@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.arch import Arch
 from pipeline.boot import checks as lima
 from pipeline.boot import firmware, seed, tools
 from pipeline.boot.machine import DISK_BYTES, MACHINES, BootPlan, kvm_usable, qemu_argv
 from pipeline.boot.tools import SFTP_SERVER
-from pipeline.errors import PipelineError
-from pipeline.progress import Reporter
+from pipeline.core.arch import Arch
+from pipeline.core.errors import PipelineError
+from pipeline.core.progress import Reporter
 
 GUEST_MOUNT = "/mnt/bootc-pipeline-host"
 COMMAND_SECONDS = 180.0  # one check over ssh

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.arch import Arch
+from pipeline.core.arch import Arch
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from pipeline.arch import Arch
 from pipeline.boot.machine import MACHINES
-from pipeline.errors import PipelineError
+from pipeline.core.arch import Arch
+from pipeline.core.errors import PipelineError
 
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 

@@ -5,7 +5,7 @@ profile: credentials, trust, plain HTTP; retry policy, auth, uploads, redaction)
 read and tested on its own.
 """
 
-from pipeline.mediatypes import OCI_INDEX, OCI_MANIFEST
+from pipeline.core.mediatypes import OCI_INDEX, OCI_MANIFEST
 from pipeline.registry.client import (
     BlobAction,
     BlobPushResult,

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import certifi
 
-from pipeline.errors import UsageError
-from pipeline.reference import is_loopback_registry
+from pipeline.core.errors import UsageError
+from pipeline.core.reference import is_loopback_registry
 from pipeline.registry.credentials import (
     Credentials,
     credentials_from_environment,

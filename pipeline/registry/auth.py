@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from pipeline.reference import is_loopback_registry
+from pipeline.core.reference import is_loopback_registry
 from pipeline.registry.credentials import ENV_PASSWORD, ENV_USERNAME, Credentials
 from pipeline.registry.errors import RegistryError, describe_response, where
 from pipeline.registry.redact import one_line, redact_url

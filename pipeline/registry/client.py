@@ -16,16 +16,16 @@ from pathlib import Path
 from typing import Any, overload
 from urllib.parse import quote, urljoin
 
-from pipeline.digest import of_bytes
-from pipeline.errors import PipelineError
-from pipeline.mediatypes import (
+from pipeline.core.digest import of_bytes
+from pipeline.core.errors import PipelineError
+from pipeline.core.mediatypes import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     MAX_MANIFEST_BYTES,
     OCI_INDEX,
     OCI_MANIFEST,
 )
-from pipeline.reference import is_digest, validate_digest, validate_tag
+from pipeline.core.reference import is_digest, validate_digest, validate_tag
 from pipeline.registry import downloads
 from pipeline.registry.access import RegistryAccess
 from pipeline.registry.credentials import Credentials

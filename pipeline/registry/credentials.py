@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pipeline.errors import PipelineError, UsageError
+from pipeline.core.errors import PipelineError, UsageError
 
 ENV_USERNAME = "BOOTC_PIPELINE_REGISTRY_USERNAME"
 ENV_PASSWORD = "BOOTC_PIPELINE_REGISTRY_PASSWORD"

@@ -24,7 +24,7 @@ from typing import IO
 
 import requests
 
-from pipeline.digest import Sha256
+from pipeline.core.digest import Sha256
 from pipeline.registry.errors import RegistryError, response_error, where
 from pipeline.registry.transport import (
     NETWORK_ERRORS,

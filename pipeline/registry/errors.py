@@ -11,7 +11,7 @@ import json
 
 import requests
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 from pipeline.registry.redact import one_line
 
 

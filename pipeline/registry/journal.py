@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from pipeline.errors import PipelineError
-from pipeline.files import atomic_write
+from pipeline.core.errors import PipelineError
+from pipeline.core.files import atomic_write
 
 log = logging.getLogger(__name__)
 

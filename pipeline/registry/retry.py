@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipeline import settings
+from pipeline.core import settings
 
 # 429 = rate limited, 5xx = the registry or a proxy in front of it is (maybe briefly) unwell.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})

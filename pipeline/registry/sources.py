@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 from typing import IO
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 # http.client reads the body in blocks of this size; the chunk itself is never held in memory.
 _READ_BLOCK = 1024 * 1024

@@ -20,8 +20,8 @@ import requests
 import requests.adapters
 import requests.utils
 
-from pipeline.errors import UsageError
-from pipeline.reference import is_loopback_registry, validate_registry
+from pipeline.core.errors import UsageError
+from pipeline.core.reference import is_loopback_registry, validate_registry
 from pipeline.registry.access import HostAccess, RegistryAccess, trust
 from pipeline.registry.auth import Authenticator
 from pipeline.registry.errors import RegistryError, where

@@ -33,7 +33,7 @@ from urllib.parse import quote, urljoin
 
 import requests
 
-from pipeline.errors import UsageError
+from pipeline.core.errors import UsageError
 from pipeline.registry.errors import (
     RegistryError,
     describe_response,

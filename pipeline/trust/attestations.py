@@ -4,7 +4,7 @@ it (or an SBOM) to the manifest it describes. Pure: exact bytes, nothing sent.
 The statement is in-toto Statement v1 with predicate `https://slsa.dev/provenance/v1`: its
 subjects are the signed subjects (pipeline/trust/subjects.py); `buildDefinition` holds the
 release's inputs record (base digests per architecture, the Containerfile's build-context hash,
-the release manifest's hash, the builder image and its digest: pipeline/inputs.py) and, in
+the release manifest's hash, the builder image and its digest: publishing/inputs.py) and, in
 GitHub Actions, the workflow run (`runDetails`). The envelope is DSSE v1: the signature is over
 PAE("DSSEv1", payloadType, payload), ECDSA P-256 as the cosign signatures are.
 """
@@ -17,9 +17,9 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipeline import mediatypes as mt
-from pipeline.digest import Blob, of_bytes
-from pipeline.plan import Document, Provenance
+from pipeline.core import mediatypes as mt
+from pipeline.core.digest import Blob, of_bytes
+from pipeline.model.plan import Document, Provenance
 from pipeline.trust.keys import SigningKey
 from pipeline.trust.subjects import Subject
 

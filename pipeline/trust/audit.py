@@ -18,7 +18,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 from pipeline.registry.client import RegistryClient
 from pipeline.trust import attestations, referrers
 from pipeline.trust import simplesigning as ss

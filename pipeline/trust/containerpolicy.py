@@ -19,7 +19,7 @@ the policy on OpenImage: skopeo cmd/skopeo/proxy.go, protocol 0.2.6) pull with. 
   which containers/image does not look for the `sha256-HEX.sig` tag and finds no signature.
   One file per scope: the page forbids the same scope in two files.
 
-Nothing here reads the image or talks to an engine (pipeline/stages/build.py does that).
+Nothing here reads the image or talks to an engine (pipeline/publishing/stages/build.py does that).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 POLICY_PATH = "/etc/containers/policy.json"
 REGISTRIES_D = "/etc/containers/registries.d"

@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from pipeline.errors import UsageError
+from pipeline.core.errors import UsageError
 
 KEY_ENV = "BOOTC_PIPELINE_SIGNING_KEY"
 PASSWORD_ENV = "BOOTC_PIPELINE_SIGNING_PASSWORD"

@@ -20,10 +20,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline import mediatypes as mt
-from pipeline.digest import of_bytes
-from pipeline.errors import PipelineError
-from pipeline.plan import Document
+from pipeline.core import mediatypes as mt
+from pipeline.core.digest import of_bytes
+from pipeline.core.errors import PipelineError
+from pipeline.model.plan import Document
 from pipeline.registry.client import RegistryClient
 from pipeline.trust import attestations
 from pipeline.trust.subjects import Subject

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline import mediatypes as mt
-from pipeline.digest import Blob, of_bytes
-from pipeline.errors import PipelineError
-from pipeline.plan import Document
+from pipeline.core import mediatypes as mt
+from pipeline.core.digest import Blob, of_bytes
+from pipeline.core.errors import PipelineError
+from pipeline.model.plan import Document
 
 PAYLOAD_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.plan import Document
-from pipeline.published import ArchRelease
+from pipeline.model.plan import Document
+from pipeline.model.published import ArchRelease
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.errors import PipelineError, UsageError
-from pipeline.progress import Reporter
+from pipeline.core.errors import PipelineError, UsageError
+from pipeline.core.progress import Reporter
 from pipeline.registry.client import RegistryClient
 from pipeline.registry.errors import where
 from pipeline.trust import simplesigning as ss

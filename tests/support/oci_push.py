@@ -14,7 +14,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from pipeline import mediatypes as mt
+from pipeline.core import mediatypes as mt
 
 TIMEOUT_SECONDS = 30
 SEED_ARTIFACT_TYPE = "application/vnd.unknown.artifact.v1"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import mediatypes as mt
+from pipeline.core import mediatypes as mt
 from tests.support import judges
 
 TIMEOUT_SECONDS = 60

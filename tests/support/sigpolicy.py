@@ -25,10 +25,10 @@ from typing import Any
 
 import pytest
 
-from pipeline import mediatypes as mt
-from pipeline.plan import Document
+from pipeline.core import mediatypes as mt
+from pipeline.model.plan import Document
+from pipeline.publishing import sign
 from pipeline.registry.client import RegistryClient
-from pipeline.trust import sign
 from pipeline.trust.keys import load_signing_key
 from pipeline.trust.subjects import Subject
 from tests.support import gotools
@@ -135,7 +135,7 @@ def digest_ref(body: dict[str, object]) -> str:
 
 
 def sign_image(image: Pushed, key: KeyPair) -> list[sign.Signed]:
-    """Sign with the function publish uses (pipeline/trust/sign.py `sign_all`)."""
+    """Sign with the function publish uses (pipeline/publishing/sign.py `sign_all`)."""
     signing = load_signing_key(key.private)
     assert signing is not None
     with RegistryClient(image.host, plain_http=True) as client:

@@ -1,10 +1,10 @@
 """Synthetic work directories the push stage accepts, without a container engine.
 
 For each architecture it writes what the build and compress stages would have left behind
-(pipeline/state.py): a `build` stamp (image tag, id and base digest, as
+(pipeline/shared/state.py): a `build` stamp (image tag, id and base digest, as
 `stages.build.built_image(..., in_engine=False)` reads them) and a `compress` stamp pointing at a
 real `.qcow2.zst`: a qcow2 made by `qemu-img convert` from seeded pseudo-random bytes (so it is
-incompressible and the same on every run), compressed by `pipeline.zstdfile.compress`. Equal
+incompressible and the same on every run), compressed by `pipeline.core.zstdfile.compress`. Equal
 seeds give byte-identical disks, hence equal digests across work directories.
 """
 
@@ -23,10 +23,11 @@ from typing import Any
 
 import pytest
 
-from pipeline import release, zstdfile
-from pipeline.arch import Arch
-from pipeline.digest import Blob
-from pipeline.state import arch_dir, inputs_key
+from pipeline.core import zstdfile
+from pipeline.core.arch import Arch
+from pipeline.core.digest import Blob
+from pipeline.model import release
+from pipeline.shared.state import arch_dir, inputs_key
 from tests.factories import ROOT
 from tests.support.faultproxy import FaultProxy
 from tests.support.registry import RegistryKind, RunningRegistry, start_registry

@@ -1117,7 +1117,7 @@ def make_disk(req: DiskRequest, progress: Progress) -> None:
         )
         cmdline = " ".join(filter(None, ["root=LABEL=root rw", config.kernel_append]))
         # The stages of a bootc qcow2 build, in bib's order (osbuild/images at commit
-        # 1146ec23cd9c5d4b8d161bde7f0827f8da7c8ded; pipeline/bib.py qcow2_stages has the sources).
+        # 1146ec23cd9c5d4b8d161bde7f0827f8da7c8ded; model/bib.py qcow2_stages has the sources).
         build_stages = [
             Stage("org.osbuild.container-deploy", {"image": opts.image, "layers": len(layers)}),
             Stage(

@@ -3,7 +3,7 @@
 
 The real container (ghcr.io/osbuild/image-builder-cli) cannot be pulled here. This script
 honours the part of its contract the pipeline uses, as read from osbuild/image-builder at commit
-a1f35083b02774adbd51da7e96494c56ef1323ee (pipeline/image_builder.py names the files):
+a1f35083b02774adbd51da7e96494c56ef1323ee (pipeline/model/image_builder.py names the files):
 
 - `image-builder build [flags] IMAGE_TYPE` (cobra: exactly one argument, unknown flags refused
   as `unknown flag: --X`), with `--bootc-ref`, `--bootc-default-fs`, `--arch`, `--blueprint`

@@ -1,0 +1,1 @@
+"""The command line: argparse over the settings table and one function per command."""
