@@ -2,8 +2,9 @@
 making containers/image in the guest verify the OS image's signature, and those very files, at
 their own paths inside the image, do: the image's own skopeo run (the sigstore-capable static
 skopeo, bind-mounted into a container of the built image) accepts the image once it is pushed
-and signed by pipeline/publishing/sign.py, refuses an unsigned tag of the same repository, and still
-accepts an unsigned image of another repository (the distribution's rules are kept).
+and signed by pipeline/publishing/sign.py, refuses an unsigned tag of the same repository, and
+still accepts an unsigned image of another repository (the distribution's rules are kept);
+skopeo's image proxy, the call bootc makes, run in the same container, accepts and refuses alike.
 
 Real Podman, a real registry on 127.0.0.1. The base stands in for fedora-bootc with the policy
 fedora-bootc ships: containers-common's `default-policy.json` and its registries.d entry for
@@ -34,7 +35,7 @@ from tests.support.images import FakeBases
 from tests.support.keys import KeyPair, make_key_pair
 from tests.support.podman import PodmanService
 from tests.support.registry import RunningRegistry
-from tests.support.sigpolicy import push_image, skopeo_binary
+from tests.support.sigpolicy import proxy_open_in, push_image, skopeo_binary
 
 pytestmark = pytest.mark.integration
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
@@ -110,6 +111,15 @@ def _judge(podman: PodmanService, image: str, reference: str) -> subprocess.Comp
     )  # fmt: skip
 
 
+def _proxy(podman: PodmanService, image: str, reference: str) -> dict[str, Any]:
+    """skopeo's image proxy (the call bootc makes) inside a container of IMAGE."""
+    launcher = podman.argv(
+        "run", "--rm", "--network=host", "--preserve-fds=1",
+        "-v", f"{skopeo_binary()}:{JUDGE}:ro", image,
+    )  # fmt: skip
+    return proxy_open_in(launcher, JUDGE, reference, podman.env)
+
+
 def test_the_os_image_carries_a_policy_that_verifies_it(
     podman: PodmanService,
     fake_bases: FakeBases,
@@ -153,6 +163,7 @@ def test_the_os_image_carries_a_policy_that_verifies_it(
         sign_all(client, [subject], signing)
     accepted = _judge(podman, tag, f"{scope}:40")
     assert accepted.returncode == 0, accepted.stderr.decode()[-2000:]
+    assert _proxy(podman, tag, f"{scope}:40")["success"] is True
 
     # an unsigned image under the OS image's repository is refused ...
     push_image(registry.host, f"{repository_name}-os", "41")
@@ -162,6 +173,9 @@ def test_the_os_image_carries_a_policy_that_verifies_it(
         b"Source image rejected: A signature was required, but no signature exists"
         in refused.stderr
     ), refused.stderr
+    opened = _proxy(podman, tag, f"{scope}:41")
+    assert opened == opened | {"success": False}
+    assert opened["error"] == "A signature was required, but no signature exists"
     # ... and an unsigned image of another repository is not: the default still holds
     other = push_image(registry.host, f"{repository_name}-other", "1")
     elsewhere = _judge(podman, tag, f"{other.name}:1")

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
 import subprocess
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,19 +169,43 @@ def proxy_open(reference: str, *, policy: Path, registries_d: Path) -> dict[str,
     top-level manifest, the index (skopeo cmd/skopeo/proxy.go `OpenImage`, protocol 0.2.6),
     where `skopeo copy` of one platform checks the instance it copies (containers/image
     copy/single.go). The JSON reply: `success`, and `error` when it refused."""
+    options = [skopeo_binary(), "--policy", str(policy), "--registries.d", str(registries_d)]
+    return _proxy(lambda fd: options, reference, env=None, fd_inside=None)
+
+
+def proxy_open_in(
+    launcher: list[str], skopeo_inside: str, reference: str, env: dict[str, str]
+) -> dict[str, Any]:
+    """The same call made by SKOPEO_INSIDE run by LAUNCHER (`podman run --preserve-fds 1 ...
+    IMAGE`, the socket as fd 3 inside), with the image's own policy.json and registries.d."""
+    return _proxy(lambda fd: [*launcher, skopeo_inside], reference, env=env, fd_inside=3)
+
+
+def _proxy(
+    command: Callable[[int], list[str]], reference: str, *, env: dict[str, str] | None,
+    fd_inside: int | None,
+) -> dict[str, Any]:  # fmt: skip
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    argv = [
-        skopeo_binary(), "--policy", str(policy), "--registries.d", str(registries_d),
-        "experimental-image-proxy", "--sockfd", str(child.fileno()), "--tls-verify=false",
-    ]  # fmt: skip
-    proc = subprocess.Popen(argv, pass_fds=[child.fileno()], stderr=subprocess.PIPE)
+    fd = fd_inside if fd_inside is not None else child.fileno()
+    argv = [*command(fd), "experimental-image-proxy", "--sockfd", str(fd), "--tls-verify=false"]
+    theirs = child.fileno()
+    proc = subprocess.Popen(
+        argv,
+        pass_fds=[fd],
+        env=env,
+        stderr=subprocess.PIPE,
+        # the socket at the fd number the launcher passes on (podman --preserve-fds: 3)
+        preexec_fn=(lambda: os.dup2(theirs, fd)) if fd != theirs else None,
+    )
     child.close()
     parent.settimeout(TIMEOUT)
     try:
         replies = []
         for method, args in (("Initialize", []), ("OpenImage", [f"docker://{reference}"])):
             parent.sendall(json.dumps({"method": method, "args": args}).encode())
-            replies.append(json.loads(parent.recv(1 << 20)))
+            data = parent.recv(1 << 20)
+            assert data, f"the proxy closed its socket: {argv}"
+            replies.append(json.loads(data))
         assert replies[0]["success"], replies[0]
         opened: dict[str, Any] = replies[1]
         return opened
