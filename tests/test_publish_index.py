@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.boot import checks as lima_checks
+from pipeline.boot.guest import BootResult
 from pipeline.core.arch import Arch
+from pipeline.publishing.stages import runner
+from pipeline.shared.state import arch_dir
 from tests.support.published import Access, judge_index, snapshot, tags
 from tests.support.registry import RunningRegistry
 from tests.support.workdirs import (
@@ -144,3 +148,63 @@ def test_join_refuses_results_that_do_not_belong_together(
     tampered.write_text(json.dumps(data | {"manifest": data["manifest"] | {"size": 1}}))
     proc = run_push(_index_argv(registry.host, manifest, tmp_path / "j4", tampered), env)
     assert proc.returncode == 2 and "manifest.data hashes to" in proc.stderr
+
+
+def _boot_record(ok: bool) -> dict[str, object]:
+    """A boot check's record as the boot stage stamps it (BootResult.to_dict), passed or not."""
+    check = lima_checks.CheckResult("lima-tools", ok, "all there" if ok else "missing: sshfs")
+    result = BootResult(AMD64, "OVMF", "tcg", True, 81.0, [check])
+    return result.to_dict()
+
+
+def test_the_join_refuses_results_whose_boot_did_not_pass(
+    registry: RunningRegistry, tmp_path: Path
+) -> None:
+    """Real result files from `push` (amd64 past a passed boot check, arm64 past a recorded
+    --skip-boot): a result whose boot record failed, is missing, says other than its manifest's
+    boot-check annotation or is a skip nobody recorded is refused, one line naming the file and
+    the architecture, exit 2, nothing tagged; the pass and the recorded skip are joined."""
+    cache, access, env = _parts(registry, tmp_path)
+    repo = "gated/fedora-bootc-lima"
+    manifest = manifest_for(tmp_path, repo)
+    amd = make_workdir(tmp_path / "amd", cache, archs=(AMD64,), seeds=SEEDS)
+    directory = arch_dir(amd.root, amd.variant, AMD64)
+    runner.record(directory, runner.GATE, runner.gate_id(directory), _boot_record(True))
+    proc = run_push(
+        push_argv(amd, registry.host, "--arch", "amd64", manifest=manifest, skip_boot=False), env
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    arm = make_workdir(tmp_path / "arm", cache, archs=(ARM64,), seeds=SEEDS)
+    proc = run_push(push_argv(arm, registry.host, "--arch", "arm64", manifest=manifest), env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    passed, skipped = amd.variant_dir / "result-amd64.json", arm.variant_dir / "result-arm64.json"
+    assert json.loads(passed.read_text())["boot"] == _boot_record(True)
+    assert json.loads(skipped.read_text())["boot"] == {"skipped": True, "reason": "--skip-boot"}
+
+    data = json.loads(passed.read_text())
+    refused = {
+        "has no boot record": {k: v for k, v in data.items() if k != "boot"},
+        "failed its boot check (not run)": data | {"boot": {"skipped": True, "reason": "not run"}},
+        "boot record says skipped, its manifest says org.bootc-pipeline.boot-check=passed": data
+        | {"boot": {"skipped": True, "reason": "--skip-boot"}},
+        "failed its boot check (lima-tools: missing: sshfs)": data | {"boot": _boot_record(False)},
+    }
+    for n, (expected, body) in enumerate(refused.items()):
+        bad = tmp_path / f"bad-{n}" / "result-amd64.json"
+        bad.parent.mkdir()
+        bad.write_text(json.dumps(body))
+        join = tmp_path / f"join-{n}"
+        proc = run_push(_index_argv(registry.host, manifest, join, bad, skipped), env)
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        (line,) = error_lines(proc.stderr)
+        assert f"{bad}: the amd64 disk" in line and expected in line, line
+        assert tags(access, repo) == []
+        assert not (join / "fedora-40" / "release-report.json").exists()
+
+    join = tmp_path / "join"
+    proc = run_push(_index_argv(registry.host, manifest, join, passed, skipped), env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((join / "fedora-40" / "release-report.json").read_text())
+    assert report["boot"] == {"amd64": _boot_record(True), "arm64": json.loads(
+        skipped.read_text())["boot"]}  # fmt: skip
+    assert set(tags(access, repo)) == {"40", "40.1.0", "latest"}

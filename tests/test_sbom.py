@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.core.arch import Arch
+from pipeline.publishing.stages import runner
 from pipeline.publishing.stages import sbom as sbom_stage
 from pipeline.shared.engine import Engine
 from pipeline.shared.state import arch_dir
@@ -72,7 +73,8 @@ def test_sbom_is_a_referrer_of_each_disk_manifest(
         directory = arch_dir(work.root, work.variant, arch)
         image = (directory.load_stamp("build") or {})["id"]
         (directory.root / sbom_stage.SBOM_NAME).write_bytes(spdx)
-        directory.save_stamp("sbom", image, {"image": image, "path": "sbom.spdx.json"})
+        stage_id = runner.chained_id(directory, "sbom", {"image": image})
+        runner.record(directory, "sbom", stage_id, {"image": image, "path": "sbom.spdx.json"})
     argv = push_argv(work, any_registry.host, manifest=manifest_for(tmp_path, repository_name))
     done = run_push(argv, cli_env(tmp_path / "home", chunk_size=1 << 20))
     assert done.returncode == 0, done.stderr[-3000:]

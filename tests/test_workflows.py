@@ -62,9 +62,34 @@ def test_every_step_is_make_or_the_cli_and_actions_are_pinned() -> None:
             else:
                 assert RUN.match(step["run"]), (path.name, job, step["run"])
     assert [s["run"] for _, s in workflows.steps(workflows.workflow("ci.yml")) if "run" in s] == [
-        "sudo .ci/run"
+        ".ci/run"
     ]
     assert "bash scripts/setup-debian.sh" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_ci_runs_the_debian_setup_on_debian_12_as_root() -> None:
+    """.ci/run is the README's two commands for a fresh Debian 12 machine as root: the job runs
+    in a Debian 12 container (not on the Ubuntu runner, where setup-debian.sh's docker.io would
+    fight the runner's Docker), privileged (rootful Podman, binfmt_misc, /dev/kvm), as root
+    (no sudo there), with the Go the set-up's tool builds need on PATH, and git before the
+    checkout (so it is a clone the tests can read the revision of)."""
+    (job,) = workflows.workflow("ci.yml")["jobs"].values()
+    container = job["container"]
+    assert container["image"].split(":")[1].startswith("bookworm")  # Debian 12
+    assert container["options"].split() == ["--privileged"]
+    # overlay storage (Podman's graph root under the test root, /var/tmp; skopeo's under /tmp)
+    # cannot sit on the container's overlayfs: those are volumes on the runner's disk
+    assert {"/var/tmp", "/tmp"} <= set(container["volumes"])
+    steps = [s.get("uses", s.get("run", "")) for s in job["steps"]]
+    assert steps[0].startswith("actions/checkout@") and steps[-1] == ".ci/run"
+    (go,) = [s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-go@")]
+    setup = (ROOT / "scripts" / "setup-debian.sh").read_text()
+    assert (
+        "command -v go" in setup
+        and "GOTOOLCHAIN=local" in (ROOT / "scripts" / "go-tools.sh").read_text()
+    )  # the set-up builds with the Go on PATH, and no other
+    wanted = re.search(r"\(Go (\d+\.\d+) builds the test tools\)", setup)
+    assert wanted and go["with"]["go-version"] == wanted.group(1)
 
 
 def test_nightly_workflow_shape() -> None:

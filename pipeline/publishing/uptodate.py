@@ -5,6 +5,8 @@ from __future__ import annotations
 from pipeline.core import mediatypes as mt
 from pipeline.model import plan, results
 from pipeline.model.plan import Provenance
+from pipeline.model.published import ArchRelease
+from pipeline.publishing.stages import runner
 from pipeline.shared import readback
 from pipeline.shared.context import Context
 
@@ -45,6 +47,12 @@ def up_to_date(ctx: Context, provenance: Provenance) -> bool:
     archs = readback.arch_releases(client, repo, index, ctx.archs)
     if archs is None:
         return False
+    boots = {a.arch: runner.published_record(_boot_check(a)) for a in archs}
+    if None in boots.values():  # the join refuses a result without its boot record
+        ctx.reporter.info(
+            f"{ctx.target.name}:{tags[0]} does not say how its disks passed the boot gate: building"
+        )
+        return False
     version = index.annotations.get(mt.ANN_VERSION, "?")
     ctx.reporter.info(
         f"up to date: {ctx.target.name}:{tags[0]} is release {version} ({current}), made from "
@@ -53,9 +61,19 @@ def up_to_date(ctx: Context, provenance: Provenance) -> bool:
     for arch_release in archs:
         arch = arch_release.arch
         result = results.ArchResult(
-            ctx.release.variant, ctx.target.name, index.annotations, arch_release, {}
+            ctx.release.variant,
+            ctx.target.name,
+            index.annotations,
+            arch_release,
+            {},
+            boots[arch],
         )
         path = ctx.variant_dir / results.file_name(arch)
         results.write(path, result)
         ctx.reporter.info(f"result: {path} (the published {arch.value} manifest)")
     return True
+
+
+def _boot_check(release: ArchRelease) -> str | None:
+    found = (release.manifest.json().get("annotations") or {}).get(mt.ANN_BOOT_CHECK)
+    return found if isinstance(found, str) else None

@@ -27,6 +27,7 @@ from pipeline.core import zstdfile
 from pipeline.core.arch import Arch
 from pipeline.core.digest import Blob
 from pipeline.model import release
+from pipeline.publishing.stages import runner
 from pipeline.shared.state import arch_dir, inputs_key
 from tests.factories import ROOT
 from tests.support.faultproxy import FaultProxy
@@ -122,29 +123,26 @@ def make_workdir(
         dest = directory.root / f"{layer_name}-{arch.value}.qcow2.zst"
         shutil.copyfile(source.path, dest)
         image_id = "sha256:" + inputs_key({"synthetic-image": seeds[arch], "arch": arch.value})
-        directory.save_stamp(
-            "build",
-            image_id,
-            {
+        # the stamps the stages leave, written by their runner (pipeline/stages/runner.py)
+        stamps: dict[str, dict[str, Any]] = {
+            "build": {
                 "tag": f"localhost/bootc-pipeline/{variant}:synthetic-{arch.value}",
                 "id": image_id,
                 "base_digest": "sha256:" + inputs_key({"synthetic-base": arch.value}),
             },
-        )
-        disk_key = inputs_key({"synthetic-disk": seeds[arch], "image": image_id})
-        synthetic = {"path": "(synthetic: no qcow2 kept)", "size": 0}
-        directory.save_stamp("disk", disk_key, synthetic, after=image_id)
-        directory.save_stamp(
-            "compress",
-            inputs_key({"disk": disk_key, "level": level}),
-            {
+            "disk": {"path": "(synthetic: no qcow2 kept)", "size": 0},
+            "compress": {
                 "path": str(dest),
                 "level": level,
                 "uncompressed": source.uncompressed.__dict__,
                 "compressed": source.compressed.__dict__,
             },
-            after=disk_key,
-        )
+        }
+        for stage, outputs in stamps.items():
+            stage_id = runner.chained_id(
+                directory, stage, {"synthetic": seeds[arch], "layer": source.compressed.digest}
+            )
+            runner.record(directory, stage, stage_id, outputs)
         disks[arch] = Disk(dest, source.compressed, source.uncompressed)
     return Workdir(root, variant, disks)
 

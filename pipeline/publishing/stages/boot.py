@@ -58,23 +58,22 @@ def boot(ctx: Context, arch: Arch) -> BootResult | None:
     """Boot ARCH's compressed disk from the work directory; PipelineError if it fails. The
     result, pass or failure, is the gate's record for this disk (publishing/stages/runner.py):
     a disk that passed and did not change is not booted again (None then)."""
-    directory = ctx.arch_dir(arch)
     disk = compressed_disk(ctx, arch)
-    gate = runner.gate_id(directory)
-    if runner.reusable(directory, runner.GATE, gate) is not None:
-        ctx.reporter.info(
-            f"    {arch.value}: this disk passed its boot check already, not rebooted"
+    booted: list[BootResult] = []
+
+    def act() -> dict[str, Any]:
+        result = boot_compressed(
+            disk,
+            arch,
+            boot_work(ctx, arch),
+            install_prefix=ctx.release.guest_install_prefix,
+            reporter=ctx.reporter,
         )
-        return None
-    result = boot_compressed(
-        disk,
-        arch,
-        boot_work(ctx, arch),
-        install_prefix=ctx.release.guest_install_prefix,
-        reporter=ctx.reporter,
-    )
-    runner.record(directory, runner.GATE, gate, result.to_dict())
-    return fail_if_bad(result, ctx.reporter)
+        booted.append(result)
+        return result.to_dict()
+
+    ran = runner.run(ctx.arch_dir(arch), runner.GATE, {}, act, reporter=ctx.reporter)
+    return None if ran.reused else fail_if_bad(booted[0], ctx.reporter)
 
 
 def recorded(ctx: Context, arch: Arch) -> dict[str, Any] | None:

@@ -61,7 +61,7 @@ def build(ctx: Context, arch: Arch, base_digest: str | None = None) -> BuiltImag
     base = inputs.pinned_base(release.base, base_digest)
     context = release.containerfile.parent
     trust = trust_inputs(ctx)
-    stage_inputs: dict[str, Any] = {
+    inputs_of_build: dict[str, Any] = {
         "base": base,
         "baseDigest": base_digest,
         "containerfile": release.containerfile.relative_to(context).as_posix(),
@@ -70,45 +70,53 @@ def build(ctx: Context, arch: Arch, base_digest: str | None = None) -> BuiltImag
         "platform": arch.platform,
     }
     if trust is not None:  # only then: the ids of releases without `trust` stay as they were
-        stage_inputs["trust"] = {"scope": trust[0], "publicKey": of_bytes(trust[1]).digest}
-    stage_id = runner.chained_id(directory, "build", stage_inputs)
-    reused = runner.reusable(directory, "build", stage_id)
-    if reused is not None:
+        inputs_of_build["trust"] = {"scope": trust[0], "publicKey": of_bytes(trust[1]).digest}
+
+    def still_in_engine(outputs: dict[str, Any]) -> bool:
         facts = engine.inspect(tag)
-        if facts is not None and facts.id == reused.get("id"):
-            ctx.reporter.info(f"    {arch.value}: {tag} unchanged since the last run")
-            return BuiltImage(**reused)
-    if not inputs.engine_only(release.base):
-        # the base's registry gets its own access: plain HTTP only where it is loopback too
-        access = ctx.options.access(ctx.target.registry, publishing=True)
-        plain = access.host(parse_reference(release.base).registry).plain_http
-        engine.ensure_pinned(base, arch, tls_verify=not plain, on_line=ctx.reporter.detail)
-    facts = engine.build(
-        context=context,
-        containerfile=release.containerfile,
-        tag=tag,
-        arch=arch,
-        buildargs={"BASE": base},
-        on_line=ctx.reporter.detail,
-    )
-    if facts.labels.get(BOOTC_LABEL) != "1":
-        raise PipelineError(
-            f"{tag} has no label {BOOTC_LABEL}=1: bootc-image-builder would refuse it",
-            hint=f"keep `LABEL {BOOTC_LABEL}=1` in {release.containerfile.name}",
+        return facts is not None and facts.id == outputs.get("id")
+
+    def act() -> dict[str, Any]:
+        if not inputs.engine_only(release.base):
+            # the base's registry gets its own access: plain HTTP only where it is loopback too
+            access = ctx.options.access(ctx.target.registry, publishing=True)
+            plain = access.host(parse_reference(release.base).registry).plain_http
+            engine.ensure_pinned(base, arch, tls_verify=not plain, on_line=ctx.reporter.detail)
+        facts = engine.build(
+            context=context,
+            containerfile=release.containerfile,
+            tag=tag,
+            arch=arch,
+            buildargs={"BASE": base},
+            on_line=ctx.reporter.detail,
         )
-    if inputs.engine_only(release.base):  # built by name: it must still be the recorded image
-        now = engine.base_digest(release.base, arch)
-        if now != base_digest:
+        if facts.labels.get(BOOTC_LABEL) != "1":
             raise PipelineError(
-                f"the base {release.base} for {arch.value} is {now} in {engine.name}, not the "
-                f"{base_digest} its inputs recorded: it changed during the run",
-                hint="run the build again",
+                f"{tag} has no label {BOOTC_LABEL}=1: bootc-image-builder would refuse it",
+                hint=f"keep `LABEL {BOOTC_LABEL}=1` in {release.containerfile.name}",
             )
-    if trust is not None:
-        facts = add_trust_files(ctx, arch, tag, *trust)
-    built = BuiltImage(tag=tag, id=facts.id, base_digest=base_digest)
-    runner.record(directory, "build", stage_id, dataclasses.asdict(built))
-    return built
+        if inputs.engine_only(release.base):  # built by name: it must still be the recorded one
+            now = engine.base_digest(release.base, arch)
+            if now != base_digest:
+                raise PipelineError(
+                    f"the base {release.base} for {arch.value} is {now} in {engine.name}, not "
+                    f"the {base_digest} its inputs recorded: it changed during the run",
+                    hint="run the build again",
+                )
+        if trust is not None:
+            facts = add_trust_files(ctx, arch, tag, *trust)
+        return dataclasses.asdict(BuiltImage(tag=tag, id=facts.id, base_digest=base_digest))
+
+    ran = runner.run(
+        directory,
+        "build",
+        inputs_of_build,
+        act,
+        reporter=ctx.reporter,
+        kept=still_in_engine,
+        shown=tag,
+    )
+    return BuiltImage(**ran.outputs)
 
 
 def os_image_repository(ctx: Context) -> str:
@@ -166,14 +174,7 @@ def add_trust_files(ctx: Context, arch: Arch, tag: str, scope: str, pem: bytes) 
 def built_image(ctx: Context, arch: Arch, *, in_engine: bool = True) -> BuiltImage:
     """The last build's image for `arch`; with `in_engine`, checked to still be in the engine
     (bib needs the image itself; the push stage only its recorded facts)."""
-    directory = ctx.arch_dir(arch)
-    stamp = directory.load_stamp("build")
-    if stamp is None:
-        raise PipelineError(
-            f"no build of {ctx.release.variant} for {arch.value} in {directory.root}",
-            hint="run `bootc-pipeline build` first",
-        )
-    built = BuiltImage(**stamp)
+    built = BuiltImage(**runner.require(ctx.arch_dir(arch), "build", ctx.release.variant))
     if not in_engine:
         return built
     facts = ctx.engine.inspect(built.tag)

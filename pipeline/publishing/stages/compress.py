@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pipeline.core import zstdfile
 from pipeline.core.arch import Arch
@@ -17,32 +18,41 @@ def compress(ctx: Context, arch: Arch) -> zstdfile.Compressed:
     directory = ctx.arch_dir(arch)
     source = built_disk(ctx, arch)
     level = ctx.release.zstd_level
-    key = runner.chained_id(directory, "compress", {"level": level})
     dest = directory.root / ctx.release.layer_title(arch)
-    reused = _from_stamp(directory.load_stamp("compress", key))
-    if reused is not None and reused.path == dest:
-        ctx.reporter.info(f"    {arch.value}: {dest.name} unchanged since the last run")
-        return reused
-    total = source.stat().st_size
-    with ctx.reporter.transfer(f"{arch.value}: zstd -{level}", total) as advance:
-        result = zstdfile.compress(source, dest, level=level, progress=advance)
-    ratio = result.compressed.size / result.uncompressed.size if result.uncompressed.size else 0
-    ctx.reporter.info(
-        f"    {arch.value}: {result.uncompressed.size} -> {result.compressed.size} bytes "
-        f"(ratio {ratio:.3f})"
-    )
-    runner.record(
-        directory,
-        "compress",
-        key,
-        {
+
+    def act() -> dict[str, Any]:
+        total = source.stat().st_size
+        with ctx.reporter.transfer(f"{arch.value}: zstd -{level}", total) as advance:
+            result = zstdfile.compress(source, dest, level=level, progress=advance)
+        ratio = result.compressed.size / result.uncompressed.size if result.uncompressed.size else 0
+        ctx.reporter.info(
+            f"    {arch.value}: {result.uncompressed.size} -> {result.compressed.size} bytes "
+            f"(ratio {ratio:.3f})"
+        )
+        return {
             "path": str(dest),
             "level": level,
             "uncompressed": result.uncompressed.__dict__,
             "compressed": result.compressed.__dict__,
-        },
+        }
+
+    def kept(outputs: dict[str, Any]) -> bool:
+        found = _from_stamp(outputs)
+        return found is not None and found.path == dest
+
+    ran = runner.run(
+        directory,
+        "compress",
+        {"level": level},
+        act,
+        reporter=ctx.reporter,
+        kept=kept,
+        shown=dest.name,
     )
-    return result
+    found = _from_stamp(ran.outputs)
+    if found is None:  # act() just wrote it, or kept() checked it
+        raise PipelineError(f"the compress stage left no {dest}")
+    return found
 
 
 def _from_stamp(stamp: dict[str, object] | None) -> zstdfile.Compressed | None:
@@ -63,20 +73,14 @@ def _from_stamp(stamp: dict[str, object] | None) -> zstdfile.Compressed | None:
 def compressed_disk(ctx: Context, arch: Arch) -> zstdfile.Compressed:
     """The last compress stage's output for `arch`, checked to come from the last disk and build
     and to be at the manifest's level: push never publishes a stale disk."""
-    directory = ctx.arch_dir(arch)
-    found = _from_stamp(directory.load_stamp("compress"))
-    if found is None:
-        raise PipelineError(
-            f"no compressed disk of {ctx.release.variant} for {arch.value}",
-            hint="run `bootc-pipeline compress` first",
-        )
-    stale = directory.stale_link(runner.ORDER[: runner.ORDER.index("compress") + 1])
-    if stale:
-        raise PipelineError(
-            f"the {arch.value} outputs in {directory.root} are from different runs: the "
-            f"{stale} stage is older than the one before it",
-            hint=f"run `bootc-pipeline {stale}` again (and the stages after it)",
-        )
+    stamp = runner.require(
+        ctx.arch_dir(arch),
+        "compress",
+        ctx.release.variant,
+        lambda outputs: _from_stamp(outputs) is not None,
+    )
+    found = _from_stamp(stamp)
+    assert found is not None  # require() kept it
     if found.level != ctx.release.zstd_level:
         raise PipelineError(
             f"the {arch.value} disk was compressed at level {found.level}, the release "

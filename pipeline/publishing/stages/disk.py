@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 from pipeline.core.arch import Arch
 from pipeline.core.errors import PipelineError
@@ -15,10 +16,10 @@ from pipeline.core.files import atomic_write
 from pipeline.core.mediatypes import DiskFormat
 from pipeline.core.run import require_tool, run
 from pipeline.model import bib
+from pipeline.publishing.stages import runner
 from pipeline.publishing.stages.build import built_image
 from pipeline.shared.context import Context
 from pipeline.shared.engine import ImageFacts
-from pipeline.shared.state import inputs_key
 
 QCOW2_MAGIC = b"QFI\xfb"
 
@@ -123,7 +124,15 @@ def disk(ctx: Context, arch: Arch) -> Path:
     config = json.dumps(bib_config, sort_keys=True).encode()
     builder = builder_image(ctx)
     tool = release.builder
-    key = inputs_key(
+    output = tool.output_disk(directory.disk_dir, disk_format)
+
+    def act() -> dict[str, Any]:
+        make_disk(ctx, arch, image.tag, output, config)
+        return {"path": str(output), "size": output.stat().st_size}
+
+    runner.run(
+        directory,
+        "disk",
         {
             "image": image.id,
             "tool": tool.value,
@@ -132,13 +141,21 @@ def disk(ctx: Context, arch: Arch) -> Path:
             "format": disk_format.value,
             "rootfs": release.rootfs,
             "config": bib_config,
-        }
+        },
+        act,
+        reporter=ctx.reporter,
+        kept=lambda outputs: _kept(outputs) == output,
+        shown="disk",
     )
-    output = tool.output_disk(directory.disk_dir, disk_format)
-    if directory.load_stamp("disk", key) is not None and output.is_file():
-        ctx.reporter.info(f"    {arch.value}: disk unchanged since the last run, reusing {output}")
-        return output
-    graph_root = containers_storage(ctx, arch, image.tag)
+    return output
+
+
+def make_disk(ctx: Context, arch: Arch, image_tag: str, output: Path, config: bytes) -> None:
+    """Run the release's builder on IMAGE_TAG into a fresh disk directory; OUTPUT is checked to
+    be a qcow2."""
+    release = ctx.release
+    directory = ctx.arch_dir(arch)
+    graph_root = containers_storage(ctx, arch, image_tag)
     try:
         if directory.disk_dir.exists():
             shutil.rmtree(directory.disk_dir)
@@ -147,12 +164,12 @@ def disk(ctx: Context, arch: Arch) -> Path:
         raise PipelineError(f"cannot reset {directory.disk_dir}: {exc.strerror}") from None
     config_path = directory.root / "bib-config.json"
     atomic_write(config_path, config, mode=0o600)  # may hold user passwords: never world-readable
-    invocation = tool.run(
+    invocation = release.builder.run(
         bib.DiskJob(
             builder_image=ctx.builder_image,
-            bootc_image=image.tag,
+            bootc_image=image_tag,
             arch=arch,
-            disk_format=disk_format,
+            disk_format=DiskFormat(release.disk_type),
             rootfs=release.rootfs,
             graph_root=graph_root,
             output_dir=directory.disk_dir.resolve(),
@@ -174,28 +191,19 @@ def disk(ctx: Context, arch: Arch) -> Path:
         if not ctx.engine.is_podman:  # Podman's own graph root is not ours to unmount
             release_storage_mount(graph_root)
     check_qcow2(output)
-    directory.save_stamp(
-        "disk",
-        key,
-        {"path": str(output), "size": output.stat().st_size},
-        after=directory.key_of("build"),
-    )
-    return output
+
+
+def _kept(outputs: dict[str, Any]) -> Path | None:
+    """The disk a disk stamp names, if it is still there at its recorded size."""
+    path = Path(str(outputs.get("path")))
+    if not path.is_file() or path.stat().st_size != outputs.get("size"):
+        return None
+    return path
 
 
 def built_disk(ctx: Context, arch: Arch) -> Path:
     """The last disk stage's output for `arch`, made from the last build."""
-    directory = ctx.arch_dir(arch)
-    stamp = directory.load_stamp("disk")
-    path = Path(str(stamp["path"])) if stamp else None
-    if stamp is None or path is None or not path.is_file() or path.stat().st_size != stamp["size"]:
-        raise PipelineError(
-            f"no disk of {ctx.release.variant} for {arch.value} in {directory.root}",
-            hint="run `bootc-pipeline disk` first",
-        )
-    if directory.stale_link(["build", "disk"]):
-        raise PipelineError(
-            f"the {arch.value} disk in {directory.root} was made from an earlier build",
-            hint="run `bootc-pipeline disk` again",
-        )
-    return path
+    kept = runner.require(
+        ctx.arch_dir(arch), "disk", ctx.release.variant, lambda outputs: _kept(outputs) is not None
+    )
+    return Path(str(kept["path"]))

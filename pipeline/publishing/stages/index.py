@@ -40,12 +40,7 @@ def _agree(paths: Sequence[Path], found: Sequence[results.ArchResult], ctx: Cont
             raise UsageError(
                 f"{path}: a result of variant {result.variant}, not {ctx.release.variant}"
             )
-        if result.boot is not None and not runner.passed(result.boot):
-            why = result.boot.get("error") or result.boot.get("reason") or "not a pass"
-            raise UsageError(
-                f"{path}: the {arch.value} disk failed its boot check ({why}): it is not joined",
-                hint="re-run that architecture's publish once its disk boots",
-            )
+        _gate(path, result)
         if result.repository != target:
             raise UsageError(f"{path}: pushed to {result.repository}, not {target}")
         differ = sorted(
@@ -59,6 +54,31 @@ def _agree(paths: Sequence[Path], found: Sequence[results.ArchResult], ctx: Cont
                 f"({', '.join(differ)})",
                 hint="every architecture of a release must come from one planned version",
             )
+
+
+def _gate(path: Path, result: results.ArchResult) -> None:
+    """The join is past the boot gate too: a result whose boot record is missing or not a pass
+    (or the recorded `--skip-boot` skip), or says other than its manifest's boot-check
+    annotation (written by the push past the gate), is refused."""
+    arch, boot = result.release.arch.value, result.boot
+    if boot is None:
+        raise UsageError(
+            f"{path}: the {arch} disk has no boot record: it is not joined",
+            hint="publish that architecture again (the boot check, or --skip-boot on record)",
+        )
+    if not runner.passed(boot):
+        raise UsageError(
+            f"{path}: the {arch} disk failed its boot check ({runner.why_not(boot)}): it is "
+            "not joined",
+            hint="re-run that architecture's publish once its disk boots",
+        )
+    said = (result.release.manifest.json().get("annotations") or {}).get(mt.ANN_BOOT_CHECK)
+    recorded = "skipped" if boot.get("skipped") else "passed"
+    if said is not None and said != recorded:
+        raise UsageError(
+            f"{path}: the {arch} disk's boot record says {recorded}, its manifest says "
+            f"{mt.ANN_BOOT_CHECK}={said}: it is not joined"
+        )
 
 
 def resolve(ctx: Context, paths: Sequence[Path]) -> tuple[Context, list[results.ArchResult]]:

@@ -2,8 +2,9 @@
 
 syft reads the image from a docker-archive the engine saves (`docker save` through the Docker
 API, which Podman serves too), so it needs no access to the engine's store or socket and works
-with any base the build used (the stand-ins under tests/ included). The SBOM is stamped by the
-image id (a rebuild makes a new one) and attached to that architecture's disk manifest as an OCI
+with any base the build used (the stand-ins under tests/ included). The SBOM is a stage of the
+runner (pipeline/stages/runner.py) after the build it describes (a rebuild makes a new one),
+and is attached to that architecture's disk manifest as an OCI
 1.1 referrer by the push stage (pipeline/trust/referrers.py). The OS image of issue 15, once
 published, becomes another subject of the same SBOM.
 
@@ -18,10 +19,12 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from pipeline.core.arch import Arch
 from pipeline.core.errors import PipelineError
 from pipeline.core.files import atomic_write
+from pipeline.publishing.stages import runner
 from pipeline.publishing.stages.build import built_image
 from pipeline.shared.context import Context
 
@@ -40,13 +43,10 @@ def sbom_path(ctx: Context, arch: Arch) -> Path:
 
 
 def made_sbom(ctx: Context, arch: Arch) -> Path | None:
-    """The SBOM of the image the disk was made from, if one was made for that very image."""
+    """The SBOM of the image the disk was made from, if one was made for that very build."""
     path = sbom_path(ctx, arch)
-    stamp = ctx.arch_dir(arch).load_stamp("sbom")
-    build = ctx.arch_dir(arch).load_stamp("build")
-    if stamp is None or build is None or stamp.get("image") != build.get("id"):
-        return None
-    return path if path.is_file() else None
+    made = runner.current(ctx.arch_dir(arch), "sbom") is not None
+    return path if made and path.is_file() else None
 
 
 def syft_argv(syft: str, archive: Path) -> list[str]:
@@ -60,21 +60,31 @@ def sbom(ctx: Context, arch: Arch) -> Path | None:
         return None
     built = built_image(ctx, arch)
     directory = ctx.arch_dir(arch)
-    if made_sbom(ctx, arch) is not None:
-        return sbom_path(ctx, arch)
-    with tempfile.TemporaryDirectory(prefix="sbom-", dir=directory.root) as temp:
-        archive = ctx.engine.save_image(built.tag, Path(temp) / "image.tar")
-        done = subprocess.run(
-            syft_argv(syft, archive),
-            capture_output=True,
-            timeout=SYFT_TIMEOUT_SECONDS,
-            env=os.environ | {"SYFT_CHECK_FOR_APP_UPDATE": "false"},
-            check=False,
-        )
-    if done.returncode != 0:
-        last = (done.stderr.decode(errors="replace").strip().splitlines() or ["?"])[-1][:300]
-        raise PipelineError(f"syft could not make the SBOM of {built.tag}: {last}")
     path = sbom_path(ctx, arch)
-    atomic_write(path, done.stdout)
-    directory.save_stamp("sbom", built.id, {"image": built.id, "path": str(path)})
+
+    def act() -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix="sbom-", dir=directory.root) as temp:
+            archive = ctx.engine.save_image(built.tag, Path(temp) / "image.tar")
+            done = subprocess.run(
+                syft_argv(syft, archive),
+                capture_output=True,
+                timeout=SYFT_TIMEOUT_SECONDS,
+                env=os.environ | {"SYFT_CHECK_FOR_APP_UPDATE": "false"},
+                check=False,
+            )
+        if done.returncode != 0:
+            last = (done.stderr.decode(errors="replace").strip().splitlines() or ["?"])[-1][:300]
+            raise PipelineError(f"syft could not make the SBOM of {built.tag}: {last}")
+        atomic_write(path, done.stdout)
+        return {"image": built.id, "path": str(path)}
+
+    runner.run(
+        directory,
+        "sbom",
+        {"image": built.id},
+        act,
+        reporter=ctx.reporter,
+        kept=lambda outputs: path.is_file(),
+        shown="SBOM",
+    )
     return path
