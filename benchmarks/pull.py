@@ -17,9 +17,13 @@ rotates from round to round (so none always goes first on a cold or a warm page 
   cuts the answer with a TCP reset `--resets` times (at 30 % of what each GET has left), so
   the pull resumes with Range requests.
 
-It prints each command's median seconds, its ratio to `curl | zstd -d -o F && sync F`, the peak
-resident memory (GNU time's %M, the largest of the rounds), and the load average before and
-after, since the machine is shared. Every pull's output is checked against the disk's sha256.
+It prints, as the README's table, each command's median seconds, its ratio to `curl | zstd -d
+-o F && sync F`, its median CPU seconds (user + system, children included: GNU time), and the
+peak resident memory (GNU time's %M, the largest of the rounds); then every round's seconds,
+the cores and the load average, since the machine may be shared: on a loaded machine the CPU
+column is what compares commands, on an idle one the seconds. `--compare TREE` adds the two
+pull rows run with another checkout's code (e.g. main's) in the same rounds, for an A/B. Every
+pull's output is checked against the disk's sha256.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -52,20 +56,31 @@ REPO = "bench/debian-disk"
 TAG = "bench"
 
 
-def run(argv: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> tuple[float, int]:
-    """Seconds and peak RSS (bytes) of one command; fails loudly on a non-zero exit.
+@dataclass(frozen=True)
+class Took:
+    seconds: float
+    cpu: float  # user + system seconds, of the command and its children
+    rss: int  # peak resident bytes
 
-    Peak memory comes from GNU time (`%M`): wait4 from this process would count the Python
-    parent's pages the child had before exec.
+    def __add__(self, other: Took) -> Took:  # commands run one after the other
+        return Took(self.seconds + other.seconds, self.cpu + other.cpu, max(self.rss, other.rss))
+
+
+def run(argv: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> Took:
+    """Seconds, CPU seconds and peak RSS of one command; fails loudly on a non-zero exit.
+
+    CPU and peak memory come from GNU time (`%U %S %M`): wait4 from this process would count
+    the Python parent's pages the child had before exec.
     """
     with tempfile.NamedTemporaryFile("r") as report:
         start = time.perf_counter()
         subprocess.run(
-            ["/usr/bin/time", "-f", "%M", "-o", report.name, *argv],
+            ["/usr/bin/time", "-f", "%U %S %M", "-o", report.name, *argv],
             env=env, cwd=cwd, stdout=subprocess.DEVNULL, check=True,
         )  # fmt: skip
         seconds = time.perf_counter() - start
-        return seconds, int(report.read().split()[-1]) * 1024
+        user, system, rss = report.read().split()[-3:]
+        return Took(seconds, float(user) + float(system), int(rss) * 1024)
 
 
 def publish(host: str, zst: Path, result: zstdfile.Compressed) -> str:
@@ -120,8 +135,8 @@ def main() -> int:
         flush=True,
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    seconds: dict[str, list[float]] = {}
-    peaks: dict[str, int] = {}
+    took: dict[str, list[Took]] = {}
+    loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
         work = Path(tmp)
         registry = start_registry(work / "registry")
@@ -131,11 +146,10 @@ def main() -> int:
                 commands = _commands(registry.host, proxy, digest, work, env, args.resets)
                 if args.compare:
                     tree = args.compare.resolve()  # `-m` imports from the working directory
-                    commands[f"bootc-pipeline pull ({tree.name})"] = lambda: run(
-                        [sys.executable, "-m", "pipeline", "pull", f"{registry.host}/{REPO}:{TAG}",
-                         "--plain-http", "-o", f"{work}/out/", "--quiet"],
-                        dict(env, PYTHONPATH=str(tree)), tree,
-                    )  # fmt: skip
+                    theirs = dict(env, PYTHONPATH=str(tree))
+                    other = _commands(registry.host, proxy, digest, work, theirs, args.resets, tree)
+                    for name in (PULL, _resets_row(args.resets)):
+                        commands[f"{name}, {tree.name}'s code"] = other[name]
                 for round_ in range(args.rounds):
                     names = list(commands)
                     shift = round_ % len(names)
@@ -143,72 +157,99 @@ def main() -> int:
                         out = work / "out"
                         subprocess.run(["rm", "-rf", str(out)], check=True)
                         out.mkdir()
-                        took, rss = commands[name]()
-                        seconds.setdefault(name, []).append(took)
-                        peaks[name] = max(peaks.get(name, 0), rss)
+                        took.setdefault(name, []).append(commands[name]())
                         produced = out / ("debian.qcow2" if "pull" in name else "d.qcow2")
                         _check(produced, result.uncompressed.digest)
+                    loads.append(os.getloadavg()[0])
                     print(
                         f"round {round_ + 1}: "
-                        + ", ".join(f"{n} {seconds[n][-1]:.2f} s" for n in names)
+                        + ", ".join(f"{n} {took[n][-1].seconds:.2f} s" for n in names)
                         + f"; load {_load()}",
                         flush=True,
                     )  # fmt: skip
         finally:
             registry.stop()
-    base = statistics.median(seconds[BASELINE])
     print()
-    cell = lambda name: f"`{name}`".replace("|", "\\|")  # noqa: E731 - a pipe inside a table
-    print(f"| command | seconds (median of {args.rounds}) | ratio to {cell(BASELINE)} "
-          "| peak RSS MiB |")  # fmt: skip
-    print("| --- | --- | --- | --- |")
-    for name, runs in seconds.items():
-        median = statistics.median(runs)
-        print(f"| {cell(name)} | {median:.2f} | {median / base:.2f} | {peaks[name] / 2**20:.0f} |")
-    print(f"\nall rounds: { {n: [round(x, 2) for x in r] for n, r in seconds.items()} }")
-    print(f"load average at the end: {_load()} (uptime: {_uptime()})")
+    print(table(took, args.rounds))
+    print(f"\n{os.cpu_count()} cores, load average (1 min) {min(loads):.1f} to {max(loads):.1f} "
+          f"over the run; uptime at the end: {_uptime()}")  # fmt: skip
+    print(
+        f"all rounds, seconds: { {n: [round(t.seconds, 2) for t in r] for n, r in took.items()} }"
+    )
     return 0
 
 
+def table(took: dict[str, list[Took]], rounds: int) -> str:
+    """The README's table: medians, the ratio of seconds to the baseline's, peak RSS."""
+    base = statistics.median(t.seconds for t in took[BASELINE])
+    lines = [f"| command | seconds (median of {rounds}) | ratio | CPU seconds | peak RSS MiB |",
+             "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    for name, runs in took.items():
+        seconds = statistics.median(t.seconds for t in runs)
+        cpu = statistics.median(t.cpu for t in runs)
+        peak = max(t.rss for t in runs) / 2**20
+        lines.append(
+            f"| {_cell(name)} | {seconds:.2f} | {seconds / base:.2f} | {cpu:.2f} | {peak:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def _cell(name: str) -> str:
+    return f"`{name}`".replace("|", "\\|")  # a pipe inside a table
+
+
+PULL = "bootc-pipeline pull"
+
+
+def _resets_row(resets: int) -> str:
+    return f"{PULL}, {resets} resets (fault proxy)"
+
+
 def _commands(
-    host: str, proxy: FaultProxy, digest: str, work: Path, env: dict[str, str], resets: int
-) -> dict[str, Callable[[], tuple[float, int]]]:
+    host: str,
+    proxy: FaultProxy,
+    digest: str,
+    work: Path,
+    env: dict[str, str],
+    resets: int,
+    tree: Path = ROOT,
+) -> dict[str, Callable[[], Took]]:
+    """The commands of a round; the pulls run `tree`'s code (`-m` imports from the working
+    directory, and `env` names it in PYTHONPATH)."""
     out = work / "out"
     url = f"http://{host}/v2/{REPO}/blobs/{digest}"
     pipe = f"set -o pipefail; curl -sSfL {url} | zstd -d -q -o {out}/d.qcow2"
 
-    def pull(via: str) -> tuple[float, int]:
+    def pull(via: str) -> Took:
         return run(
             [sys.executable, "-m", "pipeline", "pull", f"{via}/{REPO}:{TAG}", "--plain-http",
              "-o", f"{out}/", "--quiet", "--retry-attempts", str(resets + 2)],
-            env,
+            env, tree,
         )  # fmt: skip
 
-    def through_resets() -> tuple[float, int]:
+    def through_resets() -> Took:
         proxy.clear_rules()
         rule = proxy.add("truncate", method="GET", path="/blobs/", fraction=0.3, times=resets)
         took = pull(proxy.host)
         assert rule.injected == resets, f"{rule.injected} of {resets} resets injected"
         return took
 
-    def separately() -> tuple[float, int]:
-        total, peak = 0.0, 0
+    def separately() -> Took:
+        total = Took(0.0, 0.0, 0)
         for argv in (
             ["curl", "-sSfL", "-o", f"{out}/d.qcow2.zst", url],
             ["zstd", "-d", "-q", f"{out}/d.qcow2.zst"],
             ["sha256sum", f"{out}/d.qcow2.zst", f"{out}/d.qcow2"],
         ):
-            took, rss = run(argv)
-            total += took
-            peak = max(peak, rss)
-        return total, peak
+            total += run(argv)
+        return total
 
     return {
         "curl | zstd -d -o F": lambda: run(["bash", "-c", pipe]),
         BASELINE: lambda: run(["bash", "-c", f"{pipe} && sync {out}/d.qcow2"]),
-        "bootc-pipeline pull": lambda: pull(host),
+        PULL: lambda: pull(host),
         "curl; zstd -d; sha256sum both": separately,
-        f"bootc-pipeline pull, {resets} resets (fault proxy)": through_resets,
+        _resets_row(resets): through_resets,
     }
 
 

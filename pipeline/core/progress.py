@@ -6,22 +6,16 @@ Stages are timed here, so the report's stage timings and what the user saw agree
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+if TYPE_CHECKING:  # rich is imported for a live display only: 0.08 s a plain run need not pay
+    from rich.console import Console
 
 
 @dataclass
@@ -38,11 +32,14 @@ class Reporter:
     def __post_init__(self) -> None:
         if self.live is None:
             self.live = self.stream.isatty()
-        # markup off: tool log lines such as `error: [/usr] is read-only` are text, not markup
-        self.console = Console(
-            file=self.stream, highlight=False, markup=False, force_terminal=self.live
-        )
         self._started = time.monotonic()
+
+    @functools.cached_property
+    def console(self) -> Console:
+        from rich.console import Console
+
+        # markup off: tool log lines such as `error: [/usr] is read-only` are text, not markup
+        return Console(file=self.stream, highlight=False, markup=False, force_terminal=self.live)
 
     def _stamp(self) -> str:
         return f"[{time.monotonic() - self._started:7.1f}s]"
@@ -89,6 +86,15 @@ class Reporter:
     def transfer(self, title: str, total: int) -> Iterator[Callable[[int], None]]:
         """Yield `advance(nbytes)`; a bar on a terminal, a line per 10% elsewhere."""
         if self.live:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
             columns = (
                 TextColumn("    {task.description}"),
                 BarColumn(),

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pipeline.core.arch import Arch
 from pipeline.core.errors import UsageError
 from pipeline.core.mediatypes import Compression, DiskFormat
@@ -164,6 +162,8 @@ def load(path: Path) -> Release:
         raise UsageError(f"{path}: no such release manifest") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    import yaml  # here, not at the top: `pull` reads no manifest file
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -18,15 +18,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
+from typing import TYPE_CHECKING
 
 from pipeline.core.errors import PipelineError, UsageError
 from pipeline.core.progress import Reporter
 from pipeline.registry.client import RegistryClient
 from pipeline.registry.errors import where
 from pipeline.trust import simplesigning as ss
-from pipeline.trust.keys import PublicKey, load_public_key
+
+if TYPE_CHECKING:  # cryptography is imported with a key to load (0.05 s): most pulls have none
+    from pipeline.trust.keys import PublicKey
 
 PUBLIC_KEY_ENV = "BOOTC_PIPELINE_PUBLIC_KEY"
 KEY_HINT = (
@@ -49,6 +50,8 @@ def _from_trust_file(name: str) -> tuple[Path, str] | None:
     path = trust_file()
     if not path.is_file():
         return None
+    import yaml
+
     try:
         body = yaml.safe_load(path.read_text()) or {}
         keys = body.get("public-keys") or {}
@@ -69,12 +72,15 @@ def _from_trust_file(name: str) -> tuple[Path, str] | None:
 def public_key_for(flag: Path | None, name: str) -> PublicKey | None:
     """The key that `name` (REGISTRY/REPO) must be signed with, or None if the user gave none."""
     if flag is not None:
-        return load_public_key(flag, source="--public-key")
-    if os.environ.get(PUBLIC_KEY_ENV):
-        return load_public_key(Path(os.environ[PUBLIC_KEY_ENV]), source=f"${PUBLIC_KEY_ENV}")
-    found = _from_trust_file(name)
+        found: tuple[Path, str] | None = (flag, "--public-key")
+    elif os.environ.get(PUBLIC_KEY_ENV):
+        found = (Path(os.environ[PUBLIC_KEY_ENV]), f"${PUBLIC_KEY_ENV}")
+    else:
+        found = _from_trust_file(name)
     if found is None:
         return None
+    from pipeline.trust.keys import load_public_key
+
     return load_public_key(found[0], source=found[1])
 
 

@@ -28,6 +28,11 @@ it applies to the requests matching `method`, `path` (a regex searched in path+q
   `fraction` of the answer's body, set `rule.fired`, then wait (at most `delay` seconds) for the
   client to go away, and reset: a download a test kills midway.
 
+A GET answer larger than 1 MiB with a Content-Length (a blob) is passed on as it arrives from
+the registry, and `truncate` stops it at its cut: the client reads while the registry sends, as
+through any network, and a cut answer is not read whole from the registry first. Smaller
+answers are read whole, then sent.
+
 By default the proxy buffers each request body and forwards only complete requests, as nginx's
 `proxy_request_buffering on` (its default) does: a client killed mid-body never reaches the
 registry. With `buffer_requests=False` bodies stream through as they arrive, and a client that
@@ -78,6 +83,7 @@ MAX_DELAY_SECONDS = 30.0
 UPSTREAM_TIMEOUT_SECONDS = 30.0
 CLIENT_TIMEOUT_SECONDS = 30.0
 _BLOCK = 64 * 1024
+_STREAM_OVER = 1024 * 1024  # GET answers over this many bytes pass through block by block
 _LEGACY_ACTIONS = {"reset-before": "reset"}  # tests written against the first proxy
 
 
@@ -335,25 +341,19 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                     return None
             if rule is not None and action == "hook" and rule.hook is not None:
                 rule.hook()
+            if self.command == "GET" and action in (None, "truncate"):
+                return self._forward_get(rule, entry, body)
             try:
                 status, headers, answer = self._forward(body)
             except OSError:
-                entry.status = 502
-                self.close_connection = True
-                return self._reply(502, [], b"upstream unreachable")
+                return self._unreachable(entry)
             entry.forwarded = True
             if rule is not None and action == "reset-after":
                 return self._reset()
             if rule is not None and action == "rewrite":
                 status, headers = self._rewrite(rule, status, headers)
-            if rule is not None and action == "truncate":
-                raw = self._serialize(status, headers, answer)
-                cut = int(len(raw) * rule.fraction)
-                self.wfile.write(raw[:cut])
-                self.wfile.flush()
-                entry.sent = max(0, cut - (len(raw) - len(answer)))
-                self.close_connection = True
-                return self._reset()
+            if rule is not None and action == "truncate":  # of another method than GET
+                return self._pass_on(rule, entry, status, headers, len(answer), iter([answer]))
             if rule is not None and action == "hold-answer":
                 raw = self._serialize(status, headers, answer)
                 entry.sent = int(len(answer) * rule.fraction)
@@ -506,11 +506,73 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
             finally:
                 conn.close()
 
+        def _forward_get(self, rule: Rule | None, entry: Exchange, body: bytes) -> None:
+            """A GET, forwarded (`rule` None) or cut short (`truncate`): the answer is passed on
+            block by block as it arrives when it is large, else read whole first."""
+            conn = http.client.HTTPConnection(proxy.upstream, timeout=UPSTREAM_TIMEOUT_SECONDS)
+            try:
+                try:
+                    conn.request("GET", self.path, body=body or None, headers=self._headers_out())
+                    response = conn.getresponse()
+                    headers = self._answer_headers(response)
+                    length = _content_length(headers)
+                    if length is None or length <= _STREAM_OVER:
+                        answer = response.read()
+                        blocks: Iterator[bytes] = iter([answer])
+                        length = len(answer)
+                    else:
+                        blocks = iter(lambda: response.read(_BLOCK), b"")
+                except OSError:
+                    return self._unreachable(entry)
+                entry.forwarded = True
+                self._pass_on(rule, entry, response.status, headers, length, blocks)
+            finally:
+                conn.close()
+
+        def _pass_on(
+            self,
+            rule: Rule | None,
+            entry: Exchange,
+            status: int,
+            headers: list[tuple[str, str]],
+            length: int,
+            blocks: Iterator[bytes],
+        ) -> None:
+            """Send the `length`-byte answer, or with `truncate` its first `fraction` of bytes
+            as serialized (status line, headers, body), then a reset. An answer the registry
+            ended short is reset where it ended."""
+            if rule is None:
+                entry.status = status
+                self._reply_head(status, headers, length)
+                left = length
+            else:
+                head = self._head(status, headers, length)
+                cut = int((len(head) + length) * rule.fraction)
+                self.wfile.write(head[:cut])
+                left = max(0, cut - len(head))
+            for block in blocks:
+                if left <= 0:
+                    break
+                self.wfile.write(block[:left])
+                entry.sent += min(len(block), left)
+                left -= len(block)
+            self.wfile.flush()
+            if rule is not None or left > 0:
+                self._reset()
+
+        def _unreachable(self, entry: Exchange) -> None:
+            entry.status = 502
+            self.close_connection = True
+            return self._reply(502, [], b"upstream unreachable")
+
         def _read_answer(
             self, conn: http.client.HTTPConnection
         ) -> tuple[int, list[tuple[str, str]], bytes]:
             response = conn.getresponse()
             answer = response.read() if self.command != "HEAD" else b""
+            return response.status, self._answer_headers(response), answer
+
+        def _answer_headers(self, response: http.client.HTTPResponse) -> list[tuple[str, str]]:
             kept = []
             for key, value in response.getheaders():
                 if key.lower() in ("connection", "transfer-encoding", "keep-alive"):
@@ -519,37 +581,37 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                     parts = urllib.parse.urlsplit(value)
                     value = urllib.parse.urlunsplit(("", "", parts.path, parts.query, ""))
                 kept.append((key, value))
-            return response.status, kept, answer
+            return kept
 
         # -- answers -------------------------------------------------------------------------
 
         def _serialize(self, status: int, headers: list[tuple[str, str]], body: bytes) -> bytes:
-            lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}"]
-            lines += [f"{k}: {v}" for k, v in self._with_length(headers, body)]
-            head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-            return head + (body if self.command != "HEAD" else b"")
+            return self._head(status, headers, len(body)) + (
+                body if self.command != "HEAD" else b""
+            )
 
-        def _with_length(
-            self, headers: list[tuple[str, str]], body: bytes
-        ) -> list[tuple[str, str]]:
-            if any(k.lower() == "content-length" for k, _ in headers):
-                return headers
-            return [*headers, ("Content-Length", str(len(body)))]
+        def _head(self, status: int, headers: list[tuple[str, str]], length: int) -> bytes:
+            lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}"]
+            lines += [f"{k}: {v}" for k, v in _with_length(headers, length)]
+            return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
         def _reply(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+            self._reply_head(status, headers, len(body))
+            if self.command != "HEAD":
+                self.wfile.write(body)
+            self.wfile.flush()
+
+        def _reply_head(self, status: int, headers: list[tuple[str, str]], length: int) -> None:
             if self._entry is not None:
                 self._entry.answer_range = next(
                     (v for k, v in headers if k.lower() == "range"), None
                 )
             self.send_response_only(status)
-            for key, value in self._with_length(headers, body):
+            for key, value in _with_length(headers, length):
                 self.send_header(key, value)
             if self.close_connection:
                 self.send_header("Connection", "close")
             self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-            self.wfile.flush()
 
         def _reset(self) -> None:
             """Abort with a TCP RST, as a crashing proxy or a network fault would."""
@@ -573,6 +635,17 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
             self._reply(501, [], b"no tunnels here")
 
     return Handler
+
+
+def _with_length(headers: list[tuple[str, str]], length: int) -> list[tuple[str, str]]:
+    if any(k.lower() == "content-length" for k, _ in headers):
+        return headers
+    return [*headers, ("Content-Length", str(length))]
+
+
+def _content_length(headers: list[tuple[str, str]]) -> int | None:
+    announced = next((v for k, v in headers if k.lower() == "content-length"), "")
+    return int(announced) if announced.isdigit() else None
 
 
 @contextlib.contextmanager

@@ -6,9 +6,10 @@ import functools
 import json
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
+if TYPE_CHECKING:  # imported when a document is checked: `pull` checks none (0.1 s to import)
+    from jsonschema import Draft202012Validator
 
 RELEASE_MANIFEST = "release-manifest"
 ARTIFACT_MANIFEST = "artifact-manifest"
@@ -36,6 +37,8 @@ def load(name: str) -> dict[str, Any]:
 
 @functools.cache
 def _validator(name: str) -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     schema = load(name)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
