@@ -9,19 +9,27 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from pipeline.consume import lima_plugin
 from pipeline.core.arch import Arch
 from pipeline.trust import simplesigning as ss
+from pipeline.trust.verify import PUBLIC_KEY_ENV
 from tests.support import gotools
 from tests.support.faultproxy import FaultProxy
 from tests.support.keys import make_key_pair
-from tests.support.oci_push import push_blob, push_manifest
+from tests.support.lima import plugin
 from tests.support.published import Access, tags
 from tests.support.registry import RunningRegistry
-from tests.support.trust import TIMEOUT, Signed, publish
+from tests.support.trust import (
+    TIMEOUT,
+    Signed,
+    forge_another_digest,
+    forge_tampered_payload,
+    publish,
+    publish_unsigned,
+)
 from tests.support.workdirs import (
     DiskCache,
     cli_env,
@@ -124,67 +132,96 @@ def test_key_from_environment_and_trust_file(signed: Signed, tmp_path: Path) -> 
     assert str(config) in done.stderr  # says which key verified
 
 
-def refused(signed: Signed, tmp_path: Path, key: Path) -> str:
-    out = tmp_path / "out"
-    out.mkdir()
-    done = pull(signed, out / "disk.qcow2", "--public-key", str(key))
+CONSUMERS = ("pull", "plugin")  # `pull --public-key`; the Lima URL plugin, key from $ENV
+
+
+def run_plugin(signed: Signed, cache: Path, key: Path | None) -> subprocess.CompletedProcess[str]:
+    """`limactl-url-oras REF`, as Lima runs it: REST the only argument, the rest from the
+    environment (plain HTTP, the public key)."""
+    extra = {"XDG_CACHE_HOME": str(cache), lima_plugin.PLAIN_HTTP_ENV: "1"}
+    if key is not None:
+        extra[PUBLIC_KEY_ENV] = str(key)
+    return subprocess.run(
+        [str(plugin()), f"{signed.name}:40.1.0"],
+        env=cli_env(signed.home, chunk_size=1 << 20, extra=extra),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def refused(consumer: str, signed: Signed, tmp_path: Path, key: Path) -> str:
+    """The consumer's one error line, exit 1, nothing written: `pull` leaves no output file nor
+    partial, the plugin nothing on stdout and no file in its cache."""
+    if consumer == "pull":
+        out = tmp_path / "out"
+        out.mkdir()
+        done = pull(signed, out / "disk.qcow2", "--public-key", str(key))
+        left = list(out.iterdir())
+        prefix = "bootc-pipeline: error"
+    else:
+        cache = tmp_path / "cache"
+        done = run_plugin(signed, cache, key)
+        assert done.stdout == ""
+        left = [p for p in cache.rglob("*") if p.is_file()] if cache.exists() else []
+        prefix = "limactl-url-oras: error: "
     assert done.returncode == 1, done.stderr[-2000:]
-    assert list(out.iterdir()) == []  # nothing written, not even a partial
-    errors = [line for line in done.stderr.splitlines() if line.startswith("bootc-pipeline: error")]
-    assert len(errors) == 1
+    assert left == []
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith(prefix), done.stderr
     return errors[0]
 
 
-def test_signature_by_another_key_is_refused(signed: Signed, tmp_path: Path) -> None:
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_signature_by_another_key_is_refused(consumer: str, signed: Signed, tmp_path: Path) -> None:
     other = make_key_pair(tmp_path / "other")
-    line = refused(signed, tmp_path, other.public)
+    line = refused(consumer, signed, tmp_path, other.public)
     assert "verifies with" in line and str(other.public) in line
 
 
+@pytest.mark.parametrize("consumer", CONSUMERS)
 def test_unsigned_release_is_refused(
-    registry: RunningRegistry, repository_name: str, tmp_path: Path, disks: DiskCache
+    consumer: str,
+    registry: RunningRegistry,
+    repository_name: str,
+    tmp_path: Path,
+    disks: DiskCache,
 ) -> None:
-    done = publish(registry, repository_name, tmp_path / "pub", disks)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "not signed" in done.stderr
-    key = make_key_pair(tmp_path / "k")
-    unsigned = Signed(registry, repository_name, key, None, {}, tmp_path / "pub" / "home", 0)  # type: ignore[arg-type]
-    line = refused(unsigned, tmp_path, key.public)
+    unsigned, key = publish_unsigned(registry, repository_name, tmp_path, disks)
+    line = refused(consumer, unsigned, tmp_path, key.public)
     assert "is not signed" in line and ".sig" in line
 
 
-def _sig_manifest(signed: Signed, digest: str) -> dict[str, Any]:
-    raw = subprocess.run(
-        ["skopeo", "inspect", "--raw", "--tls-verify=false",
-         f"docker://{signed.name}:{ss.signature_tag(digest)}"],
-        capture_output=True, check=True, timeout=TIMEOUT,
-    ).stdout  # fmt: skip
-    body: dict[str, Any] = json.loads(raw)
-    return body
-
-
-def test_signature_over_another_digest_is_refused(signed: Signed, tmp_path: Path) -> None:
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_signature_over_another_digest_is_refused(
+    consumer: str, signed: Signed, tmp_path: Path
+) -> None:
     """The arm64 manifest's valid signature, put where the amd64 manifest's should be."""
-    amd64, arm64 = signed.manifest("amd64"), signed.manifest("arm64")
-    push_manifest(
-        signed.registry.host, signed.repo, ss.signature_tag(amd64), _sig_manifest(signed, arm64)
-    )
-    line = refused(signed, tmp_path, signed.key.public)
+    amd64, arm64 = forge_another_digest(signed)
+    line = refused(consumer, signed, tmp_path, signed.key.public)
     assert f"is over {arm64}, not this digest" in line and amd64 in line
 
 
-def test_tampered_payload_is_refused(signed: Signed, tmp_path: Path) -> None:
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_tampered_payload_is_refused(consumer: str, signed: Signed, tmp_path: Path) -> None:
     """A payload changed to name another digest, kept with the original signature."""
-    index = signed.index
-    body = _sig_manifest(signed, index)
-    layer = body["layers"][0]
-    forged = ss.payload(signed.name, signed.manifest("arm64"))
-    layer["digest"] = push_blob(signed.registry.host, signed.repo, forged)
-    layer["size"] = len(forged)
-    push_manifest(signed.registry.host, signed.repo, ss.signature_tag(index), body)
-    line = refused(signed, tmp_path, signed.key.public)
-    assert index in line and "none of the 1 signature(s)" in line
+    layer = forge_tampered_payload(signed)
+    line = refused(consumer, signed, tmp_path, signed.key.public)
+    assert signed.index in line and "none of the 1 signature(s)" in line
     assert base64.b64decode(layer["annotations"][ss.SIGNATURE_ANNOTATION])  # kept as it was
+
+
+def test_plugin_with_the_key_verifies_and_prints_the_template(
+    signed: Signed, tmp_path: Path
+) -> None:
+    done = run_plugin(signed, tmp_path / "cache", signed.key.public)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert Path(done.stdout.strip()).is_file()
+    assert "verified:" in done.stderr and "not verified" not in done.stderr
+    bare = run_plugin(signed, tmp_path / "cache2", None)
+    assert bare.returncode == 0, bare.stderr[-2000:]
+    assert bare.stderr.count("not verified") == 1
 
 
 def test_lima_refuses_before_the_cache_entry_exists(signed: Signed, tmp_path: Path) -> None:

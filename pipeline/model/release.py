@@ -48,6 +48,7 @@ class Release:
     # disks' bootc origin follows ("" = the first moving tag, else the first release tag)
     os_repository_setting: str = ""
     os_origin_tag_setting: str = ""
+    trust_public_key: Path | None = None  # trust.public_key: the OS image verifies with it
 
     @property
     def templated(self) -> bool:
@@ -185,6 +186,7 @@ def parse(data: Any, *, path: Path, variant: str) -> Release:
         tag_templates=tuple(doc["tags"]),
         os_repository_setting=os_image.get("repository", ""),
         os_origin_tag_setting=origin_tag,
+        trust_public_key=(root / doc["trust"]["public_key"]).resolve() if "trust" in doc else None,
     )
     return release if template else release.with_version(release.version)
 

@@ -23,7 +23,7 @@ from pipeline.publishing.sign import signing_key
 from pipeline.publishing.stages import index as index_stage
 from pipeline.publishing.stages import osimage
 from pipeline.publishing.stages.boot import boot
-from pipeline.publishing.stages.build import build, check_cross_arch
+from pipeline.publishing.stages.build import build, check_cross_arch, trust_inputs
 from pipeline.publishing.stages.compress import compress
 from pipeline.publishing.stages.disk import builder_image, disk
 from pipeline.publishing.stages.push import push, push_arch, sibling_repositories
@@ -58,6 +58,7 @@ def preflight(ctx: Context, provenance: Provenance) -> None:
     """Everything that can fail in the first second instead of after a 20-minute build."""
     warnings(ctx, provenance)
     signing_key(ctx.options)  # a bad key fails now, not after the build
+    trust_inputs(ctx)  # as does a bad trust.public_key
     client = ctx.registry  # push access was checked first thing (publish)
     if ctx.tags_to_move:
         annotations = plan.release_annotations(ctx.release, provenance)
@@ -109,6 +110,7 @@ def boot_step(ctx: Context, arch: Arch) -> None:
 def run_build(ctx: Context) -> None:
     """`build` alone: the base's digest for each architecture of the run, resolved now, then
     each architecture built FROM that digest, as `publish` builds FROM the recorded ones."""
+    trust_inputs(ctx)  # a bad trust.public_key fails before anything else
     ctx.engine.describe()  # the engine first: a build without one fails in the first second
     with ctx.reporter.stage("inputs", f"inputs: the digests of {ctx.release.base}"):
         digests = inputs.base_digests(ctx, ctx.archs)

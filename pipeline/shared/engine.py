@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
+import tarfile
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -176,6 +178,31 @@ class Engine:
         if arch.value in found:
             return found[arch.value]
         raise PipelineError(f"the base image {ref} is a manifest list with no {arch.platform}")
+
+    def read_file(self, image: str, path: str) -> bytes | None:
+        """The regular file PATH in IMAGE, None if the image has no such file: copied out of a
+        container that is created, never started, and removed."""
+        where = f"{path} in {image}"
+        try:
+            container = self.client.containers.create(image, command=["/bin/true"])
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise PipelineError(f"{self.name} could not read {where}: {_first_line(exc)}") from None
+        try:
+            chunks, _ = container.get_archive(path)
+            data = b"".join(chunks)
+        except docker.errors.NotFound:
+            return None
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise PipelineError(f"{self.name} could not read {where}: {_first_line(exc)}") from None
+        finally:
+            _remove(container, f"the container that read {where}")
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = tar.next()
+            if member is None or not member.isfile():
+                raise PipelineError(f"{where} is not a regular file (a link or a directory)")
+            extracted = tar.extractfile(member)
+            assert extracted is not None  # a regular file's member always has data
+            return extracted.read()
 
     def build(
         self,
@@ -362,14 +389,19 @@ class Engine:
         except (docker.errors.DockerException, requests.RequestException) as exc:
             raise PipelineError(f"lost {run.name}'s container: {_first_line(exc)}") from None
         finally:
-            try:
-                container.remove(force=True)
-            except (docker.errors.DockerException, requests.RequestException) as exc:
-                log.warning("could not remove builder container: %s", _first_line(exc))
+            _remove(container, "builder container")
         if status != 0:
             errors = error_lines(lines) or list(lines[-LOG_TAIL:])
             raise PipelineError(f"{run.name} exited with status {status}: " + "\n  ".join(errors))
         return lines
+
+
+def _remove(container: Any, what: str) -> None:
+    """Remove a container we made; a failure is logged, not raised (the work is done)."""
+    try:
+        container.remove(force=True)
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        log.warning("could not remove %s: %s", what, _first_line(exc))
 
 
 def _libpod_message(response: requests.Response) -> str:

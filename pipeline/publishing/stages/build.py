@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.core.arch import Arch
+from pipeline.core.digest import of_bytes
 from pipeline.core.errors import PipelineError
 from pipeline.core.reference import parse_reference
 from pipeline.publishing import inputs
 from pipeline.publishing.stages import runner
 from pipeline.shared.context import Context
+from pipeline.shared.engine import ImageFacts
+from pipeline.trust import containerpolicy
+from pipeline.trust.keys import load_public_key
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 BOOTC_LABEL = "containers.bootc"
@@ -55,7 +60,8 @@ def build(ctx: Context, arch: Arch, base_digest: str | None = None) -> BuiltImag
     base_digest = base_digest or inputs.recorded_base(ctx, arch)
     base = inputs.pinned_base(release.base, base_digest)
     context = release.containerfile.parent
-    inputs_of_build = {
+    trust = trust_inputs(ctx)
+    inputs_of_build: dict[str, Any] = {
         "base": base,
         "baseDigest": base_digest,
         "containerfile": release.containerfile.relative_to(context).as_posix(),
@@ -63,6 +69,8 @@ def build(ctx: Context, arch: Arch, base_digest: str | None = None) -> BuiltImag
         "tag": tag,
         "platform": arch.platform,
     }
+    if trust is not None:  # only then: the ids of releases without `trust` stay as they were
+        inputs_of_build["trust"] = {"scope": trust[0], "publicKey": of_bytes(trust[1]).digest}
 
     def still_in_engine(outputs: dict[str, Any]) -> bool:
         facts = engine.inspect(tag)
@@ -95,6 +103,8 @@ def build(ctx: Context, arch: Arch, base_digest: str | None = None) -> BuiltImag
                     f"the {base_digest} its inputs recorded: it changed during the run",
                     hint="run the build again",
                 )
+        if trust is not None:
+            facts = add_trust_files(ctx, arch, tag, *trust)
         return dataclasses.asdict(BuiltImage(tag=tag, id=facts.id, base_digest=base_digest))
 
     ran = runner.run(
@@ -107,6 +117,58 @@ def build(ctx: Context, arch: Arch, base_digest: str | None = None) -> BuiltImag
         shown=tag,
     )
     return BuiltImage(**ran.outputs)
+
+
+def os_image_repository(ctx: Context) -> str:
+    """Where the OS image is published (`<repository>-os`), the scope its policy names."""
+    return f"{ctx.release.repository}-os"
+
+
+def trust_inputs(ctx: Context) -> tuple[str, bytes] | None:
+    """(the OS image's repository, the PEM of `trust.public_key`), or None without `trust`;
+    a key that is missing or not an ECDSA P-256 public key fails here, before any build."""
+    path = ctx.release.trust_public_key
+    if path is None:
+        return None
+    load_public_key(path, source=f"trust.public_key in {ctx.release.path}")
+    return os_image_repository(ctx), path.read_bytes()
+
+
+def add_trust_files(ctx: Context, arch: Arch, tag: str, scope: str, pem: bytes) -> ImageFacts:
+    """Rebuild TAG with the files that make containers/image in the guest verify the OS
+    image (pipeline/trust/containerpolicy.py): one COPY layer over the built image, its own
+    policy.json read back first so every rule in it is kept."""
+    engine = ctx.engine
+    where = f"the {arch.value} image {tag}"
+    base_policy = engine.read_file(tag, containerpolicy.POLICY_PATH)
+    files = containerpolicy.files(
+        scope=scope, name=ctx.release.name, public_key_pem=pem, base_policy=base_policy,
+        where=where,
+    )  # fmt: skip
+    if base_policy is None:
+        ctx.reporter.info(
+            f"    {arch.value}: {tag} has no {containerpolicy.POLICY_PATH}: containers-common's "
+            "default kept for every other image"
+        )
+    scratch = ctx.arch_dir(arch).root
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="trust-", dir=scratch) as temp:
+        context = Path(temp)
+        for path, data in files.items():
+            target = context / "rootfs" / path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            target.chmod(0o644)
+        containerfile = context / "Containerfile"
+        containerfile.write_text(f"FROM {tag}\nCOPY rootfs/ /\n")
+        facts = engine.build(
+            context=context, containerfile=containerfile, tag=tag, arch=arch, buildargs={},
+            on_line=ctx.reporter.detail,
+        )  # fmt: skip
+    ctx.reporter.info(
+        f"    {arch.value}: {', '.join(files)} added: the guest verifies {scope} with the key"
+    )
+    return facts
 
 
 def built_image(ctx: Context, arch: Arch, *, in_engine: bool = True) -> BuiltImage:
