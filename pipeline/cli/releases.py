@@ -125,7 +125,7 @@ def run_promote(args: argparse.Namespace, reporter: Reporter, options: Options) 
         os_plan = None
         if release.os_image:  # the OS image goes with its disk: to TARGET-os, the same tags
             os_source = release.os_image.rpartition("@")[0]
-            os_target = f"{target.repository}-os"
+            os_target = releases.default_os_repository(target.repository)
             os_release = releases_ops.read_release(client, os_source, release.os_digest)
             if os_release is None:
                 raise UsageError(f"{source}: its OS image {release.os_image} is not an index")
@@ -166,7 +166,9 @@ def _os_repository(
     here has the same digest, which is how it is found). None when no release names one."""
     if not any(r.os_image for r in found):
         return None
-    return parse_reference(os_repository).repository if os_repository else f"{ref.repository}-os"
+    if os_repository:
+        return parse_reference(os_repository).repository
+    return releases.default_os_repository(ref.repository)
 
 
 def run_prune(args: argparse.Namespace, reporter: Reporter, options: Options) -> int:

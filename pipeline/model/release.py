@@ -17,6 +17,12 @@ from pipeline.model.builders import Builder
 VERSION_FIELD = "{version}"
 
 
+def default_os_repository(repository: str) -> str:
+    """The OS image's repository when the manifest names none: `<repository>-os`, beside the
+    disks' (README "Where the OS image lives")."""
+    return f"{repository}-os"
+
+
 @dataclass(frozen=True)
 class Release:
     """A validated release manifest with its defaults applied."""
@@ -64,7 +70,7 @@ class Release:
     def os_repository(self) -> str:
         """Where the release's bootc container image is published (README "Where the OS image
         lives"): its own repository, so each index holds one kind of thing."""
-        return self.os_repository_setting or f"{self.repository}-os"
+        return self.os_repository_setting or default_os_repository(self.repository)
 
     @property
     def os_origin_tag(self) -> str:

@@ -120,8 +120,8 @@ def build(ctx: Context, arch: Arch, base_digest: str | None = None) -> BuiltImag
 
 
 def os_image_repository(ctx: Context) -> str:
-    """Where the OS image is published (`<repository>-os`), the scope its policy names."""
-    return f"{ctx.release.repository}-os"
+    """Where the OS image is published (Release.os_repository), the scope its policy names."""
+    return ctx.release.os_repository
 
 
 def trust_inputs(ctx: Context) -> tuple[str, bytes] | None:

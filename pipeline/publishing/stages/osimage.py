@@ -25,6 +25,7 @@ from pipeline.core.digest import Blob, Sha256
 from pipeline.core.errors import PipelineError
 from pipeline.model import plan
 from pipeline.model.plan import Document, ImageLayer, OsImageRef, Provenance
+from pipeline.model.release import default_os_repository
 from pipeline.publishing.stages import runner
 from pipeline.publishing.stages.build import built_image
 from pipeline.shared.context import Context
@@ -121,7 +122,7 @@ def plan_image(ctx: Context, arch: Arch, provenance: Provenance) -> tuple[Docume
 def os_siblings(siblings: tuple[str, ...]) -> tuple[str, ...]:
     """The OS image repositories beside the sibling releases' disk repositories (by the default
     name): base layers shared with them are mounted, not sent again."""
-    return tuple(f"{repository}-os" for repository in siblings)
+    return tuple(default_os_repository(repository) for repository in siblings)
 
 
 def push_image(
