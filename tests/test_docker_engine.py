@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.model import release
 from pipeline.publishing.stages.disk import is_mountpoint, release_storage_mount
 from tests.support import judges
 from tests.support.docker import DockerService
@@ -19,7 +20,10 @@ from tests.support.podman import PodmanService
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 CAP_SYS_RESOURCE = 24
-IMAGE = "localhost/bootc-pipeline/fedora-40:40.1.0-amd64"
+_RELEASE = release.load(ROOT / "manifests" / "fedora-40.yaml")
+# what the disk stage hands the builder: the OS image by its origin tag (the bootc origin),
+# not the local build name (README "Where the OS image lives")
+IMAGE = f"{_RELEASE.os_repository}:{_RELEASE.os_origin_tag}"
 
 
 def _bounding_set_has(cap: int) -> bool:

@@ -237,6 +237,16 @@ class RegistryFront:
                         urllib.parse.parse_qs(parts.query), self.headers.get("Authorization")
                     )
                     return self.answer(status, body, {"Content-Type": "application/json"})
+                if parts.path in ("/v2", "/v2/"):
+                    # the version check clients ping first (distribution-spec end-1: 200, or
+                    # 401 where authentication is required; the token-auth spec's step 1):
+                    # both registries answer it 401 with a Bearer challenge naming no scope
+                    challenge = f'Bearer realm="{front.realm}",service="{front.profile.service}"'
+                    return self.answer(
+                        401,
+                        b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}',
+                        {"WWW-Authenticate": challenge, "Content-Type": "application/json"},
+                    )
                 match = re.match(r"/v2/(.+?)/(manifests|blobs)/([^/?]+)$", parts.path)
                 if match is None:
                     return self.answer(404, b"")
