@@ -78,8 +78,12 @@ def test_provenance_is_a_referrer_of_the_index(signed: Signed) -> None:
     statement = json.loads(payload)
     assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
     named = {s["digest"]["sha256"] for s in statement["subject"]}
+    # what the release is: the disks' index and manifests, and the OS image's (issue 15)
+    os_image = [s["digest"] for s in signed.report["signatures"]
+                if str(s.get("subject", "")).startswith("os-image")]  # fmt: skip
+    assert len(os_image) == 3
     assert named == {d.split(":")[1] for d in (signed.index, signed.manifest("amd64"),
-                                              signed.manifest("arm64"))}  # fmt: skip
+                                              signed.manifest("arm64"), *os_image)}  # fmt: skip
 
 
 def _subject(registry: RunningRegistry, repo: str) -> Subject:
