@@ -16,6 +16,7 @@ import pytest
 from pipeline.boot import checks as lima_checks
 from pipeline.boot.guest import BootResult
 from pipeline.core.arch import Arch
+from pipeline.model import release
 from pipeline.publishing.stages import runner
 from pipeline.shared.state import arch_dir
 from tests.support.published import Access, judge_index, snapshot, tags
@@ -58,7 +59,11 @@ def test_two_runners_and_a_join_make_the_single_machine_release(
     manifest, single_manifest = manifest_for(tmp_path, repo), manifest_for(tmp_path, single_repo)
     # each disk names its OS image (repository and origin): the same inputs are the same OS image
     text = single_manifest.read_text()
-    single_manifest.write_text(text.replace(f"/{single_repo}-os", f"/{repo}-os"))
+    default = "  # repository: <repository>-os, the default (set one to publish it elsewhere)\n"
+    assert default in text
+    os_repo = release.load(manifest).os_repository
+    single_manifest.write_text(text.replace(default, f"  repository: {os_repo}\n"))
+    assert release.load(single_manifest).os_repository == os_repo
 
     # Two runners, each with its own empty work directory and its one architecture.
     found: list[Path] = []
