@@ -25,7 +25,6 @@ from pipeline.model.plan import Document
 
 PAYLOAD_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
-CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 SIGNATURE_TYPE = "cosign container image signature"
 _EPOCH = "0001-01-01T00:00:00Z"  # go-containerregistry's zero time, as cosign's config has
 
@@ -90,7 +89,7 @@ def signature_manifest(signatures: Sequence[Signature]) -> tuple[Document, bytes
         "schemaVersion": 2,
         "mediaType": mt.OCI_MANIFEST,
         "config": {
-            "mediaType": CONFIG_TYPE,
+            "mediaType": mt.OCI_IMAGE_CONFIG,
             "size": config_blob.size,
             "digest": config_blob.digest,
         },

@@ -38,7 +38,6 @@ from tests.support.keys import KeyPair
 from tests.support.oci_push import push_blob, push_manifest
 
 TIMEOUT = 120
-CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"
 SKOPEO = "skopeo"
 BUILD_HINT = (
@@ -111,7 +110,11 @@ def push_image(
         body = {
             "schemaVersion": 2,
             "mediaType": mt.OCI_MANIFEST,
-            "config": {"mediaType": CONFIG_TYPE, "digest": config_digest, "size": len(config)},
+            "config": {
+                "mediaType": mt.OCI_IMAGE_CONFIG,
+                "digest": config_digest,
+                "size": len(config),
+            },
             "layers": [{"mediaType": LAYER_TYPE, "digest": layer_digest, "size": len(layer)}],
         }
         digest = push_manifest(host, repository, digest_ref(body), body)
