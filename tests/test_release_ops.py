@@ -27,6 +27,8 @@ from pipeline.core import mediatypes as mt
 from pipeline.core.arch import Arch
 from pipeline.core.digest import Blob, of_bytes
 from pipeline.model import plan
+from pipeline.registry.client import RegistryClient
+from pipeline.shared import readback
 from tests.factories import ROOT, fedora
 from tests.support import judges, oci_push
 from tests.support.registry import RunningRegistry
@@ -418,6 +420,39 @@ def test_promote_tags_by_digest_mounts_blobs_and_keeps_release_tags(
         ("latest", made[3].index, made[1].index),
     ]
     assert judges.sha256(judges.skopeo_raw(host, f"{stable}:40.1.0")) == made[3].index
+
+
+def test_a_promoted_release_keeps_its_os_image_when_its_source_is_pruned(
+    registry: RunningRegistry, nightlies: tuple[str, list[Made]], repository_name: str
+) -> None:
+    """Promote copies the release's bytes, so the promoted disk index still names the source's
+    OS repository; the copy promote made in `<target>-os` is the one readers must find, or a
+    prune of the source leaves the promoted release's OS image "not there"."""
+    host = registry.host
+    repo, made = nightlies
+    stable = f"{repository_name}/kept"
+    dated = made[2]  # no moving tag names it: `--keep 1 --older-than 5` deletes it
+    moved = json.loads(
+        cli("promote", f"{host}/{repo}:{dated.version}", f"{host}/{stable}:40.2.0", "--json").stdout
+    )
+    origin = f"ostree-unverified-registry:{host}/{repo}-os:{dated.version}"
+    assert moved["osImage"]["origin"] == origin  # baked into the disk; promote does not rebuild
+    cli("prune", f"{host}/{repo}", "--keep", "1", "--older-than", "5", "--yes")
+    assert status(host, f"{repo}-os", "manifests", dated.os_index) == 404
+    assert status(host, repo, "manifests", dated.index) == 404
+    checked = cli("validate", f"{host}/{stable}:40.2.0")
+    assert f"OS image index {host}/{stable}-os@{dated.os_index}: every image" in checked.stderr
+    # what pull, lima and boot REF read: the promoted copy, its origin the one in the disk
+    with RegistryClient(host, plain_http=True) as client:
+        index = readback.index_at(client, stable, "40.2.0")
+        assert index is not None
+        archs = readback.arch_releases(client, stable, index, (Arch.AMD64, Arch.ARM64))
+        assert archs is not None
+        for r in readback.with_os_images(client, index, archs):
+            assert r.os_image is not None and r.os_manifest is not None
+            assert r.os_image.repository == f"{host}/{stable}-os"
+            assert r.os_image.digest == dated.os_children[r.arch.value]
+            assert r.os_image.origin == origin
 
 
 def test_bad_input_is_one_line_exit_2_and_nothing_done(

@@ -23,6 +23,7 @@ from pipeline.model.releases_plan import (
 )
 from pipeline.publishing import releases as releases_ops
 from pipeline.publishing.deleters import deleter_for
+from pipeline.shared import readback
 from pipeline.shared.context import Options, apply_overrides
 
 Command = Callable[[argparse.Namespace, Reporter, Options], int]
@@ -124,7 +125,10 @@ def run_promote(args: argparse.Namespace, reporter: Reporter, options: Options) 
         )
         os_plan = None
         if release.os_image:  # the OS image goes with its disk: to TARGET-os, the same tags
-            os_source = release.os_image.rpartition("@")[0]
+            named = release.os_image.rpartition("@")[0]
+            os_source = readback.os_index_repository(
+                client, source.repository, named, release.os_digest
+            )
             os_target = releases.default_os_repository(target.repository)
             os_release = releases_ops.read_release(client, os_source, release.os_digest)
             if os_release is None:
@@ -138,12 +142,17 @@ def run_promote(args: argparse.Namespace, reporter: Reporter, options: Options) 
                 current={t: client.manifest_digest(os_target, t) for t in tags},
             )
         reporter.info(f"promote {source} ({release.version}, {digest}) to {target.name}")
+        origin = release.origin(source.registry)
         os_moved = None
         if os_plan is not None:  # first: a disk visible at a tag has its OS image there
             reporter.info(
                 f"  its OS image {release.os_image} to {target.registry}/{os_plan.target}"
             )
             os_moved = releases_ops.promote(client, os_plan, reporter.info)
+            reporter.info(
+                f"  its disks keep the bootc origin they were built with, {origin} (promote "
+                "copies bytes, it does not rebuild: `bootc switch` moves a VM to another stream)"
+            )
         moved = releases_ops.promote(client, plan, reporter.info)
     if args.json:
         out: dict[str, Any] = {"index": digest, "repository": target.name, "moved": moved}
@@ -152,6 +161,7 @@ def run_promote(args: argparse.Namespace, reporter: Reporter, options: Options) 
                 "index": os_plan.release.digest,
                 "repository": f"{target.registry}/{os_plan.target}",
                 "moved": os_moved,
+                "origin": origin,
             }
         print(json.dumps(out))
     return 0
@@ -181,7 +191,10 @@ def run_prune(args: argparse.Namespace, reporter: Reporter, options: Options) ->
         keep = keep if keep is not None else policy.get("keep")
         older = older if older is not None else policy.get("older_than_days")
         ref = _repository(args.reference or release.repository)
-        os_repository = release.os_repository if not args.reference else None
+        # the manifest's OS repository is its disks': another repository keeps its own default
+        own = _repository(release.repository)
+        if (ref.registry, ref.repository) == (own.registry, own.repository):
+            os_repository = release.os_repository
     elif args.reference:
         ref = _repository(args.reference)
     else:

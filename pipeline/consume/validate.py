@@ -276,16 +276,18 @@ def _check_os_image(
         )
         if archs is None:
             return False
-        images = readback.os_images(client, index.annotations, {r.arch: r.manifest for r in archs})
+        disks = {r.arch: r.manifest for r in archs}
+        images = readback.os_images(client, repo, index.annotations, disks)
         if images is None:  # a release from before the OS image was published: nothing partial
             found.checked.append(f"index {digest}: names no OS image")
             return True
-        named = index.annotations[mt.ANN_OS_IMAGE_INDEX]
+        path, _, named = index.annotations[mt.ANN_OS_IMAGE_INDEX].rpartition("@")
         for arch, (image, _) in images.items():
             found.checked.append(
                 f"OS image {arch.value}: {image.reference} (origin {image.origin})"
             )
-        line = f"OS image index {client.registry}/{named}: every image and blob present"
+        there = next((i.repository for i, _ in images.values()), f"{client.registry}/{path}")
+        line = f"OS image index {there}@{named}: every image and blob present"
         found.checked.append(line)
         reporter.info(line)
         return True

@@ -18,6 +18,7 @@ from typing import Any
 
 from pipeline.core import mediatypes as mt
 from pipeline.core.errors import UsageError
+from pipeline.model.plan import origin_of
 
 REFERRER_TAG = re.compile(r"^sha256-(?P<hex>[a-f0-9]{64})(?:\.[a-z]+)?$")
 DATED = re.compile(r"(?<![0-9])20[0-9]{6}(?![0-9])")  # a {date} (YYYYMMDD) in the version
@@ -74,6 +75,14 @@ class StoredRelease:
     @property
     def os_digest(self) -> str:
         return self.os_image.rpartition("@")[2]
+
+    def origin(self, registry: str) -> str:
+        """The bootc origin its disks were built with (annotations: the OS repository and the
+        origin tag; "" for a release that names no OS image)."""
+        tags = {c.annotations.get(mt.ANN_OS_IMAGE_ORIGIN_TAG, "") for c in self.children}
+        if not self.os_image or len(tags) != 1 or "" in tags:
+            return ""
+        return origin_of(f"{registry}/{self.os_image.rpartition('@')[0]}:{tags.pop()}")
 
     @property
     def dated(self) -> bool:

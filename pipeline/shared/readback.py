@@ -19,6 +19,7 @@ from pipeline.core.reference import Reference, parse_reference
 from pipeline.model import lima_settings, pullplan
 from pipeline.model.plan import Document, OsImageRef
 from pipeline.model.published import ArchRelease
+from pipeline.model.release import default_os_repository
 from pipeline.registry.client import FetchedManifest, RegistryClient
 from pipeline.registry.errors import where
 from pipeline.trust.verify import TrustPolicy
@@ -36,6 +37,9 @@ class Chosen:
     layer: pullplan.Layer
     # what the release says its Lima template needs (None: a release from before it said)
     lima: lima_settings.Settings | None = field(default=None, compare=False)
+    # the OS image its disk was made from, checked present (None: a plain manifest, or a
+    # release from before the OS image was published)
+    os_image: OsImageRef | None = field(default=None, compare=False)
 
 
 def top(client: RegistryClient, ref: Reference) -> tuple[FetchedManifest, str]:
@@ -65,9 +69,10 @@ def resolve(client: RegistryClient, ref: Reference, arch: Arch, *, trust: TrustP
         fetched, chosen_arch = child(client, ref.repository, index, arch, here), arch
         # a release whose OS image is partial is as incomplete as one missing a disk
         disk = Document(fetched.media_type or mt.OCI_MANIFEST, fetched.body)
-        os_images(client, pullplan.annotations_of(index), {arch: disk})
+        images = os_images(client, ref.repository, pullplan.annotations_of(index), {arch: disk})
+        os_image = images[arch][0] if images else None
     elif fetched.media_type in pullplan.MANIFEST_TYPES:
-        chosen_arch = None
+        chosen_arch, os_image = None, None
     else:
         raise PipelineError(f"{here} is {fetched.media_type or 'of no media type'}, not a manifest")
     manifest = pullplan.parse(fetched.body, here)
@@ -76,7 +81,7 @@ def resolve(client: RegistryClient, ref: Reference, arch: Arch, *, trust: TrustP
         pullplan.annotations_of(manifest), f"{here} manifest {fetched.digest}"
     )
     trust.check(client, ref.repository, list(dict.fromkeys([named, fetched.digest])))
-    return Chosen(ref, fetched.digest, chosen_arch, layer, settings)
+    return Chosen(ref, fetched.digest, chosen_arch, layer, settings, os_image)
 
 
 def platforms(client: RegistryClient, ref: Reference) -> list[Arch]:
@@ -99,6 +104,7 @@ class Index:
     body: Any
     annotations: dict[str, str]
     where: str
+    repository: str  # the path it was read from
 
 
 def index_at(client: RegistryClient, repo: str, reference: str) -> Index | None:
@@ -109,7 +115,7 @@ def index_at(client: RegistryClient, repo: str, reference: str) -> Index | None:
         return None
     body = pullplan.parse(fetched.body, here)
     document = Document(fetched.media_type, fetched.body)
-    return Index(document, body, pullplan.annotations_of(body), here)
+    return Index(document, body, pullplan.annotations_of(body), here, repo)
 
 
 def arch_releases(
@@ -130,14 +136,22 @@ def arch_releases(
 
 
 def os_images(
-    client: RegistryClient, index_annotations: dict[str, str], disks: dict[Arch, Document]
+    client: RegistryClient,
+    repo: str,
+    index_annotations: dict[str, str],
+    disks: dict[Arch, Document],
 ) -> dict[Arch, tuple[OsImageRef, Document]] | None:
-    """The OS image (pipeline/stages/osimage.py) a disk release names, read back and checked:
-    the disk index names the OS index by digest, which must be there with an entry for each of
-    `disks`' architectures whose digest is the one that disk's manifest names; each image
-    manifest by digest and every blob it names must be there. A partial OS image is a
+    """The OS image (pipeline/publishing/stages/osimage.py) a disk release in REPO names, read
+    back and checked: the disk index names the OS index by digest, which must be there with an
+    entry for each of `disks`' architectures whose digest is the one that disk's manifest names;
+    each image manifest by digest and every blob it names must be there. A partial OS image is a
     PipelineError (the release is as incomplete as one missing a disk); None: a release from
-    before the OS image was published, whose disks name none."""
+    before the OS image was published, whose disks name none.
+
+    Where: REPO's own OS repository (`<REPO>-os`, release.default_os_repository) when it holds
+    that index, else the path the annotation names. A promoted release keeps its source's bytes,
+    so its annotations name the source's OS repository, while promote put the copy beside the
+    promoted disks; that copy goes with them, and outlives a prune of the source."""
     named = index_annotations.get(mt.ANN_OS_IMAGE_INDEX)
     if named is None:
         for arch, disk in disks.items():
@@ -150,20 +164,33 @@ def os_images(
     path, _, digest = named.rpartition("@")
     if not path or not digest.startswith("sha256:"):
         raise PipelineError(f"the OS image index {named!r} is not named as REPO@sha256:...")
+    path = os_index_repository(client, repo, path, digest)
     # on the disks' registry, as they are read (the same path on a mirror too)
-    ref = parse_reference(f"{client.registry}/{named}")
-    here = f"OS image index {client.registry}/{named}"
+    ref = parse_reference(f"{client.registry}/{path}@{digest}")
+    here = f"OS image index {client.registry}/{path}@{digest}"
     try:
-        return _os_images(client, ref, here, disks)
+        return _os_images(client, ref, named.rpartition("@")[0], here, disks)
     except PipelineError as exc:
         if "OS image" in exc.message:  # says what it is about already
             raise
         raise PipelineError(f"{here}: {exc.message}") from None
 
 
+def os_index_repository(client: RegistryClient, repo: str, named: str, digest: str) -> str:
+    """Where the OS index DIGEST of a disk release in REPO is read: REPO's own OS repository
+    (`<REPO>-os`) when it holds it (the copy promote made beside promoted disks), else NAMED,
+    the path the disk index's annotation names."""
+    own = default_os_repository(repo)
+    if named != own and client.manifest_digest(own, digest, accept=pullplan.INDEX_TYPES) == digest:
+        return own
+    return named
+
+
 def _os_images(
-    client: RegistryClient, ref: Reference, here: str, disks: dict[Arch, Document]
+    client: RegistryClient, ref: Reference, named: str, here: str, disks: dict[Arch, Document]
 ) -> dict[Arch, tuple[OsImageRef, Document]]:
+    """The images of the OS index REF; NAMED: the repository path the disks' annotations name
+    (and their baked-in origin: promote copies bytes, it cannot rewrite the disk)."""
     assert ref.digest is not None
     fetched = client.get_manifest(ref.repository, ref.digest, accept=pullplan.INDEX_TYPES)
     if fetched.media_type not in pullplan.INDEX_TYPES:
@@ -176,20 +203,23 @@ def _os_images(
         image = entries.get(arch.value)
         if image is None:
             raise PipelineError(f"{here} has no linux/{arch.value} image")
-        if annotations.get(mt.ANN_OS_IMAGE) != f"{ref.repository}@{image}":
+        if annotations.get(mt.ANN_OS_IMAGE) != f"{named}@{image}":
             raise PipelineError(
                 f"the {arch.value} disk names OS image {annotations.get(mt.ANN_OS_IMAGE)}, the "
-                f"OS image index {ref.repository}@{image}"
+                f"OS image index {named}@{image}"
             )
         tag = annotations.get(mt.ANN_OS_IMAGE_ORIGIN_TAG, "")
         if not tag:
             raise PipelineError(f"the {arch.value} disk names no origin tag of its OS image")
-        origin = f"ostree-unverified-registry:{base}:{tag}"
+        origin = f"ostree-unverified-registry:{ref.registry}/{named}:{tag}"
         manifest = client.get_manifest(ref.repository, image, accept=pullplan.MANIFEST_TYPES)
         body = pullplan.parse(manifest.body, f"{base}@{image}")
         blobs = [body.get("config") or {}, *(body.get("layers") or [])]
-        for descriptor in blobs:
-            digest = str(descriptor.get("digest") if isinstance(descriptor, dict) else None)
+        for n, descriptor in enumerate(blobs):
+            digest = descriptor.get("digest") if isinstance(descriptor, dict) else None
+            if not isinstance(digest, str) or not digest.startswith("sha256:"):
+                field_ = "config" if n == 0 else f"layers[{n - 1}]"
+                raise PipelineError(f"OS image {base}@{image}: {field_} names no sha256 digest")
             if not client.blob_exists(ref.repository, digest):
                 raise PipelineError(f"blob {digest} of OS image {base}@{image} is not there")
         document = Document(manifest.media_type or mt.OCI_MANIFEST, manifest.body)
@@ -201,7 +231,8 @@ def with_os_images(
     client: RegistryClient, index: Index, archs: tuple[ArchRelease, ...]
 ) -> tuple[ArchRelease, ...]:
     """`archs` read back from `index`, with the OS image each names (checked, os_images)."""
-    images = os_images(client, index.annotations, {r.arch: r.manifest for r in archs})
+    disks = {r.arch: r.manifest for r in archs}
+    images = os_images(client, index.repository, index.annotations, disks)
     if images is None:
         return archs
     out = []
