@@ -652,6 +652,59 @@ def test_release_tag_taken_after_sending_is_a_tag_race(
         assert all(client.manifest_digest(REPO, tag) != ours for tag in ("40", "latest"))
 
 
+@pytest.mark.parametrize("taken", ["disk", "disk-and-os"])
+def test_a_release_tag_lost_while_tagging_takes_the_os_moving_tags_along(
+    taken: str, fresh: Setup, workdir: Workdir, tmp_path: Path, disks: DiskCache, figures: Figures
+) -> None:
+    """Another publisher's complete 40.1.0 (its own OS index) takes the release tag while this
+    run moves the OS image's moving tags: exit 3, and every moving tag, of the disks and of the
+    OS image (`-os:40` is the stream bootc follows), ends on the winner's release, never on
+    the loser's OS image under the winner's disks (issue 15: the OS moving tags move only after
+    the disk release tags are read back, and follow the winner's OS index with the disk's)."""
+    host = fresh.registry.host
+    (tmp_path / "theirs").mkdir()
+    theirs = write_manifest(  # the winner's release, pushed by digest only (no tags of 40.1.0)
+        tmp_path / "theirs",
+        manifest_data(tags=["b-40.1.0"], moving_tags=[], os_image={"origin_tag": "b-40.1.0"}),
+        name="fedora-40",
+    )
+    other = make_workdir(tmp_path / "other", disks)
+    argv = push_argv(other, host, manifest=theirs, created="2025-12-31T00:00:00Z")
+    proc = run_push(argv, fresh.env())
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(other.report_path.read_text())
+    with RegistryClient(host, plain_http=True) as client:
+        winner = client.get_manifest(REPO, "b-40.1.0")
+        winner_os = client.get_manifest(f"{REPO}-os", "b-40.1.0")
+
+    def other_publisher() -> None:  # as publish tags: the OS image's release tag first
+        with RegistryClient(host, plain_http=True) as client:
+            if taken == "disk-and-os":
+                client.push_manifest(f"{REPO}-os", "40.1.0", winner_os.body, winner_os.media_type)
+            client.push_manifest(REPO, "40.1.0", winner.body, winner.media_type)
+
+    rule = fresh.proxy.add(  # when this run sends the OS image's first moving tag
+        "hook", method="PUT", path=rf"/v2/{REPO}-os/manifests/40$", times=1, hook=other_publisher,
+        seconds=RULE_SECONDS, label="os-tag-race",
+    )  # fmt: skip
+    proc = run_push(push_argv(workdir, fresh.proxy.host), fresh.env())
+    figures.count_faults(fresh.proxy)
+    assert rule.injected == 1
+    assert proc.returncode == 3, proc.stderr[-4000:]
+    (line,) = error_lines(proc.stderr)
+    assert ":40.1.0 was tagged by another publisher" in line
+    assert report["index"]["digest"] == winner.digest
+    with RegistryClient(host, plain_http=True) as client:
+        assert client.manifest_digest(REPO, "40.1.0") == winner.digest
+        for tag in ("40", "latest"):
+            disk = client.manifest_digest(REPO, tag)
+            assert disk in (None, winner.digest), (tag, disk)
+            assert client.manifest_digest(f"{REPO}-os", tag) == winner_os.digest, tag
+    assert winner.json()["annotations"]["org.bootc-pipeline.os-image.index"] == (
+        f"{REPO}-os@{winner_os.digest}"
+    )
+
+
 def test_one_registry_client_per_run_closed_at_the_end(
     fresh: Setup, workdir: Workdir, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,7 +17,7 @@ from pipeline.model.plan import Document, Provenance
 from pipeline.model.published import ArchRelease, Published
 from pipeline.publishing import sign
 from pipeline.publishing.tags import TagPolicy
-from pipeline.registry.client import RegistryClient
+from pipeline.registry.client import FetchedManifest, RegistryClient
 from pipeline.shared.context import Context
 
 
@@ -147,12 +147,40 @@ def release(
     def tagged(where: str) -> Callable[[str], None]:
         return lambda tag: ctx.reporter.info(f"    tagged {where}:{tag}")
 
+    # release tags, the OS image's first; then moving tags, the OS image's first: a disk
+    # visible at a tag has its OS image there, and the OS moving tag (the stream bootc
+    # follows) moves only once this release's disk release tags are its own
+    release_tags = tuple(t for t in tags if t in policy.release_tags)
+    moving_tags = tuple(t for t in tags if t not in policy.release_tags)
+    on_disk, on_os = tagged(f"{ctx.target.registry}/{repo}"), tagged(ctx.release.os_repository)
     if os_policy and os_index:
         if tags:  # a disk release tag taken meanwhile: the OS image's tags stay as they are
             policy.check(index.digest, sent=sent)
-        os_policy.move(os_index, tags, tagged(ctx.release.os_repository))
-    policy.move(index, tags, tagged(f"{ctx.target.registry}/{repo}"))
+        os_policy.move(os_index, release_tags, on_os)
+    policy.move(index, release_tags, on_disk)
+    if os_policy and os_index:
+        os_policy.move(os_index, moving_tags, on_os)
+    follow_os = _os_follower(client, os_policy, os_index)
+    policy.move(index, moving_tags, on_disk, on_lost=follow_os)
     return Published(
         f"{ctx.target.registry}/{repo}", index, tags, tuple(archs), signed,
         os_index=os_index, os_repository=ctx.release.os_repository if os_index else None,
     )  # fmt: skip
+
+
+def _os_follower(
+    client: RegistryClient, os_policy: TagPolicy | None, os_index: Document | None
+) -> Callable[[FetchedManifest], None]:
+    """When a racing publisher's disk index keeps a release tag: the OS moving tags this run
+    set follow the OS index that winner names, as its disk moving tags follow the winner."""
+
+    def follow(winner: FetchedManifest) -> None:
+        if os_policy is None or os_index is None:
+            return
+        named = (winner.json().get("annotations") or {}).get(mt.ANN_OS_IMAGE_INDEX, "")
+        path, _, digest = str(named).rpartition("@")
+        if path != os_policy.repository or not digest.startswith("sha256:"):
+            return  # a winner whose OS image is elsewhere (or none): nothing here to follow
+        os_policy.follow(os_index, client.get_manifest(path, digest))
+
+    return follow

@@ -17,7 +17,7 @@ from pipeline.core import mediatypes as mt
 from pipeline.core.errors import TagRaceError, UsageError
 from pipeline.core.reference import Reference
 from pipeline.model.plan import Document
-from pipeline.registry.client import RegistryClient
+from pipeline.registry.client import FetchedManifest, RegistryClient
 from pipeline.shared.context import Context
 
 RELEASE_TAG_HINT = "bump the version in the release manifest, or pass --force to move the tag"
@@ -144,8 +144,10 @@ class TagPolicy:
         index: Document,
         tags: tuple[str, ...],
         on_tag: Callable[[str], None] = lambda tag: None,
+        on_lost: Callable[[FetchedManifest], None] = lambda winner: None,
     ) -> None:
-        """Put `index` under `tags` (release tags first, moving tags last) with race handling."""
+        """Put `index` under `tags` (release tags first, moving tags last) with race handling;
+        `on_lost(winner)`: what else follows a racing winner (the OS image's moving tags)."""
         for tag in tags:
             release_tag = tag in self.release_tags
             # Again (another publisher may have tagged since the first check), and read back: a
@@ -160,9 +162,17 @@ class TagPolicy:
                 break
             on_tag(tag)
         if tags:
-            self._follow_a_racing_winner(index)
+            self._follow_a_racing_winner(index, on_lost)
 
-    def _follow_a_racing_winner(self, index: Document) -> None:
+    def follow(self, ours: Document, winner: Document | FetchedManifest) -> None:
+        """Point the moving tags that name OURS at WINNER instead."""
+        for moving in self.moving_tags:
+            if self.client.manifest_digest(self.repository, moving) == ours.digest:
+                self.client.push_manifest(self.repository, moving, winner.body, winner.media_type)
+
+    def _follow_a_racing_winner(
+        self, index: Document, on_lost: Callable[[FetchedManifest], None]
+    ) -> None:
         """After the moving tags: if a racing publisher has taken a release tag meanwhile, point
         the moving tags this run set at its index too (so every tag agrees) and fail.
 
@@ -175,9 +185,8 @@ class TagPolicy:
             if current is None or current == index.digest:
                 continue
             winner = self.client.get_manifest(repo, current)
-            for moving in self.moving_tags:
-                if self.client.manifest_digest(repo, moving) == index.digest:
-                    self.client.push_manifest(repo, moving, winner.body, winner.media_type)
+            self.follow(index, winner)
+            on_lost(winner)
             raise TagRaceError(
                 f"{self._where(tag)} was tagged by another publisher while this one ran "
                 f"({current}); the moving tags follow it, this release ({index.digest}) is "
