@@ -11,15 +11,20 @@ from typing import Any
 import pytest
 
 from pipeline.boot.checks import SECTION, OriginExpectation, guest_checks, judge_origin
+from pipeline.consume import boot_published
 from pipeline.core import mediatypes as mt
 from pipeline.core.arch import Arch
 from pipeline.core.digest import Blob, of_bytes
 from pipeline.core.errors import UsageError
+from pipeline.core.progress import Reporter
 from pipeline.model import plan, release, results
 from pipeline.model.published import ArchRelease
-from pipeline.shared.context import Options, apply_overrides
+from pipeline.publishing.stages import boot as boot_stage
+from pipeline.publishing.stages import runner
+from pipeline.shared.context import Context, Options, apply_overrides
 from tests.factories import ROOT, fedora, manifest_data, write_manifest
 from tests.standins.bib import bootc_image_builder as standin
+from tests.support.workdirs import DiskCache, make_workdir
 
 PROVENANCE = plan.Provenance("2026-11-28T05:00:00Z", "0123456789abcdef0123456789abcdef01234567")
 LAYER = Blob("sha256:" + "a" * 64, 10)
@@ -172,12 +177,62 @@ def test_bootc_origin_fails_naming_what_is_wrong(status: int, output: str, named
     assert not ok and named in detail, detail
 
 
+def test_boot_ref_takes_the_origin_s_host_as_published_wherever_it_was_read() -> None:
+    """`boot REF` knows the OS image's repository by path (the annotations name no host): a
+    disk read from a mirror still carries the registry it was published to."""
+    mirrored = "127.0.0.1:6000/bootc-lima/fedora-bootc-lima-os"
+    expect = boot_published.origin_of(
+        plan.OsImageRef(mirrored, DIGEST, plan.origin_of(f"{mirrored}:40"))
+    )
+    assert expect is not None and expect.any_host
+    ok, detail = judge_origin(0, _output(), expect)  # the guest's origin names :5000
+    assert ok, detail
+    conf = expect.registries_conf()  # the guest's skopeo goes where the disk was read from
+    assert conf is not None and 'location = "10.0.2.2:6000"' in conf
+    for wrong in (f"{mirrored}:nightly", "127.0.0.1:5000/other-os:40"):
+        ok, detail = judge_origin(0, _output(image=wrong, origin=wrong), expect)
+        assert not ok and "bootc status" in detail, detail
+    ok, detail = judge_origin(0, _output(origin=f"{OS_REPO}:41"), expect)
+    assert not ok and "origin file" in detail
+    assert not judge_origin(0, _output(image=mirrored + ":40"), EXPECT)[0]  # publish: exact
+    assert boot_published.origin_of(None) is None
+
+
+def test_boot_alone_checks_the_origin_only_against_this_build_s_os_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`boot` run alone reads the OS image stamp only when it was pushed from the current build:
+    an earlier publish's image is not this disk's (issue 15)."""
+    (tmp_path / "disks").mkdir()
+    work = make_workdir(tmp_path / "work", DiskCache(tmp_path / "disks"), archs=(Arch.AMD64,))
+    ctx = Context(fedora(), Options(workdir=work.root), Reporter(live=False))
+    assert boot_stage.origin_expectation(ctx, Arch.AMD64) is None  # nothing pushed yet
+    state = ctx.arch_dir(Arch.AMD64)
+    built = state.load_stamp("build")
+    assert built is not None
+    image = plan.OsImageRef(OS_REPO, DIGEST, plan.origin_of(ORIGIN))
+    for build_id, expected in ((built["id"], image.reference), ("sha256:" + "e" * 64, None)):
+        outputs = image.__dict__ | {"manifest": "{}", "image": build_id}
+        state.save_stamp(runner.OS_IMAGE, DIGEST, outputs)
+        found = boot_stage.origin_expectation(ctx, Arch.AMD64)
+        assert (found.reference if found else None) == expected
+        if found is not None:
+            assert found.image == ORIGIN
+    assert "from an earlier build, not this disk's" in capsys.readouterr().err
+
+
 def test_the_guest_reaches_a_loopback_registry_through_qemu_s_host_address() -> None:
     conf = EXPECT.registries_conf()
     assert conf is not None
     assert 'prefix = "127.0.0.1:5000"' in conf and 'location = "10.0.2.2:5000"' in conf
     remote = OriginExpectation("ghcr.io/o/r-os:40", f"ghcr.io/o/r-os@{DIGEST}")
     assert remote.registries_conf() is None
+    for host, guest in (("[::1]:5000", "[fec0::2]:5000"), ("localhost", "10.0.2.2")):
+        v6 = OriginExpectation(f"{host}/r-os:40", f"{host}/r-os@{DIGEST}").registries_conf()
+        assert v6 is not None and f'prefix = "{host}"' in v6, host
+        assert f'location = "{guest}"' in v6, v6
+    port_only = OriginExpectation("registry.example:5000/r-os:40", f"x@{DIGEST}")
+    assert port_only.registries_conf() is None
     names = [c.name for c in guest_checks(1000, "/var/usrlocal", EXPECT)]
     assert names[-1] == "bootc-origin"
     assert "bootc-origin" not in [c.name for c in guest_checks(1000, "/var/usrlocal")]

@@ -9,12 +9,14 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from pipeline.boot.checks import OriginExpectation
 from pipeline.boot.guest import boot_disk, disk_info
 from pipeline.boot.verdict import fail_if_bad
 from pipeline.consume import pull
 from pipeline.core.arch import Arch
 from pipeline.core.progress import Reporter
 from pipeline.model import lima_settings
+from pipeline.model.plan import OsImageRef
 from pipeline.shared.context import Options
 
 
@@ -47,6 +49,7 @@ def boot_published(
                 work / "boot",
                 install_prefix=settings.guest_install_prefix,
                 reporter=reporter,
+                origin=origin_of(pulled.chosen.os_image),
             )
         finally:
             pulled.path.unlink(missing_ok=True)
@@ -60,3 +63,13 @@ def boot_published(
             emit(record)
         fail_if_bad(result, reporter)
     return record
+
+
+def origin_of(image: OsImageRef | None) -> OriginExpectation | None:
+    """bootc-origin for a published disk: its origin names the OS image's repository path and
+    tag (on whichever registry it was published to), and the image its disk names resolves
+    from inside the guest at the registry it was read from (None: the release names none)."""
+    if image is None:
+        return None
+    name = image.origin.removeprefix("ostree-unverified-registry:")
+    return OriginExpectation(name, image.reference, any_host=True)

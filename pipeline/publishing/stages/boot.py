@@ -19,7 +19,7 @@ from pipeline.core.arch import Arch
 from pipeline.core.digest import Blob
 from pipeline.core.errors import PipelineError
 from pipeline.core.progress import Reporter
-from pipeline.publishing.stages import runner
+from pipeline.publishing.stages import osimage, runner
 from pipeline.publishing.stages.compress import compressed_disk
 from pipeline.shared.context import Context
 
@@ -88,15 +88,20 @@ def boot(ctx: Context, arch: Arch) -> BootResult | None:
 
 
 def origin_expectation(ctx: Context, arch: Arch) -> OriginExpectation | None:
-    """What bootc-origin checks: the OS image pushed for ARCH (pipeline/stages/osimage.py) and
-    the origin the disk was given (None when no OS image was pushed: `boot` alone)."""
-    stamp = ctx.arch_dir(arch).load_stamp(runner.OS_IMAGE)
-    if stamp is None:
+    """What bootc-origin checks: the OS image pushed from ARCH's current build
+    (publishing/stages/osimage.py) and the origin the disk was given (None when none was
+    pushed from it: `boot` alone, before any push of this build)."""
+    found = osimage.pushed(ctx, arch)
+    if found is None:
+        if ctx.arch_dir(arch).load_stamp(runner.OS_IMAGE) is not None:
+            ctx.reporter.info(
+                f"    {arch.value}: the OS image pushed last is from an earlier build, not this "
+                "disk's: bootc-origin is not checked (publish pushes this build's)"
+            )
         return None
-    origin = str(stamp["origin"])
+    image = found[0]
     return OriginExpectation(
-        origin.removeprefix("ostree-unverified-registry:"),
-        f"{stamp['repository']}@{stamp['digest']}",
+        image.origin.removeprefix("ostree-unverified-registry:"), image.reference
     )
 
 

@@ -151,16 +151,20 @@ def push_image(
     ctx.reporter.info(
         f"    {arch.value}: OS image {pushed.reference} ({len(blobs)} blobs, {sent} bytes sent)"
     )
+    image = built_image(ctx, arch, in_engine=False).id
     ctx.arch_dir(arch).save_stamp(
-        PUSHED_STAMP, manifest.digest, pushed.__dict__ | {"manifest": manifest.body.decode()}
+        PUSHED_STAMP,
+        manifest.digest,
+        pushed.__dict__ | {"manifest": manifest.body.decode(), "image": image},
     )
     return pushed
 
 
 def pushed(ctx: Context, arch: Arch) -> tuple[OsImageRef, Document] | None:
-    """The OS image this machine last pushed for ARCH (None: not pushed yet)."""
+    """The OS image this machine pushed for ARCH's current build (None: none pushed from it;
+    one pushed from an earlier build is not this disk's)."""
     stamp = ctx.arch_dir(arch).load_stamp(PUSHED_STAMP)
-    if stamp is None:
+    if stamp is None or stamp.pop("image", None) != built_image(ctx, arch, in_engine=False).id:
         return None
     body = str(stamp.pop("manifest")).encode()
     return OsImageRef(**stamp), Document(mt.OCI_MANIFEST, body)
