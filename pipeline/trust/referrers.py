@@ -64,12 +64,15 @@ def _merge(known: list[Any], more: Sequence[Any]) -> list[Any]:
 def _listed_by_api(
     client: RegistryClient, repository: str, subject_digest: str, manifest: Document
 ) -> None:
-    for _ in range(MAX_ATTEMPTS):
+    """After a settle delay the API lists MANIFEST, else it is PUT again (the registry adds it
+    again) and read back again: every PUT is read back, MAX_ATTEMPTS reads in all."""
+    for attempt in range(MAX_ATTEMPTS):
         time.sleep(random.uniform(*SETTLE_SECONDS))
         found = client.referrers(repository, subject_digest) or {}
         if manifest.digest in {e.get("digest") for e in _entries(found)}:
             return
-        client.push_manifest(repository, manifest.digest, manifest.body, manifest.media_type)
+        if attempt + 1 < MAX_ATTEMPTS:
+            client.push_manifest(repository, manifest.digest, manifest.body, manifest.media_type)
     raise PipelineError(
         f"{client.registry}/{repository}@{subject_digest}: the registry's referrers list kept "
         f"losing {manifest.digest} ({MAX_ATTEMPTS} attempts)"
