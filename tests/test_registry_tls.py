@@ -11,7 +11,7 @@ import pytest
 from pipeline.core.errors import UsageError
 from pipeline.registry import BlobAction, RegistryClient, RetryPolicy
 from pipeline.registry.errors import RegistryError
-from pipeline.registry.transport import TrustAdapter
+from pipeline.registry.transport import LazyTrust
 from pipeline.shared.context import Options
 from tests.support.faultproxy import FaultProxy
 from tests.support.registry import RunningRegistry, start_registry
@@ -253,8 +253,8 @@ def test_token_services_and_redirects_elsewhere_get_the_systems_trust_alone(
 
     def trusts_the_ca(client: RegistryClient, url: str) -> bool:
         adapter = client._t.session.get_adapter(url)
-        assert isinstance(adapter, TrustAdapter)
-        return any(ca["subject"] == subject for ca in adapter._context.get_ca_certs())
+        assert isinstance(adapter, LazyTrust)  # the trust is built at the first HTTPS request
+        return any(ca["subject"] == subject for ca in adapter._context().get_ca_certs())
 
     with options.registry_client(tls_registry.host, publishing=True) as client:
         assert trusts_the_ca(client, f"https://{tls_registry.host}/v2/x/blobs/sha256:0")

@@ -9,9 +9,11 @@ access.py decides them, and redacted logging.
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
@@ -109,6 +111,33 @@ class TrustAdapter(requests.adapters.HTTPAdapter):
         conn.ca_certs = conn.ca_cert_dir = None  # not certifi's bundle on top: the context is it
 
 
+class LazyTrust(requests.adapters.BaseAdapter):
+    """A TrustAdapter made at the first HTTPS request: building the system's trust store costs
+    0.05-0.1 s (README, pull's speed), which a run that meets only plain-HTTP hosts never pays."""
+
+    def __init__(self, context: Callable[[], ssl.SSLContext]) -> None:
+        super().__init__()
+        self._context = context
+        self._adapter: TrustAdapter | None = None
+        self._lock = threading.Lock()
+
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            if self._adapter is None:
+                self._adapter = TrustAdapter(self._context())
+            adapter = self._adapter
+        return adapter.send(request, *args, **kwargs)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._adapter is not None:
+                self._adapter.close()
+
+
+def _same(context: ssl.SSLContext) -> ssl.SSLContext:
+    return context
+
+
 def api_host(registry: str) -> str:
     """Docker Hub's API is not served at its reference name."""
     return "registry-1.docker.io" if registry in ("docker.io", "index.docker.io") else registry
@@ -141,9 +170,11 @@ class Transport:
         self.session.proxies = dict(requests.utils.get_environ_proxies(endpoint.base_url))
         # Every HTTPS host (redirects, token services) gets the system's trust, and the hosts
         # with a CA bundle of their own get theirs: the longest mounted prefix wins.
-        self.session.mount("https://", TrustAdapter(trust(None)))
+        self.session.mount("https://", LazyTrust(lambda: trust(None)))
         for host, context in access.trusted_hosts().items():
-            self.session.mount(f"https://{api_host(host)}/", TrustAdapter(context))
+            self.session.mount(
+                f"https://{api_host(host)}/", LazyTrust(functools.partial(_same, context))
+            )
         self.session.headers["User-Agent"] = USER_AGENT
         install_log_redaction()  # urllib3's own DEBUG lines show URLs: keep signatures out
         self.auth = Authenticator(
