@@ -6,9 +6,11 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from pipeline.core import zstdfile
 from pipeline.core.digest import Blob
@@ -186,3 +188,28 @@ def test_bad_stream_and_wrong_digest_are_refused(tmp_path: Path) -> None:
             uncompressed=None,
         )  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["disk", "disk.zst", "junk.zst"]
+
+
+def test_concatenated_frames_truncation_and_leaving_midway(tmp_path: Path) -> None:
+    """Two frames one after the other (what `cat a.zst b.zst` makes, and zstd -d reads) come
+    out whole; a stream cut short is refused; a caller that leaves midway is not kept waiting
+    by the threads (the decompressing one may hold every output buffer)."""
+    first, second = os.urandom(3 * 1024 * 1024), b"\0" * (9 * 1024 * 1024)
+    joined = zstandard.ZstdCompressor().compress(first) + zstandard.ZstdCompressor().compress(
+        second
+    )
+    with (tmp_path / "out").open("wb") as out, zstdfile.Decompressor(out) as unpack:
+        for start in range(0, len(joined), 64 * 1024):
+            unpack.feed(joined[start : start + 64 * 1024])
+        plain = unpack.finish()
+    assert (tmp_path / "out").read_bytes() == first + second
+    assert plain.digest == "sha256:" + hashlib.sha256(first + second).hexdigest()
+    cut = joined[: len(joined) // 3]
+    with pytest.raises(PipelineError, match="ends early"), zstdfile.Decompressor(None) as unpack:
+        unpack.feed(cut)
+        unpack.finish()
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="caller failed"), zstdfile.Decompressor(None) as unpack:
+        unpack.feed(zstandard.ZstdCompressor().compress(b"\0" * (64 * 1024 * 1024)))
+        raise RuntimeError("caller failed")
+    assert time.monotonic() - started < 10

@@ -1,6 +1,7 @@
 """Work on a stream of blocks in threads joined by bounded queues, so the steps overlap.
 
-A `Stage` runs one function over the blocks put into it, in its own thread, in order. Its
+A `Stage` runs one function over the blocks put into it, in its own thread, in order (or
+hands a consumer that pulls, such as a decompressor, an iterator of them). Its
 queue holds at most `depth` blocks: a feeder faster than the stage waits, so memory stays
 bounded by depth × block size per stage, whatever the stream's length. CPython runs the
 threads' Python code one at a time, but socket reads, file writes, hashlib (on buffers of
@@ -15,8 +16,11 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 _END = object()
 _POLL_SECONDS = 0.1
@@ -27,16 +31,28 @@ class Stopped(Exception):
     """The stage was aborted: what fed it has failed already."""
 
 
-class Stage:
-    def __init__(self, name: str, work: Callable[[bytes], None], *, depth: int) -> None:
+class Stage(Generic[T]):
+    def __init__(
+        self,
+        name: str,
+        work: Callable[[T], None] | None = None,
+        *,
+        depth: int,
+        consume: Callable[[Iterator[T]], None] | None = None,
+    ) -> None:
+        """`work` is called on each block in turn; or `consume` once, on an iterator of the
+        blocks (for a consumer that pulls, such as a decompressor reading its input)."""
+        if (work is None) == (consume is None):
+            raise ValueError("a Stage takes either work or consume")
         self._work = work
+        self._consume = consume
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def __enter__(self) -> Stage:
+    def __enter__(self) -> Stage[T]:
         return self
 
     def __exit__(
@@ -44,7 +60,7 @@ class Stage:
     ) -> None:
         self.abort()
 
-    def put(self, block: bytes) -> None:
+    def put(self, block: T) -> None:
         """Hand `block` to the stage, waiting while its queue is full."""
         self._put(block)
 
@@ -82,15 +98,28 @@ class Stage:
         if self._stop.is_set():
             raise Stopped(self._thread.name)
 
+    def _blocks(self) -> Iterator[T]:
+        """The blocks put, in order, until `close`; Stopped once the stage is aborted."""
+        while True:
+            if self._stop.is_set():
+                raise Stopped(self._thread.name)
+            try:
+                block = self._queue.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                continue
+            if block is _END:
+                return
+            yield block  # type: ignore[misc]
+
     def _run(self) -> None:
         try:
-            while not self._stop.is_set():
-                try:
-                    block = self._queue.get(timeout=_POLL_SECONDS)
-                except queue.Empty:
-                    continue
-                if block is _END:
-                    return
-                self._work(block)  # type: ignore[arg-type]
+            if self._consume is not None:
+                self._consume(self._blocks())
+                return
+            assert self._work is not None
+            for block in self._blocks():
+                self._work(block)
+        except Stopped:
+            pass  # aborted: the feeder has failed already
         except BaseException as exc:  # noqa: BLE001 - handed to the feeder, raised there
             self._error = exc

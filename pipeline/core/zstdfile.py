@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -12,11 +14,12 @@ import zstandard
 from pipeline.core.digest import Blob, Sha256
 from pipeline.core.errors import PipelineError
 from pipeline.core.files import WriteBehind, atomic_output
-from pipeline.core.overlap import Stage
+from pipeline.core.overlap import Stage, Stopped
 
 CHUNK = 4 * 1024 * 1024  # read size; memory stays bounded by this plus zstd's window per thread
-OUT_BLOCK = 128 * 1024  # zstd's output per hand-off (measured: faster than 256 KiB or 1 MiB)
-QUEUE_DEPTH = 8  # blocks waiting between two threads of a Decompressor (8 beat 32)
+OUT_BLOCK = 1024 * 1024  # a Decompressor's output buffers (README "pull": measured)
+BUFFERS = 8  # of them: the store thread's queue and the one zstd is filling
+QUEUE_DEPTH = 4  # compressed blocks waiting for the decompressing thread
 
 
 @dataclass(frozen=True)
@@ -86,12 +89,13 @@ class Decompressor:
     """Streaming zstd decompression fed block by block, hashing both sides as they pass.
 
     Three steps overlap, each in its own thread joined by bounded queues (pipeline/core/overlap.py):
-    the caller's thread hashes the compressed blocks it feeds; one thread decompresses; one
+    the caller's thread hashes the compressed blocks it feeds; one thread decompresses them
+    (zstd reads them as its input) straight into one of a few reused buffers of OUT_BLOCK; one
     hashes the decompressed bytes and writes them to `out` (None: only hash them), starting
     the file's write-back early (files.WriteBehind) so the caller's final fsync has little
-    left. Memory stays bounded by the queues (QUEUE_DEPTH blocks each, of the caller's block
-    size and of OUT_BLOCK), zstd's window and its output buffer, whatever the ratio of a block
-    (a run of zeros in a disk expands a thousandfold).
+    left, and hands the buffer back. Memory stays bounded whatever the ratio of a block (a run
+    of zeros in a disk expands a thousandfold): QUEUE_DEPTH of the caller's blocks, the
+    BUFFERS, and zstd's window.
 
     Bytes that are not zstd do not stop the compressed hash: the caller checks the digest
     first (bad bytes are a digest mismatch), then `finish()` reports the stream's problem, or
@@ -104,18 +108,24 @@ class Decompressor:
         self._plain = Sha256()
         self._out = out
         self._behind = WriteBehind(out.fileno()) if out is not None else None
-        self._writer = zstandard.ZstdDecompressor().stream_writer(
-            cast(BinaryIO, _Sink(self._emit)), write_size=OUT_BLOCK, closefd=False
-        )
         self._head = b""
         self._problem: str | None = None
-        self._store = Stage("zstd-store", self._store_block, depth=QUEUE_DEPTH)
-        self._unpack = Stage("zstd-unpack", self._unpack_block, depth=QUEUE_DEPTH)
+        self._left = threading.Event()
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(BUFFERS):
+            self._free.put(bytearray(OUT_BLOCK))
+        self._store: Stage[tuple[bytearray, int]] = Stage(
+            "zstd-store", self._store_block, depth=BUFFERS
+        )
+        self._unpack: Stage[bytes] = Stage(
+            "zstd-unpack", consume=self._unpack_all, depth=QUEUE_DEPTH
+        )
 
     def __enter__(self) -> Decompressor:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._left.set()
         for stage in (self._unpack, self._store):
             stage.cancel()  # both first: the unpack thread may be waiting on the store's queue
         for stage in (self._unpack, self._store):
@@ -130,8 +140,6 @@ class Decompressor:
     def finish(self) -> Blob:
         """The decompressed bytes' digest and size; PipelineError if the stream was bad."""
         self._unpack.close()
-        if self._problem is None:
-            self._writer.flush()  # type: ignore[no-untyped-call]
         self._store.close()
         if self._problem is not None:
             raise PipelineError(self._problem)
@@ -146,36 +154,53 @@ class Decompressor:
             )
         return plain
 
-    def _unpack_block(self, block: bytes) -> None:  # in the zstd-unpack thread
-        if self._problem is not None:
-            return
+    def _unpack_all(self, blocks: Iterator[bytes]) -> None:  # in the zstd-unpack thread
+        source = _Blocks(blocks)
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            cast(BinaryIO, source), read_size=CHUNK, read_across_frames=True, closefd=False
+        )
         try:
-            self._writer.write(block)
+            while True:
+                buffer = self._free_buffer()
+                count = reader.readinto(buffer)
+                if not count:
+                    return
+                self._store.put((buffer, count))
         except zstandard.ZstdError as exc:
             self._problem = f"not a valid zstd stream ({exc})"
+            for _ in blocks:  # the caller still hashes what it feeds: take it
+                pass
 
-    def _emit(self, data: bytes) -> None:  # zstd's output, in whichever thread decompresses
-        self._store.put(data)
+    def _free_buffer(self) -> bytearray:
+        """One handed back by the store thread (at most BUFFERS are out); Stopped when the
+        Decompressor is left meanwhile."""
+        while True:
+            try:
+                return self._free.get(timeout=0.1)
+            except queue.Empty:
+                if self._left.is_set():
+                    raise Stopped("zstd-unpack") from None
 
-    def _store_block(self, data: bytes) -> None:  # in the zstd-store thread
+    def _store_block(self, item: tuple[bytearray, int]) -> None:  # in the zstd-store thread
+        buffer, count = item
+        data = memoryview(buffer)[:count]
         self._plain.update(data)
         if self._out is not None and self._behind is not None:
             self._out.write(data)
-            self._behind.wrote(len(data))
+            self._behind.wrote(count)
+        data.release()
+        self._free.put(buffer)
 
 
-class _Sink:
-    """The file python-zstandard's stream_writer writes its output to."""
+class _Blocks:
+    """The blocks fed to a Decompressor, as the file zstd's stream_reader reads its input from."""
 
-    def __init__(self, emit: Callable[[bytes], None]) -> None:
-        self._emit = emit
+    def __init__(self, blocks: Iterator[bytes]) -> None:
+        self._blocks = blocks
 
-    def write(self, data: bytes) -> int:
-        self._emit(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
+    def read(self, size: int = -1) -> bytes:
+        del size  # a block as it came (zstd takes any length)
+        return next(self._blocks, b"")
 
 
 def decompress(src: Path, dest: Path, *, compressed: Blob, uncompressed: Blob | None) -> Blob:
