@@ -23,7 +23,7 @@ import subprocess
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -614,6 +614,22 @@ def test_racing_publishers_leave_every_tag_on_a_complete_index(
     assert tagged["40.1.0"].index in winners
 
 
+def _raced(
+    fresh: Setup, workdir: Workdir, figures: Figures, hook: Callable[[], None], **spec: Any
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """A push during which `hook` (another publisher) runs once, at the PUT `spec` names: it
+    exits 3 with one error line (returned with the run)."""
+    rule = fresh.proxy.add(
+        "hook", method="PUT", times=1, hook=hook, seconds=RULE_SECONDS, label="tag-race", **spec
+    )
+    proc = run_push(push_argv(workdir, fresh.proxy.host), fresh.env())
+    figures.count_faults(fresh.proxy)
+    assert rule.injected == 1
+    assert proc.returncode == 3, proc.stderr[-4000:]
+    (line,) = error_lines(proc.stderr)
+    return proc, line
+
+
 def test_release_tag_taken_after_sending_is_a_tag_race(
     fresh: Setup, workdir: Workdir, figures: Figures
 ) -> None:
@@ -632,15 +648,8 @@ def test_release_tag_taken_after_sending_is_a_tag_race(
             theirs = client.get_manifest(REPO, arch_manifest)
             client.push_manifest(REPO, "40.1.0", theirs.body, theirs.media_type)
 
-    rule = fresh.proxy.add(
-        "hook", method="PUT", path=rf"/v2/{REPO}/manifests/sha256:", skip=2, hook=other_publisher,
-        seconds=RULE_SECONDS, label="tag-race",
-    )  # fmt: skip
-    proc = run_push(push_argv(workdir, fresh.proxy.host), fresh.env())
-    figures.count_faults(fresh.proxy)
-    assert rule.injected == 1
-    assert proc.returncode == 3, proc.stderr[-4000:]
-    (line,) = error_lines(proc.stderr)
+    path = rf"/v2/{REPO}/manifests/sha256:"
+    proc, line = _raced(fresh, workdir, figures, other_publisher, path=path, skip=2)
     assert f"{fresh.proxy.host}/{REPO}:40.1.0 was tagged by another publisher" in line
     assert "upload " in proc.stderr  # it had sent its layers
     report_index = [e for e in fresh.proxy.log if e.method == "PUT" and e.status == 201
@@ -683,15 +692,8 @@ def test_a_release_tag_lost_while_tagging_takes_the_os_moving_tags_along(
                 client.push_manifest(f"{REPO}-os", "40.1.0", winner_os.body, winner_os.media_type)
             client.push_manifest(REPO, "40.1.0", winner.body, winner.media_type)
 
-    rule = fresh.proxy.add(  # when this run sends the OS image's first moving tag
-        "hook", method="PUT", path=rf"/v2/{REPO}-os/manifests/40$", times=1, hook=other_publisher,
-        seconds=RULE_SECONDS, label="os-tag-race",
-    )  # fmt: skip
-    proc = run_push(push_argv(workdir, fresh.proxy.host), fresh.env())
-    figures.count_faults(fresh.proxy)
-    assert rule.injected == 1
-    assert proc.returncode == 3, proc.stderr[-4000:]
-    (line,) = error_lines(proc.stderr)
+    # when this run sends the OS image's first moving tag
+    _, line = _raced(fresh, workdir, figures, other_publisher, path=rf"/v2/{REPO}-os/manifests/40$")
     assert ":40.1.0 was tagged by another publisher" in line
     assert report["index"]["digest"] == winner.digest
     with RegistryClient(host, plain_http=True) as client:
