@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 import zstandard
@@ -213,3 +214,33 @@ def test_concatenated_frames_truncation_and_leaving_midway(tmp_path: Path) -> No
         unpack.feed(zstandard.ZstdCompressor().compress(b"\0" * (64 * 1024 * 1024)))
         raise RuntimeError("caller failed")
     assert time.monotonic() - started < 10
+
+
+class _FailingFile:
+    """A slow file whose 20th write fails, as a disk filling up behind a faster zstd."""
+
+    def __init__(self, real: BinaryIO) -> None:
+        self._real, self.writes = real, 0
+
+    def fileno(self) -> int:
+        return self._real.fileno()
+
+    def write(self, data: bytes | memoryview) -> int:
+        self.writes += 1
+        time.sleep(0.01)
+        if self.writes == 20:
+            raise OSError(28, "No space left on device")
+        return self._real.write(data)
+
+
+def test_a_write_failing_behind_a_faster_zstd_reaches_the_caller_at_once(tmp_path: Path) -> None:
+    """Every output buffer queued for the writer when its write fails: the error reaches the
+    feeding caller (it was a hang: the decompressing thread waited for a buffer forever)."""
+    data = zstandard.ZstdCompressor().compress(b"\0" * (256 * 1024 * 1024))
+    started = time.monotonic()
+    with (tmp_path / "out").open("wb") as real, pytest.raises(OSError, match="No space left"):
+        with zstdfile.Decompressor(_FailingFile(real)) as unpack:  # type: ignore[arg-type]
+            for start in range(0, len(data), 1024):
+                unpack.feed(data[start : start + 1024])
+            unpack.finish()
+    assert time.monotonic() - started < 20

@@ -92,6 +92,11 @@ class Stage(Generic[T]):
         if self._thread.is_alive():
             self._thread.join(_JOIN_SECONDS)
 
+    def check(self) -> None:
+        """Raise what the stage's thread raised, or Stopped once it was aborted (for a thread
+        that waits on this stage other than through `put`)."""
+        self._check()
+
     def _check(self) -> None:
         if self._error is not None:
             raise self._error

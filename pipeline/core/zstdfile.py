@@ -132,6 +132,8 @@ class Decompressor:
             stage.abort()
 
     def feed(self, block: bytes) -> None:
+        if not block:  # zstd would take an empty read for the end of its input
+            return
         self.compressed.update(block)
         if len(self._head) < 18:  # a frame header is at most 18 bytes
             self._head += bytes(block[: 18 - len(self._head)])
@@ -172,24 +174,26 @@ class Decompressor:
                 pass
 
     def _free_buffer(self) -> bytearray:
-        """One handed back by the store thread (at most BUFFERS are out); Stopped when the
-        Decompressor is left meanwhile."""
+        """One handed back by the store thread (at most BUFFERS are out); what the store thread
+        raised once it failed (a full disk), Stopped when the Decompressor is left meanwhile."""
         while True:
             try:
                 return self._free.get(timeout=0.1)
             except queue.Empty:
+                self._store.check()
                 if self._left.is_set():
                     raise Stopped("zstd-unpack") from None
 
     def _store_block(self, item: tuple[bytearray, int]) -> None:  # in the zstd-store thread
         buffer, count = item
-        data = memoryview(buffer)[:count]
-        self._plain.update(data)
-        if self._out is not None and self._behind is not None:
-            self._out.write(data)
-            self._behind.wrote(count)
-        data.release()
-        self._free.put(buffer)
+        try:
+            with memoryview(buffer)[:count] as data:
+                self._plain.update(data)
+                if self._out is not None and self._behind is not None:
+                    self._out.write(data)
+                    self._behind.wrote(count)
+        finally:
+            self._free.put(buffer)
 
 
 class _Blocks:
