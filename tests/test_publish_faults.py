@@ -661,30 +661,38 @@ def test_release_tag_taken_after_sending_is_a_tag_race(
         assert all(client.manifest_digest(REPO, tag) != ours for tag in ("40", "latest"))
 
 
-@pytest.mark.parametrize("taken", ["disk", "disk-and-os"])
+@pytest.mark.parametrize("taken", ["disk", "disk-and-os", "by-a-disk-naming-no-os-image"])
 def test_a_release_tag_lost_while_tagging_takes_the_os_moving_tags_along(
     taken: str, fresh: Setup, workdir: Workdir, tmp_path: Path, disks: DiskCache, figures: Figures
 ) -> None:
-    """Another publisher's complete 40.1.0 (its own OS index) takes the release tag while this
-    run moves the OS image's moving tags: exit 3, and every moving tag, of the disks and of the
-    OS image (`-os:40` is the stream bootc follows), ends on the winner's release, never on
-    the loser's OS image under the winner's disks (issue 15: the OS moving tags move only after
-    the disk release tags are read back, and follow the winner's OS index with the disk's)."""
+    """Another publisher's complete 40.1.0 takes the disks' release tag while this run moves the
+    OS image's moving tags (after or before its OS release tag, or with a disk naming no OS
+    image): exit 3, and every tag this run set ends on the winner's release, the OS image's on
+    the OS index the winner names, or back where they were when it names none. Never the
+    loser's OS image (`-os:40` is the stream bootc follows) under the winner's disks (issue 15:
+    the disks' release tag alone decides; the OS moving tags move only after it is read back)."""
     host = fresh.registry.host
-    (tmp_path / "theirs").mkdir()
-    theirs = write_manifest(  # the winner's release, pushed by digest only (no tags of 40.1.0)
-        tmp_path / "theirs",
-        manifest_data(tags=["b-40.1.0"], moving_tags=[], os_image={"origin_tag": "b-40.1.0"}),
-        name="fedora-40",
-    )
-    other = make_workdir(tmp_path / "other", disks)
-    argv = push_argv(other, host, manifest=theirs, created="2025-12-31T00:00:00Z")
-    proc = run_push(argv, fresh.env())
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    report = json.loads(other.report_path.read_text())
+    published = {}
+    for name, data, created in (  # an earlier release at 40 and latest; the race's winner
+        ("r0-40.0.9", manifest_data(version="40.0.9", tags=["r0-40.0.9"]), "2025-12-30"),
+        ("b-40.1.0", manifest_data(tags=["b-40.1.0"], moving_tags=[],
+                                   os_image={"origin_tag": "b-40.1.0"}), "2025-12-31"),
+    ):  # fmt: skip
+        (tmp_path / name).mkdir()
+        other = make_workdir(tmp_path / name / "work", disks)
+        manifest = write_manifest(tmp_path / name, data, name="fedora-40")
+        argv = push_argv(other, host, manifest=manifest, created=f"{created}T00:00:00Z")
+        proc = run_push(argv, fresh.env())
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        published[name] = json.loads(other.report_path.read_text())["index"]["digest"]
     with RegistryClient(host, plain_http=True) as client:
+        assert client.manifest_digest(REPO, "40") == published["r0-40.0.9"]
+        before_os = client.manifest_digest(f"{REPO}-os", "40")
         winner = client.get_manifest(REPO, "b-40.1.0")
         winner_os = client.get_manifest(f"{REPO}-os", "b-40.1.0")
+        if taken == "by-a-disk-naming-no-os-image":
+            amd64 = winner.json()["manifests"][0]["digest"]
+            winner = client.get_manifest(REPO, amd64)
 
     def other_publisher() -> None:  # as publish tags: the OS image's release tag first
         with RegistryClient(host, plain_http=True) as client:
@@ -695,16 +703,18 @@ def test_a_release_tag_lost_while_tagging_takes_the_os_moving_tags_along(
     # when this run sends the OS image's first moving tag
     _, line = _raced(fresh, workdir, figures, other_publisher, path=rf"/v2/{REPO}-os/manifests/40$")
     assert ":40.1.0 was tagged by another publisher" in line
-    assert report["index"]["digest"] == winner.digest
     with RegistryClient(host, plain_http=True) as client:
         assert client.manifest_digest(REPO, "40.1.0") == winner.digest
-        for tag in ("40", "latest"):
-            disk = client.manifest_digest(REPO, tag)
-            assert disk in (None, winner.digest), (tag, disk)
-            assert client.manifest_digest(f"{REPO}-os", tag) == winner_os.digest, tag
-    assert winner.json()["annotations"]["org.bootc-pipeline.os-image.index"] == (
-        f"{REPO}-os@{winner_os.digest}"
-    )
+        os_tags = {t: client.manifest_digest(f"{REPO}-os", t) for t in ("40.1.0", "40", "latest")}
+        for tag in ("40", "latest"):  # the disk release tag decides, the OS image's follow
+            assert client.manifest_digest(REPO, tag) == winner.digest, tag
+    if taken == "by-a-disk-naming-no-os-image":  # nothing to follow: back as they were
+        assert os_tags["40"] == os_tags["latest"] == before_os
+        assert os_tags["40.1.0"] not in (None, winner_os.digest, before_os)  # ours, complete
+    else:
+        assert set(os_tags.values()) == {winner_os.digest}, os_tags
+        named = winner.json()["annotations"]["org.bootc-pipeline.os-image.index"]
+        assert named == f"{REPO}-os@{winner_os.digest}"
 
 
 def test_one_registry_client_per_run_closed_at_the_end(

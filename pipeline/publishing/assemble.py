@@ -147,20 +147,22 @@ def release(
     def tagged(where: str) -> Callable[[str], None]:
         return lambda tag: ctx.reporter.info(f"    tagged {where}:{tag}")
 
-    # release tags, the OS image's first; then moving tags, the OS image's first: a disk
+    # Release tags, the OS image's first; then moving tags, the OS image's first: a disk
     # visible at a tag has its OS image there, and the OS moving tag (the stream bootc
-    # follows) moves only once this release's disk release tags are its own
+    # follows) moves only once this release's disk release tags are its own. The disks'
+    # release tag alone decides a race: a run that loses it points every tag it set, the OS
+    # image's too, at the winner's release (pipeline/publishing/tags.py).
     release_tags = tuple(t for t in tags if t in policy.release_tags)
     moving_tags = tuple(t for t in tags if t not in policy.release_tags)
     on_disk, on_os = tagged(f"{ctx.target.registry}/{repo}"), tagged(ctx.release.os_repository)
+    follow_os = _os_follower(client, os_policy, os_index, tags)
     if os_policy and os_index:
         if tags:  # a disk release tag taken meanwhile: the OS image's tags stay as they are
             policy.check(index.digest, sent=sent)
-        os_policy.move(os_index, release_tags, on_os)
-    policy.move(index, release_tags, on_disk)
+        os_policy.put(os_index, release_tags, on_os)
+    policy.move(index, release_tags, on_disk, on_lost=follow_os)
     if os_policy and os_index:
-        os_policy.move(os_index, moving_tags, on_os)
-    follow_os = _os_follower(client, os_policy, os_index)
+        os_policy.put(os_index, moving_tags, on_os)
     policy.move(index, moving_tags, on_disk, on_lost=follow_os)
     return Published(
         f"{ctx.target.registry}/{repo}", index, tags, tuple(archs), signed,
@@ -169,18 +171,26 @@ def release(
 
 
 def _os_follower(
-    client: RegistryClient, os_policy: TagPolicy | None, os_index: Document | None
+    client: RegistryClient,
+    os_policy: TagPolicy | None,
+    os_index: Document | None,
+    tags: tuple[str, ...],
 ) -> Callable[[FetchedManifest], None]:
-    """When a racing publisher's disk index keeps a release tag: the OS moving tags this run
-    set follow the OS index that winner names, as its disk moving tags follow the winner."""
+    """When a racing publisher's disk index keeps a release tag: the OS image's tags this run
+    set (release and moving) follow the OS index that winner names, as the disk moving tags
+    follow the winner; a winner that names none here gets them back as they were."""
+    if os_policy is None or os_index is None or not tags:
+        return lambda winner: None
+    before = os_policy.current(tags)
 
     def follow(winner: FetchedManifest) -> None:
-        if os_policy is None or os_index is None:
-            return
         named = (winner.json().get("annotations") or {}).get(mt.ANN_OS_IMAGE_INDEX, "")
         path, _, digest = str(named).rpartition("@")
-        if path != os_policy.repository or not digest.startswith("sha256:"):
-            return  # a winner whose OS image is elsewhere (or none): nothing here to follow
-        os_policy.follow(os_index, client.get_manifest(path, digest))
+        if path == os_policy.repository and digest.startswith("sha256:"):
+            os_policy.follow(os_index, client.get_manifest(path, digest), tags)
+            return
+        for tag, was in before.items():  # an OS image elsewhere, or none: undo what we set
+            if was is not None and was != os_index.digest:
+                os_policy.follow(os_index, client.get_manifest(os_policy.repository, was), (tag,))
 
     return follow

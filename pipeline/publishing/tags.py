@@ -164,11 +164,28 @@ class TagPolicy:
         if tags:
             self._follow_a_racing_winner(index, on_lost)
 
-    def follow(self, ours: Document, winner: Document | FetchedManifest) -> None:
-        """Point the moving tags that name OURS at WINNER instead."""
-        for moving in self.moving_tags:
-            if self.client.manifest_digest(self.repository, moving) == ours.digest:
-                self.client.push_manifest(self.repository, moving, winner.body, winner.media_type)
+    def put(self, index: Document, tags: tuple[str, ...], on_tag: Callable[[str], None]) -> None:
+        """Put `index` under `tags` without settling races here: for a repository whose tags
+        follow another's (the OS image's follow its disks', whose release tag decides)."""
+        for tag in tags:
+            if self.client.manifest_digest(self.repository, tag) != index.digest:
+                self.client.push_manifest(self.repository, tag, index.body, index.media_type)
+            on_tag(tag)
+
+    def current(self, tags: tuple[str, ...]) -> dict[str, str | None]:
+        """What each of `tags` names now."""
+        return {tag: self.client.manifest_digest(self.repository, tag) for tag in tags}
+
+    def follow(
+        self,
+        ours: Document,
+        winner: Document | FetchedManifest,
+        tags: tuple[str, ...] | None = None,
+    ) -> None:
+        """Point the tags (default: the moving tags) that name OURS at WINNER instead."""
+        for tag in self.moving_tags if tags is None else tags:
+            if self.client.manifest_digest(self.repository, tag) == ours.digest:
+                self.client.push_manifest(self.repository, tag, winner.body, winner.media_type)
 
     def _follow_a_racing_winner(
         self, index: Document, on_lost: Callable[[FetchedManifest], None]
