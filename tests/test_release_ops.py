@@ -31,6 +31,7 @@ from pipeline.registry.client import RegistryClient
 from pipeline.shared import readback
 from tests.factories import ROOT, fedora
 from tests.support import judges, oci_push
+from tests.support.faultproxy import FaultProxy
 from tests.support.registry import RunningRegistry
 
 FIGURES = Path(
@@ -453,6 +454,24 @@ def test_a_promoted_release_keeps_its_os_image_when_its_source_is_pruned(
             assert r.os_image.repository == f"{host}/{stable}-os"
             assert r.os_image.digest == dated.os_children[r.arch.value]
             assert r.os_image.origin == origin
+
+
+def test_a_refused_look_in_the_default_os_repository_falls_back_to_the_named_one(
+    registry: RunningRegistry,
+) -> None:
+    """A release whose OS image lives in a repository of its own naming: readers look in the
+    disks' `<repo>-os` first (a promoted copy), which on ghcr.io or quay.io may not exist and
+    answer 403 or 401, not 404. That is "not here", not a failure of the read."""
+    digest = "sha256:" + "c" * 64
+    with FaultProxy(registry.host) as proxy:
+        rule = proxy.add(
+            "respond", status=403, method="HEAD", path="/v2/o/disks-os/manifests/", times=5,
+            seconds=60, label="no-such-repository",
+        )  # fmt: skip
+        with RegistryClient(proxy.host, plain_http=True) as client:
+            found = readback.os_index_repository(client, "o/disks", "o/images", digest)
+        assert rule.injected >= 1
+    assert found == "o/images"
 
 
 def test_bad_input_is_one_line_exit_2_and_nothing_done(

@@ -21,7 +21,8 @@ from pipeline.model.plan import Document, OsImageRef
 from pipeline.model.published import ArchRelease
 from pipeline.model.release import default_os_repository
 from pipeline.registry.client import FetchedManifest, RegistryClient
-from pipeline.registry.errors import where
+from pipeline.registry.errors import RegistryError, where
+from pipeline.registry.transport import ConnectionFailed
 from pipeline.trust.verify import TrustPolicy
 
 ACCEPT = (*pullplan.INDEX_TYPES, *pullplan.MANIFEST_TYPES)
@@ -181,9 +182,15 @@ def os_index_repository(client: RegistryClient, repo: str, named: str, digest: s
     (`<REPO>-os`) when it holds it (the copy promote made beside promoted disks), else NAMED,
     the path the disk index's annotation names."""
     own = default_os_repository(repo)
-    if named != own and client.manifest_digest(own, digest, accept=pullplan.INDEX_TYPES) == digest:
-        return own
-    return named
+    if named == own:
+        return named
+    try:
+        found = client.manifest_digest(own, digest, accept=pullplan.INDEX_TYPES)
+    except ConnectionFailed:
+        raise
+    except RegistryError:  # no such repository may be 401/403 (ghcr.io, quay.io): not here
+        return named
+    return own if found == digest else named
 
 
 def _os_images(
