@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.boot import checks, firmware, seed, tools
+from pipeline.boot import checks, firmware, guest, seed, tools
 from pipeline.boot.machine import MACHINES, BootPlan, qemu_argv
 from pipeline.core import zstdfile
 from pipeline.core.arch import Arch
@@ -175,3 +175,25 @@ def test_the_firmware_still_trying_is_not_a_failure() -> None:
     assert firmware.nothing_to_boot(booted, "OVMF") is None
     # a fall-through line before any failed load (the shell started on purpose) is not it
     assert firmware.nothing_to_boot("UEFI Interactive Shell v2.2\n", "OVMF") is None
+
+
+# What QEMU 7.2 logged when nested KVM could not run OVMF's first instructions on these
+# machines (the vCPU stops, QEMU keeps running), shortened: the register dump goes on.
+KVM_STOPPED = """KVM internal error. Suberror: 1
+extra data[0]: 0x0000000000000001
+extra data[1]: 0xed742dd9e3db9b0f
+emulation failure
+EAX=00000000 EBX=00807000 ECX=00000001 EDX=00807154
+Code=66 90 90 cd 03 c3 66 90 66 90 66 90 66 90 66 90 66 90 90 53 <9b> db e3 d9 2d 74 ed fc ff
+"""
+
+
+def test_a_guest_kvm_stopped_is_seen_in_qemu_s_log(tmp_path: Path) -> None:
+    """The boot retries under TCG at once when KVM stopped the guest (it waited out ssh's 180 s
+    budget, then failed the boot)."""
+    log = tmp_path / "qemu.log"
+    log.write_text("")
+    assert guest._kvm_failure(log) is None
+    log.write_text(KVM_STOPPED)
+    assert guest._kvm_failure(log) == "KVM internal error. Suberror: 1, emulation failure"
+    assert guest._kvm_failure(tmp_path / "none.log") is None

@@ -28,6 +28,11 @@ from pipeline.core.progress import Reporter
 GUEST_MOUNT = "/mnt/bootc-pipeline-host"
 COMMAND_SECONDS = 180.0  # one check over ssh
 KVM_GRACE = 10.0  # a KVM start that dies this fast is retried under TCG
+# what QEMU logs when KVM cannot run the guest's next instruction (nested KVM on these machines
+# fails so in OVMF's first steps, ENVIRONMENT.md: "KVM was unreliable"); the vCPU stops and QEMU
+# keeps running, so the boot is retried under TCG at once instead of waiting out ssh's budget
+KVM_FAILED = "KVM internal error"
+LOG_READ = 1 << 20  # QEMU's own log is a few lines, a register dump at the most
 SSHD_GRACE = 60.0  # after cloud-init says it finished, ssh must answer within this
 CLOUD_INIT_FINISHED = re.compile(r"Cloud-init v\. \S+ finished at")
 CONSOLE_TAIL = 30
@@ -231,6 +236,17 @@ def _tail(path: Path, chars: int = 300) -> str:
         return ""
 
 
+def _kvm_failure(qemu_log: Path) -> str | None:
+    """QEMU's line saying KVM stopped the guest, with the reason QEMU gives after it (the
+    register dump left out); None while there is none."""
+    lines = _tail(qemu_log, LOG_READ).splitlines()
+    for n, line in enumerate(lines):
+        if line.startswith(KVM_FAILED):
+            reason = next((x for x in lines[n + 1 :] if "failure" in x or "error" in x), "")
+            return f"{line.strip()}{', ' + reason.strip() if reason else ''}"
+    return None
+
+
 def _wait_for_ssh(
     proc: subprocess.Popen[bytes], plan: BootPlan, ssh: Ssh, qemu_log: Path
 ) -> tuple[float | None, str]:
@@ -242,6 +258,8 @@ def _wait_for_ssh(
         elapsed = time.monotonic() - start
         if proc.poll() is not None:
             return None, f"QEMU exited with status {proc.returncode}: {_tail(qemu_log)}"
+        if plan.accel == "kvm" and (failed := _kvm_failure(qemu_log)) is not None:
+            return None, failed  # QEMU stays, the guest stops
         status, output = ssh.run("true", timeout=30)
         if status == 0:
             return time.monotonic() - start, ""
@@ -378,8 +396,14 @@ def boot_disk(
                 if proc.poll() is not None and time.monotonic() - started < KVM_GRACE + 1:
                     result.notes.append(f"KVM failed to start ({_tail(qemu_log, 200)}): TCG used")
                     continue
+                if (failed := _kvm_failure(qemu_log)) is not None:
+                    result.notes.append(f"{failed}: TCG used")
+                    continue
             result.accelerator = accel
             seconds, why = _wait_for_ssh(proc, plan, ssh, qemu_log)
+            if seconds is None and accel == "kvm" and why.startswith(KVM_FAILED):
+                result.notes.append(f"{why}: TCG used")
+                continue
             if seconds is None:
                 result.error = f"{arch.value} did not boot to ssh: {why}"
                 return result
