@@ -147,7 +147,7 @@ class TagPolicy:
         on_lost: Callable[[FetchedManifest], None] = lambda winner: None,
     ) -> None:
         """Put `index` under `tags` (release tags first, moving tags last) with race handling;
-        `on_lost(winner)`: what else follows a racing winner (the OS image's moving tags)."""
+        `on_lost(winner)`: what else follows a racing winner (the OS image's tags)."""
         for tag in tags:
             release_tag = tag in self.release_tags
             # Again (another publisher may have tagged since the first check), and read back: a
