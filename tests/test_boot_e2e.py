@@ -379,9 +379,12 @@ def test_boot_of_a_published_ref_pulls_and_boots_it(
     assert record["layer"]["digest"] == manifest["layers"][0]["digest"]
     boot = record["boot"]
     assert boot["booted"] and boot["ok"], boot
-    # `boot REF` runs Lima's checks; the origin is the publish's gate (bootc-origin)
-    assert [c["name"] for c in boot["checks"]] == [n for n in LIMA_CHECKS if n != "bootc-origin"]
+    # `boot REF` runs every check publish runs, bootc-origin too: the disk's origin names the
+    # OS image's repository and tag, and the image its manifest names resolves from the guest
+    assert [c["name"] for c in boot["checks"]] == LIMA_CHECKS
     assert all(c["ok"] for c in boot["checks"]), boot["checks"]
+    origin = {c["name"]: c for c in boot["checks"]}["bootc-origin"]
+    assert origin["required"] and f"{good.repository}-os:40" in origin["detail"], origin
     work = tmp_path / "boot-published" / ARCH
     assert json.loads((work / "boot-report.json").read_text()) == record
     assert not list(work.glob("*.qcow2")), list(work.iterdir())
