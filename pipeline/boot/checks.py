@@ -13,6 +13,7 @@ import shlex
 from dataclasses import dataclass
 
 from pipeline.boot.seed import BOOT_MARKER
+from pipeline.core import mediatypes as mt
 
 # What 30-install-packages.sh looks for on a dnf-based guest (`command -v NAME`, or `-e PATH`).
 LIMA_TOOLS = (
@@ -123,19 +124,21 @@ class OriginExpectation:
     # annotations name by path only (it may be read from a mirror): the origin's host is free
     any_host: bool = False
 
+    @classmethod
+    def of(cls, origin: str, reference: str, *, any_host: bool = False) -> OriginExpectation:
+        """From the origin a disk was given (`ostree-unverified-registry:REG/REPO:TAG`)."""
+        return cls(origin.removeprefix(mt.ORIGIN_PREFIX), reference, any_host)
+
     @property
     def digest(self) -> str:
         return self.reference.rsplit("@", 1)[1]
 
     def names(self, origin: str) -> bool:
         """ORIGIN (`ostree-unverified-registry:REG/REPO:TAG`) is the one expected."""
-        want = f"ostree-unverified-registry:{self.image}"
         if not self.any_host:
-            return origin == want
-        transport, _, name = origin.partition(":")
-        return f"{transport}:" == "ostree-unverified-registry:" and (
-            name.partition("/")[2] == self.image.partition("/")[2]
-        )
+            return origin == f"{mt.ORIGIN_PREFIX}{self.image}"
+        name = origin.removeprefix(mt.ORIGIN_PREFIX)
+        return name != origin and name.partition("/")[2] == self.image.partition("/")[2]
 
     def registries_conf(self) -> str | None:
         """A registries.conf for the guest's skopeo when the registry is on the host's loopback
@@ -182,7 +185,7 @@ def judge_origin(status: int, output: str, expect: OriginExpectation) -> tuple[b
     if len(parts) < 4:
         return False, f"the check did not run to its end: {output.strip()[-300:]}"
     _, status_json, origin_file, resolved = parts[:4]
-    want = f"ostree-unverified-registry:{expect.image}"
+    want = f"{mt.ORIGIN_PREFIX}{expect.image}"
     try:
         booted = json.loads(status_json)["status"]["booted"]["image"]["image"]
         seen = f"ostree-unverified-{booted['transport']}:{booted['image']}"

@@ -71,5 +71,4 @@ def origin_of(image: OsImageRef | None) -> OriginExpectation | None:
     from inside the guest at the registry it was read from (None: the release names none)."""
     if image is None:
         return None
-    name = image.origin.removeprefix("ostree-unverified-registry:")
-    return OriginExpectation(name, image.reference, any_host=True)
+    return OriginExpectation.of(image.origin, image.reference, any_host=True)

@@ -82,6 +82,9 @@ ANN_OS_IMAGE = "org.bootc-pipeline.os-image"  # REPO-os@sha256:<this arch's imag
 # the disk's bootc origin is ostree-unverified-registry:<registry>/<REPO-os>:<this tag>
 ANN_OS_IMAGE_ORIGIN_TAG = "org.bootc-pipeline.os-image.origin-tag"
 ANN_OS_IMAGE_INDEX = "org.bootc-pipeline.os-image.index"  # on the disk index: REPO-os@<index>
+# bootc's origin for an image installed from a registry under the unverified signature policy
+# (bootc crates/ostree-ext/src/container/mod.rs): this, then REGISTRY/REPO:TAG
+ORIGIN_PREFIX = "ostree-unverified-registry:"
 
 # Registries must accept manifests up to 4 MiB (distribution-spec); docker-registry rejects more.
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024

@@ -93,7 +93,7 @@ def origin_of(name: str) -> str:
     """The origin bootc writes for a deployment installed with `--target-imgref NAME` and the
     default (registry) transport and unverified signature policy (bootc
     crates/ostree-ext/src/container/mod.rs; what osbuild's install-to-filesystem stage gets)."""
-    return f"ostree-unverified-registry:{name}"
+    return f"{mt.ORIGIN_PREFIX}{name}"
 
 
 def encode(document: dict[str, Any]) -> bytes:

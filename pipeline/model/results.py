@@ -23,7 +23,7 @@ from pipeline.core.errors import PipelineError, UsageError
 from pipeline.core.files import atomic_write
 from pipeline.core.mediatypes import OCI_MANIFEST
 from pipeline.model import pullplan, schemas
-from pipeline.model.plan import Document, OsImageRef
+from pipeline.model.plan import Document, OsImageRef, origin_of
 from pipeline.model.published import ArchRelease
 
 RESULT_VERSION = 1
@@ -170,7 +170,7 @@ def _with_os_image(path: Path, data: dict[str, Any], release: ArchRelease) -> Ar
     image = OsImageRef(found["repository"], manifest.digest, found["origin"])
     tag = image.origin.rpartition(":")[2]
     if image.annotations() != {k: annotations.get(k) for k in image.annotations()} or (
-        image.origin != f"ostree-unverified-registry:{image.repository}:{tag}"
+        image.origin != origin_of(f"{image.repository}:{tag}")
     ):
         raise UsageError(
             f"{path}: osImage says {image.reference} (origin {image.origin}), its disk manifest "

@@ -189,8 +189,9 @@ def _os_follower(
         if path == os_policy.repository and digest.startswith("sha256:"):
             os_policy.follow(os_index, client.get_manifest(path, digest), tags)
             return
-        for tag, was in before.items():  # an OS image elsewhere, or none: undo what we set
-            if was is not None and was != os_index.digest:
-                os_policy.follow(os_index, client.get_manifest(os_policy.repository, was), (tag,))
+        # an OS image elsewhere, or none: what we set goes back (each earlier index read once)
+        for was in {w for w in before.values() if w is not None and w != os_index.digest}:
+            back = tuple(tag for tag, w in before.items() if w == was)
+            os_policy.follow(os_index, client.get_manifest(os_policy.repository, was), back)
 
     return follow

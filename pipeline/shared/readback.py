@@ -17,7 +17,7 @@ from pipeline.core.arch import Arch
 from pipeline.core.errors import PipelineError
 from pipeline.core.reference import Reference, parse_reference
 from pipeline.model import lima_settings, pullplan
-from pipeline.model.plan import Document, OsImageRef
+from pipeline.model.plan import Document, OsImageRef, origin_of
 from pipeline.model.published import ArchRelease
 from pipeline.model.release import default_os_repository
 from pipeline.registry.client import FetchedManifest, RegistryClient
@@ -162,15 +162,15 @@ def os_images(
                     f"the {arch.value} disk names OS image {claimed}, the index no OS image index"
                 )
         return None
-    path, _, digest = named.rpartition("@")
-    if not path or not digest.startswith("sha256:"):
+    annotated, _, digest = named.rpartition("@")
+    if not annotated or not digest.startswith("sha256:"):
         raise PipelineError(f"the OS image index {named!r} is not named as REPO@sha256:...")
-    path = os_index_repository(client, repo, path, digest)
+    path = os_index_repository(client, repo, annotated, digest)
     # on the disks' registry, as they are read (the same path on a mirror too)
     ref = parse_reference(f"{client.registry}/{path}@{digest}")
     here = f"OS image index {client.registry}/{path}@{digest}"
     try:
-        return _os_images(client, ref, named.rpartition("@")[0], here, disks)
+        return _os_images(client, ref, annotated, here, disks)
     except PipelineError as exc:
         if "OS image" in exc.message:  # says what it is about already
             raise
@@ -218,7 +218,7 @@ def _os_images(
         tag = annotations.get(mt.ANN_OS_IMAGE_ORIGIN_TAG, "")
         if not tag:
             raise PipelineError(f"the {arch.value} disk names no origin tag of its OS image")
-        origin = f"ostree-unverified-registry:{ref.registry}/{named}:{tag}"
+        origin = origin_of(f"{ref.registry}/{named}:{tag}")
         manifest = client.get_manifest(ref.repository, image, accept=pullplan.MANIFEST_TYPES)
         body = pullplan.parse(manifest.body, f"{base}@{image}")
         blobs = [body.get("config") or {}, *(body.get("layers") or [])]

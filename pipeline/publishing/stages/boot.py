@@ -100,9 +100,7 @@ def origin_expectation(ctx: Context, arch: Arch) -> OriginExpectation | None:
             )
         return None
     image = found[0]
-    return OriginExpectation(
-        image.origin.removeprefix("ostree-unverified-registry:"), image.reference
-    )
+    return OriginExpectation.of(image.origin, image.reference)
 
 
 def recorded(ctx: Context, arch: Arch) -> dict[str, Any] | None:
