@@ -448,27 +448,53 @@ class RegistryClient:
         if is_digest(reference) and reference != digest:
             raise ValueError(f"{here}: pushing manifest {digest} under digest {reference}")
         url = self._t.url(f"/v2/{repository}/manifests/{quote(reference, safe=':')}")
-        response = self._t.request(
-            "PUT",
-            url,
-            scope=push_scope(repository),
-            action=f"pushing manifest {reference}",
-            repository=repository,
-            headers={"Content-Type": media_type},
-            data=body,
-        )
-        with response:
-            if response.status_code not in (200, 201, 202):
-                raise response_error(
+        budget = self._t.retry.start()
+        while True:
+            response = self._t.request(
+                "PUT",
+                url,
+                scope=push_scope(repository),
+                action=f"pushing manifest {reference}",
+                repository=repository,
+                headers={"Content-Type": media_type},
+                data=body,
+            )
+            with response:
+                echoed = response.headers.get("Docker-Content-Digest")
+                if response.status_code in (200, 201, 202):
+                    break
+                error = response_error(
                     self.registry, repository, f"pushing manifest {reference}", response
                 )
-            echoed = response.headers.get("Docker-Content-Digest")
+            if not _unknown_blob(error) or not self._holds_all(repository, body):
+                raise error
+            # The registry named a blob unknown that it holds: Debian's docker-registry 2.8
+            # does so while another client links the same blob (see _unknown_blob).
+            wait = budget.next_wait()
+            if wait is None:
+                raise RegistryError(
+                    f"{error.message} ({budget.attempts} tries, though every blob and manifest "
+                    "it names is there)",
+                    status=error.status,
+                    codes=error.codes,
+                )
+            log.info("%s; trying again in %.1fs", error.message, wait)
+            budget.wait(wait)
         if echoed and echoed != digest:
             raise RegistryError(
                 f"{here}: registry stored manifest {reference} as {echoed}, "
                 f"but the bytes sent hash to {digest}"
             )
         return digest
+
+    def _holds_all(self, repository: str, body: bytes) -> bool:
+        """Whether every blob and manifest that manifest `body` names answers HEAD here."""
+        blobs, manifests = _descriptor_digests(body)
+        if not blobs and not manifests:
+            return False  # not a manifest whose references can be checked: keep the error
+        return all(self.blob_exists(repository, d) for d in blobs) and all(
+            self.manifest_digest(repository, d) == d for d in manifests
+        )
 
     def get_manifest(
         self,
@@ -606,3 +632,39 @@ def _validate_manifest_reference(reference: str) -> None:
         validate_digest(reference)
     else:
         validate_tag(reference)
+
+
+def _unknown_blob(error: RegistryError) -> bool:
+    """A manifest refused for a blob (or child manifest) the registry did not find.
+
+    Debian's docker-registry (distribution 2.8.2) also answers so for a blob it holds while a
+    concurrent upload of the same blob rewrites the repository's link file: its filesystem
+    driver's PutContent truncates the file in place (registry/storage/driver/filesystem/
+    driver.go, Writer), blobstore.readlink then fails to parse the digest, and the manifest
+    handler answers `400 DIGEST_INVALID; MANIFEST_BLOB_UNKNOWN` (handlers/manifests.go).
+    """
+    codes = set(error.codes)
+    return error.status == 400 and "MANIFEST_BLOB_UNKNOWN" in codes and codes <= _UNKNOWN_BLOB_CODES
+
+
+_UNKNOWN_BLOB_CODES = frozenset({"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN", "DIGEST_INVALID"})
+
+
+def _descriptor_digests(body: bytes) -> tuple[list[str], list[str]]:
+    """The digests an image manifest's config and layers name (blobs), and those an index's
+    manifests name; nothing for bytes that are not such a JSON object."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return [], []
+    if not isinstance(document, dict):
+        return [], []
+
+    def digests(descriptors: object) -> list[str]:
+        items = descriptors if isinstance(descriptors, list) else []
+        found = [d.get("digest") for d in items if isinstance(d, dict)]
+        return [d for d in found if isinstance(d, str) and is_digest(d)]
+
+    layers = document.get("layers")
+    blobs = [document.get("config"), *(layers if isinstance(layers, list) else [])]
+    return digests(blobs), digests(document.get("manifests"))
