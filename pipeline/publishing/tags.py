@@ -113,13 +113,20 @@ class TagPolicy:
         or manifests, the tag was taken while it ran: a TagRaceError (exit 3), never exit 2.
         """
         for tag in self.release_tags:
-            if sent and (current := self._taken(tag, index_digest)) is not None:
+            current = self._taken(tag, index_digest)  # read once: it may change between reads
+            if current is None:
+                continue
+            if sent:
                 raise TagRaceError(
                     f"{self._where(tag)} was tagged by another publisher while this one ran "
                     f"({current}); this release ({index_digest}) is left untagged",
                     hint=RACE_HINT,
                 )
-            self._check_release_tag(tag, index_digest)
+            raise UsageError(
+                f"{self._where(tag)} already names {current}, not this release "
+                f"({index_digest}); release tags are immutable",
+                hint=RELEASE_TAG_HINT,
+            )
 
     def _taken(self, tag: str, index_digest: str) -> str | None:
         """The index a release tag names if it is another than ours (and not --force)."""
@@ -127,17 +134,6 @@ class TagPolicy:
         if current is None or self.force or current == index_digest:
             return None
         return current
-
-    def _check_release_tag(self, tag: str, index_digest: str) -> None:
-        """Before anything is sent: a release tag naming another index is bad input (exit 2)."""
-        current = self._taken(tag, index_digest)
-        if current is None:
-            return
-        raise UsageError(
-            f"{self._where(tag)} already names {current}, not this release ({index_digest}); "
-            "release tags are immutable",
-            hint=RELEASE_TAG_HINT,
-        )
 
     def move(
         self,
