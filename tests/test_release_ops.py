@@ -66,13 +66,15 @@ def push_release(
     layers: dict[Arch, bytes],
     *,
     boot: str = "passed",
+    os_repo: str = "",
 ) -> Made:
+    """A release as publish leaves it: its OS image in OS_REPO (default REPO-os) first."""
     release = dataclasses.replace(fedora(), version=version, architectures=tuple(layers))
     provenance = plan.Provenance(created=created, revision="0" * 40)
     oci_push.push_blob(host, repo, mt.EMPTY_JSON)
     docs: list[tuple[Arch, plan.Document]] = []
     blobs: dict[str, int] = {mt.EMPTY_DIGEST: len(mt.EMPTY_JSON)}
-    os_repo = f"{repo}-os"
+    os_repo = os_repo or f"{repo}-os"
     os_docs: list[tuple[Arch, plan.Document]] = []
     os_blobs: dict[str, int] = {}
     images: dict[Arch, plan.OsImageRef] = {}
@@ -284,6 +286,43 @@ def nightlies(registry: RunningRegistry, repository_name: str) -> tuple[str, lis
     add_signature(host, repo, made[0], 7)
     add_fallback_referrer(host, repo, made[2], 8)
     return repo, made
+
+
+def test_prune_of_a_manifest_finds_its_os_images_where_it_names_them(
+    registry: RunningRegistry, repository_name: str, tmp_path: Path
+) -> None:
+    """`prune --manifest M`: the OS images are in the repository M's os_image names, for M's
+    own disk repository; a REF naming another disk repository keeps that one's `<REF>-os`."""
+    host = registry.host
+    repo, elsewhere = f"{repository_name}/disks", f"{repository_name}/images"
+    other = f"{repository_name}/other"
+    for target, os_repo in ((repo, elsewhere), (other, "")):
+        for n, day in enumerate(("01", "10")):
+            version = f"40.202611{day}.1"
+            layers = {Arch.AMD64: _layer(40 + n, 32 * 1024)}
+            tags = [version, *(["40"] if n else [])]
+            created = f"2026-11-{day}T03:00:00Z"
+            push_release(host, target, version, created, tags, layers, os_repo=os_repo)
+    text = (ROOT / "manifests" / "fedora-40.yaml").read_text()
+    text = text.replace(
+        "repository: ghcr.io/bootc-lima/fedora-bootc-lima", f"repository: {host}/{repo}"
+    )
+    line = "  # repository: <repository>-os, the default (set one to publish it elsewhere)"
+    assert line in text
+    text = text.replace(line, f"  repository: {host}/{elsewhere}")
+    (tmp_path / "containerfiles").symlink_to(ROOT / "containerfiles")  # the manifest names one
+    manifest = tmp_path / "manifests" / "fedora-40.yaml"
+    manifest.parent.mkdir()
+    manifest.write_text(text)
+    args = ("--keep", "0", "--json")
+    own = json.loads(cli("prune", "--manifest", str(manifest), *args).stdout)
+    assert own["repository"] == f"{host}/{repo}"
+    assert own["osImage"]["repository"] == f"{host}/{elsewhere}"
+    assert [r["action"] for r in own["osImage"]["releases"]] == ["keep", "delete"]
+    theirs = json.loads(cli("prune", "--manifest", str(manifest), f"{host}/{other}", *args).stdout)
+    assert theirs["osImage"]["repository"] == f"{host}/{other}-os"
+    assert [r["action"] for r in theirs["osImage"]["releases"]] == ["keep", "delete"]
+    assert not own["deleted"] and not theirs["deleted"]
 
 
 def test_list_shows_every_release_newest_first(
