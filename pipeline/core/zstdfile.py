@@ -15,6 +15,7 @@ from pipeline.core.digest import Blob, Sha256
 from pipeline.core.errors import PipelineError
 from pipeline.core.files import WriteBehind, atomic_output
 from pipeline.core.overlap import Stage, Stopped
+from pipeline.core.zstdframes import FrameScanner
 
 CHUNK = 4 * 1024 * 1024  # read size; memory stays bounded by this plus zstd's window per thread
 OUT_BLOCK = 1024 * 1024  # a Decompressor's output buffers (README "pull": measured)
@@ -98,9 +99,11 @@ class Decompressor:
     BUFFERS, and zstd's window.
 
     Bytes that are not zstd do not stop the compressed hash: the caller checks the digest
-    first (bad bytes are a digest mismatch), then `finish()` reports the stream's problem, or
-    checks the frame's declared content size. Use it as a context manager: leaving the block
-    without `finish()` stops the threads; an error in them is raised by `feed` or `finish`.
+    first (bad bytes are a digest mismatch), then `finish()` reports the stream's problem, and
+    checks, from the frames' own headers (core/zstdframes.py), that the stream ends where a
+    frame ends and that the output has the content sizes the frames declare. Use it as a
+    context manager: leaving the block without `finish()` stops the threads; an error in them
+    is raised by `feed` or `finish`.
     """
 
     def __init__(self, out: BinaryIO | None) -> None:
@@ -108,7 +111,7 @@ class Decompressor:
         self._plain = Sha256()
         self._out = out
         self._behind = WriteBehind(out.fileno()) if out is not None else None
-        self._head = b""
+        self._frames = FrameScanner()
         self._problem: str | None = None
         self._left = threading.Event()
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
@@ -135,8 +138,7 @@ class Decompressor:
         if not block:  # zstd would take an empty read for the end of its input
             return
         self.compressed.update(block)
-        if len(self._head) < 18:  # a frame header is at most 18 bytes
-            self._head += bytes(block[: 18 - len(self._head)])
+        self._frames.feed(block)
         self._unpack.put(block)
 
     def finish(self) -> Blob:
@@ -145,14 +147,19 @@ class Decompressor:
         self._store.close()
         if self._problem is not None:
             raise PipelineError(self._problem)
+        frames = self._frames
+        if frames.problem is not None:
+            raise PipelineError(f"not a valid zstd stream ({frames.problem})")
         plain = self._plain.blob()
-        try:
-            declared = zstandard.frame_content_size(self._head) if self._head else -1
-        except zstandard.ZstdError:
-            declared = -1
-        if declared >= 0 and plain.size < declared:
+        if not frames.complete:
             raise PipelineError(
-                f"zstd stream ends early: {plain.size} of {declared} bytes decompressed"
+                f"zstd stream ends early: at byte {frames.offset}, inside frame "
+                f"{frames.frames + 1} ({plain.size} bytes decompressed)"
+            )
+        if frames.declared is not None and plain.size != frames.declared:
+            raise PipelineError(
+                f"zstd stream decompressed to {plain.size} bytes; its frames declare "
+                f"{frames.declared}"
             )
         return plain
 
