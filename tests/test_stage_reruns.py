@@ -10,8 +10,11 @@ the chained ids), and the gate then holds nothing for the new disk, so nothing i
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,20 +47,21 @@ class Release:
     def directory(self) -> ArchDir:
         return arch_dir(self.workdir, "fedora-40", AMD64)
 
+    def argv(self, *argv: str) -> list[str]:
+        return [
+            sys.executable, "-m", "pipeline", argv[0], *argv[1:],
+            "--manifest", str(self.root / "manifests" / "fedora-40.yaml"),
+            "--containerfile", str(self.root / "context" / "Containerfile"),
+            "--arch", "amd64", "--engine", self.podman.url, "--workdir", str(self.workdir),
+            "--base-image", self.base, "--builder-image", self.builder,
+            "--registry", "127.0.0.1:9", "--plain-http",
+        ]  # fmt: skip
+
     def run(self, *argv: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        command = argv[0]
-        proc = subprocess.run(
-            [
-                sys.executable, "-m", "pipeline", command, *argv[1:],
-                "--manifest", str(self.root / "manifests" / "fedora-40.yaml"),
-                "--containerfile", str(self.root / "context" / "Containerfile"),
-                "--arch", "amd64", "--engine", self.podman.url, "--workdir", str(self.workdir),
-                "--base-image", self.base, "--builder-image", self.builder,
-                "--registry", "127.0.0.1:9", "--plain-http",
-            ],
+        return subprocess.run(
+            self.argv(*argv),
             cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout, check=False,
         )  # fmt: skip
-        return proc
 
     def stage(self, stage: str) -> str:
         proc = self.run(stage)
@@ -144,3 +148,49 @@ def test_a_changed_input_reruns_its_stage_and_every_one_after_it(release: Releas
     for stage in STAGES:
         stderr = release.stage(stage)
         assert _unchanged(stage, stderr) == (stage != "compress"), stderr[-3000:]
+
+
+def test_a_disk_made_while_another_run_took_the_os_image_name_is_not_used(
+    release: Release,
+) -> None:
+    """Another publish of this release on the same engine (another work directory) tags its own
+    image with the OS image's name, the one the builder is given, while the builder reads it:
+    the disk may hold the other image, so the stage fails and records no disk."""
+    release.directory.stamp_path("disk").unlink()  # the disk stage runs again
+    seen = threading.Event()
+    origin: list[str] = []
+
+    def take_the_name() -> None:  # bounded: 600 polls of 0.1 s at most
+        for _ in range(600):
+            running = release.podman.cli(
+                "ps", "-q", "--filter", f"ancestor={release.builder}", check=False
+            )
+            if running.stdout.strip() and origin:
+                release.podman.cli("tag", release.base, origin[0])  # another image, this name
+                seen.set()
+                return
+            time.sleep(0.1)
+
+    log = release.workdir.parent / "disk-race.err"
+    with log.open("w") as err:
+        process = subprocess.Popen(release.argv("disk"), cwd=ROOT, env=ENV, stderr=err, text=True)
+        thief = threading.Thread(target=take_the_name)
+        thief.start()
+        try:
+            for _ in range(300):  # the origin is named before the builder starts
+                found = re.search(r"amd64: bootc origin (\S+) ", log.read_text())
+                if found or process.poll() is not None:
+                    break
+                time.sleep(0.1)
+            assert found, log.read_text()[-3000:]
+            origin.append(found.group(1))
+            code = process.wait(900)
+        finally:
+            thief.join(70)
+    stderr = log.read_text()
+    assert seen.is_set(), stderr[-3000:]
+    assert code == 1, stderr[-3000:]
+    [line] = error_lines(stderr)
+    assert f"{origin[0]} was given to sha256:" in line and "is not used" in line, line
+    assert release.directory.load_stamp("disk") is None  # no disk on record
+    assert "Traceback" not in stderr

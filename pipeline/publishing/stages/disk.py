@@ -18,7 +18,7 @@ from pipeline.core.mediatypes import DiskFormat
 from pipeline.core.run import require_tool, run
 from pipeline.model import bib
 from pipeline.publishing.stages import runner
-from pipeline.publishing.stages.build import built_image
+from pipeline.publishing.stages.build import BuiltImage, built_image
 from pipeline.shared.context import Context
 from pipeline.shared.engine import ImageFacts
 
@@ -131,7 +131,7 @@ def disk(ctx: Context, arch: Arch) -> Path:
     output = tool.output_disk(directory.disk_dir, disk_format)
 
     def act() -> dict[str, Any]:
-        make_disk(ctx, arch, image.tag, output, config)
+        make_disk(ctx, arch, image, output, config)
         return {"path": str(output), "size": output.stat().st_size}
 
     runner.run(
@@ -155,21 +155,23 @@ def disk(ctx: Context, arch: Arch) -> Path:
     return output
 
 
-def make_disk(ctx: Context, arch: Arch, image_tag: str, output: Path, config: bytes) -> None:
-    """Run the release's builder on IMAGE_TAG into a fresh disk directory; OUTPUT is checked to
+def make_disk(ctx: Context, arch: Arch, image: BuiltImage, output: Path, config: bytes) -> None:
+    """Run the release's builder on IMAGE into a fresh disk directory; OUTPUT is checked to
     be a qcow2. The builder is given the image under the OS image's published moving name, so
     the disk's bootc origin is that name (`ostree-unverified-registry:REG/REPO-os:40`)."""
     with _ORIGIN_NAME:
-        _make_disk(ctx, arch, image_tag, output, config)
+        _make_disk(ctx, arch, image, output, config)
 
 
-def _make_disk(ctx: Context, arch: Arch, built: str, output: Path, config: bytes) -> None:
+def _make_disk(ctx: Context, arch: Arch, built: BuiltImage, output: Path, config: bytes) -> None:
     release = ctx.release
     directory = ctx.arch_dir(arch)
     origin = ctx.os_origin
-    ctx.engine.tag(built, origin)
+    ctx.engine.tag(built.tag, origin)
     ctx.reporter.info(f"    {arch.value}: bootc origin {origin} (the name the builder is given)")
     graph_root = containers_storage(ctx, arch, origin)
+    if not ctx.engine.is_podman:  # skopeo has copied the image: the builder reads that copy
+        _still_named(ctx, arch, origin, built.id)
     try:
         if directory.disk_dir.exists():
             shutil.rmtree(directory.disk_dir)
@@ -204,7 +206,26 @@ def _make_disk(ctx: Context, arch: Arch, built: str, output: Path, config: bytes
         config_path.unlink(missing_ok=True)  # it may hold passwords: gone once it has been read
         if not ctx.engine.is_podman:  # Podman's own graph root is not ours to unmount
             release_storage_mount(graph_root)
+    if ctx.engine.is_podman:  # the builder read Podman's storage while it ran
+        _still_named(ctx, arch, origin, built.id)
     check_qcow2(output)
+
+
+def _still_named(ctx: Context, arch: Arch, origin: str, image_id: str) -> None:
+    """The builder took ORIGIN by name: it must have named this build's image throughout.
+
+    Another publish of the same release on this engine (another work directory) tags its own
+    image with the same name; a disk made meanwhile may hold either. Refused, so no disk is
+    published whose OS image is not the one its annotations and origin check name.
+    """
+    now = ctx.engine.inspect(origin)
+    if now is None or now.id != image_id:
+        raise PipelineError(
+            f"{origin} was given to {now.id if now else 'no image'} while the {arch.value} "
+            f"disk was made from {image_id}: another run on this engine uses the same OS image "
+            "name, so this disk may hold its image and is not used",
+            hint="let the other run finish, then run again",
+        )
 
 
 def _kept(outputs: dict[str, Any]) -> Path | None:
